@@ -1,0 +1,43 @@
+"""cross_stitch: T columns linearly mixed after chosen blocks (Misra et al. 2016).
+
+Cross-stitch unit (Eq. 1): after block l, x'_t = sum_s alpha^l[t, s] x_s, with
+one scalar per task pair ('scalar') or one per pair and channel
+('channel'). Initialised 0.9 on itself, 0.1 spread over the others. Every
+column influences every task, so all columns and units are shared parameters.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import flax.linen as nn
+
+from mtlx.architectures.base import MTLModel, mix_columns, stitch_init
+
+UNITS = ("scalar", "channel")
+
+
+class CrossStitch(MTLModel):
+    units: str = "scalar"
+    stitch_after: tuple = ()  # block indices; () = after every block but the last
+    self_weight: float = 0.9
+
+    task_specific_prefixes: ClassVar[tuple] = ("task_head",)
+
+    def stitched_blocks(self):
+        return tuple(self.stitch_after) if self.stitch_after else tuple(range(len(self.blocks) - 1))
+
+    @nn.compact
+    def __call__(self, x):
+        mask = self.input_mask(x)
+        T, where = self.num_tasks, self.stitched_blocks()
+
+        def stitch(i, h):
+            if i not in where:
+                return h
+            shape = (T, T) if self.units == "scalar" else (T, T, h.shape[-1])
+            alpha = self.param(f"mix_stitch_{i}", stitch_init(T, self.self_weight), shape)
+            return mix_columns(alpha, h)
+
+        h = self.run_columns(x, mask, after_block=stitch)
+        return self.heads(h, mask), {}

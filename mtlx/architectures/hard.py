@@ -1,0 +1,38 @@
+"""hard: hard parameter sharing (Caruana 1997): a shared bottom, task columns after.
+
+The first ``split`` blocks are shared; blocks ``split..L-1`` are one column per
+task. ``split=0`` is single_task; ``split=L`` is a shared trunk with task heads.
+The trunk's output is the shared representation MGDA-UB differentiates
+(Sener & Koltun 2018, Sec. 3.3).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import flax.linen as nn
+
+from mtlx.architectures.base import MTLModel
+from mtlx.layers import Block
+
+
+class Hard(MTLModel):
+    split: int = -1  # -1: share every block
+
+    has_shared_representation: ClassVar[bool] = True
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks) if self.split < 0 else self.split
+
+    @nn.compact
+    def __call__(self, x):
+        mask = self.input_mask(x)
+        h = x
+        for i in range(self.depth):
+            h = Block(self.blocks[i], name=f"shared_{i}")(h, mask)
+        if self.depth > 0:
+            h = self.perturb("shared_rep", h)
+        shared_input = self.depth == len(self.blocks)
+        h = self.run_columns(h, mask, start=self.depth)
+        return self.heads(h, mask, stacked_input=not shared_input), {}

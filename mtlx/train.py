@@ -1,0 +1,380 @@
+"""TrainState, the ONE jitted train step, the eval step and the training loop.
+
+``make_train_step`` returns a pure ``train_step(state, batch) -> (state,
+metrics)`` for every architecture and weighting: one forward pass, masked
+per-task losses, the architecture's penalty terms, the weighting's combine,
+one optax update. Gradient-based weightings get per-task gradients from ONE
+VJP evaluated at T cotangents with ``jax.vmap`` (optionally in chunks of the
+task axis), so the T backward passes are batched and never leave the device.
+The step is vmappable over a leading seed axis of ``state`` (and of ``batch``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import flax
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from mtlx import tasks as tasks_lib
+from mtlx.architectures import shared_mask
+from mtlx.weighting.base import Weighting
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jnp.ndarray
+    params: Any  # {"model": model params, "weighting": trainable weighting params}
+    opt_state: Any
+    wstate: Any  # the weighting's state
+    key: jnp.ndarray
+    nonfinite_step: jnp.ndarray  # first step whose loss was NaN/inf, -1 if none
+    nonfinite_task: jnp.ndarray  # that step's first non-finite task index
+
+
+# --------------------------------------------------------------------------- optimizer
+
+OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "momentum": optax.sgd, "rmsprop": optax.rmsprop}
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "step")
+
+
+def make_schedule(lr: float, name: str, steps: int, warmup_steps: int = 0):
+    if name not in SCHEDULES:
+        raise ValueError(f"optimizer.schedule={name!r} is not valid; choose one of {list(SCHEDULES)}")
+    if name == "constant":
+        return optax.constant_schedule(lr)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(lr, max(steps, 1))
+    if name == "step":  # divide by 10 at 50% and 75% of training
+        return optax.piecewise_constant_schedule(lr, {int(steps * 0.5): 0.1, int(steps * 0.75): 0.1})
+    return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup_steps, 1), max(steps, warmup_steps + 1))
+
+
+def param_group(path) -> str:
+    """'mixing' for cross-stitch/sluice units (top-level name 'mix_*'), else 'default'."""
+    keys = [getattr(p, "key", getattr(p, "name", None)) for p in path]
+    return "mixing" if len(keys) > 1 and keys[0] == "model" and str(keys[1]).startswith("mix_") else "default"
+
+
+def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, mixing_learning_rate: float | None = None,
+                   schedule: str = "constant", warmup_steps: int = 0, steps: int = 1, weight_decay: float = 0.0,
+                   momentum: float = 0.9, grad_clip: float = 0.0) -> optax.GradientTransformation:
+    """Any optax optimizer, with a separate learning rate for the mixing units."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer.name={name!r} is not valid; choose one of {sorted(OPTIMIZERS)}")
+
+    def one(lr):
+        sched = make_schedule(lr, schedule, steps, warmup_steps)
+        if name == "adamw":
+            return optax.adamw(sched, weight_decay=weight_decay)
+        if name == "momentum":
+            return optax.sgd(sched, momentum=momentum)
+        opt = OPTIMIZERS[name](sched)
+        return optax.chain(optax.add_decayed_weights(weight_decay), opt) if weight_decay else opt
+
+    mixing = one(mixing_learning_rate if mixing_learning_rate else learning_rate)
+    tx = optax.multi_transform({"default": one(learning_rate), "mixing": mixing},
+                               lambda params: jax.tree_util.tree_map_with_path(lambda p, _: param_group(p), params))
+    return optax.chain(optax.clip_by_global_norm(grad_clip), tx) if grad_clip else tx
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def _split(tree, mask):
+    """Two pytrees of the same structure: leaves where mask is True / False (None elsewhere)."""
+    keep = jax.tree_util.tree_map(lambda m, x: x if m else None, mask, tree)
+    rest = jax.tree_util.tree_map(lambda m, x: None if m else x, mask, tree)
+    return keep, rest
+
+
+def _merge(a, b, mask):
+    return jax.tree_util.tree_map(lambda m, x, y: x if m else y, mask, a, b, is_leaf=lambda x: x is None)
+
+
+def _batched_cotangents(vjp_fn, num_tasks: int, chunk: int, pick: Callable):
+    """Rows of the Jacobian: ``pick(vjp_fn(e_t))`` for every task t, one vmap.
+
+    With ``chunk`` > 0 the task axis is processed ``chunk`` tasks at a time
+    (``lax.map`` over chunks of a vmap) to bound memory when T is large.
+    """
+    eye = jnp.eye(num_tasks)
+    row = lambda e: pick(vjp_fn((e, jnp.zeros(()))))
+    if chunk <= 0 or chunk >= num_tasks:
+        return jax.vmap(row)(eye)
+    pad = (-num_tasks) % chunk
+    eye = jnp.concatenate([eye, jnp.zeros((pad, num_tasks))]).reshape(-1, chunk, num_tasks)
+    rows = jax.lax.map(jax.vmap(row), eye)
+    return rows.reshape((-1,) + rows.shape[2:])[:num_tasks]
+
+
+def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTransformation,
+                    jacobian_chunk: int = 0) -> Callable:
+    """The pure train step ``(state, batch) -> (state, metrics)``; jit it once."""
+    task_list = tuple(task_list)
+    T = len(task_list)
+    needs = weighting.needs
+
+    traced = {}
+
+    def forward(model_params, perturbations, batch):
+        variables = {"params": model_params}
+        if perturbations is not None:
+            variables["perturbations"] = perturbations
+        preds, aux = model.apply(variables, batch["inputs"])
+        losses = tasks_lib.task_losses(task_list, preds, batch)
+        traced["has_penalty"] = bool(aux)  # static: known once traced
+        penalty = sum(aux.values()) if aux else jnp.zeros(())
+        return losses, jnp.asarray(penalty, jnp.float32)
+
+    def train_step(state: TrainState, batch):
+        key, wkey = jax.random.split(state.key)
+        mparams = state.params["model"]
+        grads_or_none, perts = None, None
+        if needs == "representation":
+            shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch["inputs"]))
+            perts = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
+            (losses, penalty), vjp_fn = jax.vjp(lambda p, z: forward(p, z, batch), mparams, perts)
+            rows = _batched_cotangents(vjp_fn, T, jacobian_chunk, lambda g: g[1])
+            grads_or_none = jax.vmap(lambda r: ravel_pytree(r)[0])(rows)
+        elif needs == "jacobian":
+            mask = shared_mask(model, mparams)
+            shared, specific = _split(mparams, mask)
+            (losses, penalty), vjp_sp = jax.vjp(lambda s, o: forward(_merge(s, o, mask), None, batch), shared, specific)
+            vjp_fn = vjp_sp
+            if jax.tree_util.tree_leaves(shared):
+                rows = _batched_cotangents(vjp_fn, T, jacobian_chunk, lambda g: g[0])
+                grads_or_none = jax.vmap(lambda r: ravel_pytree(r)[0])(rows)
+            else:  # nothing shared (single_task): an empty Jacobian
+                grads_or_none = jnp.zeros((T, 0), jnp.float32)
+        else:
+            (losses, penalty), vjp_fn = jax.vjp(lambda p: forward(p, None, batch), mparams)
+
+        losses_sg = jax.lax.stop_gradient(losses)
+        wgrads = state.params["weighting"]
+        if weighting.objective is not None:
+            (_, (weights, wgrads)) = jax.value_and_grad(weighting.objective, argnums=(0, 1))(
+                losses_sg, state.params["weighting"])
+            direction, wstate, info = None, state.wstate, {}
+        else:
+            weights, direction, wstate, info = weighting.combine(losses_sg, grads_or_none, state.wstate, wkey)
+        weights = jax.lax.stop_gradient(weights).astype(jnp.float32)
+
+        cot = vjp_fn((weights, jnp.ones(())))
+        if needs == "jacobian":
+            g_shared, g_specific = cot
+            if direction is not None:
+                _, unravel = ravel_pytree(shared)
+                g_shared = unravel(direction)
+                if traced["has_penalty"]:  # the penalty's gradient is not in the task Jacobian
+                    pen = vjp_fn((jnp.zeros(T), jnp.ones(())))[0]
+                    g_shared = jax.tree_util.tree_map(jnp.add, g_shared, pen)
+            mgrads = _merge(g_shared, g_specific, mask)
+        else:
+            mgrads = cot[0]
+
+        grads = {"model": mgrads, "weighting": wgrads}
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        total = jnp.sum(weights * losses) + penalty
+        finite = jnp.isfinite(losses)
+        first_bad = (state.nonfinite_step < 0) & ~jnp.all(finite & jnp.isfinite(total))
+        new_state = state.replace(
+            step=state.step + 1, params=params, opt_state=opt_state, wstate=wstate, key=key,
+            nonfinite_step=jnp.where(first_bad, state.step, state.nonfinite_step),
+            nonfinite_task=jnp.where(first_bad, jnp.argmin(finite), state.nonfinite_task))
+        metrics = {"losses": losses, "weights": weights, "penalty": penalty, "total": total}
+        return new_state, metrics
+
+    return train_step
+
+
+def init_state(model, weighting: Weighting, tx, num_tasks: int, sample_inputs, seed) -> TrainState:
+    """Parameters, optimizer and weighting state from an explicit seed (int or key)."""
+    key = jax.random.PRNGKey(seed) if np.ndim(seed) == 0 and not isinstance(seed, jax.Array) else seed
+    k_init, k_run = jax.random.split(key)
+    mparams = model.init(k_init, sample_inputs)["params"]
+    wparams = weighting.init_params(num_tasks) if weighting.init_params is not None else {}
+    params = {"model": mparams, "weighting": wparams}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      wstate=weighting.init(num_tasks), key=k_run,
+                      nonfinite_step=-jnp.ones((), jnp.int32), nonfinite_task=-jnp.ones((), jnp.int32))
+
+
+def check_weighting_fits(model, weighting: Weighting, arch_name: str = "") -> None:
+    if weighting.needs == "representation" and not type(model).has_shared_representation:
+        raise ValueError(f"weighting {weighting.name!r} differentiates a shared representation, which architecture "
+                         f"{arch_name or type(model).__name__!r} lacks; use it with 'hard' (split > 0), 'mmoe' or 'omoe'")
+
+
+def make_eval_step(model) -> Callable:
+    """Pure ``eval_step(model_params, inputs) -> preds``."""
+    return lambda mparams, inputs: model.apply({"params": mparams}, inputs)[0]
+
+
+def evaluate(eval_step, mparams, split, task_list, batch_size: int = 1024) -> dict:
+    """Per-task metrics over a whole split (host-side metric computation)."""
+    n = len(split["inputs"]) if isinstance(split, Mapping) else len(split)
+    preds = {t.name: [] for t in task_list}
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        batch = gather_host(split, idx)
+        out = eval_step(mparams, batch["inputs"])
+        for t in task_list:
+            preds[t.name].append(np.asarray(out[t.name]))
+    whole = split if isinstance(split, Mapping) else gather_host(split, np.arange(n))
+    return {t.name: tasks_lib.compute_metrics(t, np.concatenate(preds[t.name]), whole["targets"][t.name],
+                                              whole["weights"][t.name]) for t in task_list}
+
+
+def gather_host(split, idx):
+    if isinstance(split, Mapping):
+        return jax.tree_util.tree_map(lambda a: a[idx], dict(split))
+    return split[idx]
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, step: int, task: str):
+        super().__init__(f"loss of task {task!r} became NaN/inf at step {step}")
+        self.step, self.task = step, task
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a run builds from its config, validated before any compilation."""
+
+    cfg: Any
+    task_set: Any
+    model: Any
+    weighting: Weighting
+    tx: optax.GradientTransformation
+
+
+def build_run(cfg, task_set=None) -> Run:
+    """Task set, model, weighting and optimizer from a run config; every error here is pre-compile."""
+    from mtlx.architectures import build_model, check_heads
+    from mtlx.config import check_run_config
+    from mtlx.data import get_task_set
+    from mtlx.weighting import get_weighting
+
+    check_run_config(cfg)
+    if task_set is None:
+        task_set = get_task_set(cfg.task_set.name, **dict(cfg.task_set.options))
+    model = build_model(cfg.architecture.name, task_set, list(cfg.backbone.blocks), tuple(cfg.backbone.head_hidden),
+                        **dict(cfg.architecture.options))
+    check_heads(model, task_set)
+    weighting = get_weighting(cfg.weighting.name, **dict(cfg.weighting.options))
+    check_weighting_fits(model, weighting, cfg.architecture.name)
+    weighting.init(task_set.num_tasks)  # validates weighting options against T
+    opt = dict(cfg.optimizer)
+    opt["mixing_learning_rate"] = opt["mixing_learning_rate"] or None
+    tx = make_optimizer(steps=cfg.steps, **opt)
+    return Run(cfg, task_set, model, weighting, tx)
+
+
+def main_score(metrics: Mapping, task_list) -> float:
+    """Mean over tasks of the main metric, signed so that higher is better (model selection)."""
+    vals = [(1 if t.higher_is_better() else -1) * metrics[t.name][t.main_metric] for t in task_list]
+    return float(np.nanmean(vals))
+
+
+def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress: Callable | None = None) -> dict:
+    """Train one run, evaluating periodically; returns the summary.
+
+    With ``workdir``: appends curves to ``metrics.jsonl``, checkpoints the
+    TrainState with orbax every ``checkpoint_every`` steps and resumes from the
+    last checkpoint (dropping curve lines written after it). ``progress(step,
+    losses)`` is called at every log step. Raises NonFiniteLoss naming the step
+    and task when a loss turns NaN/inf.
+    """
+    import os
+    import time
+
+    from mtlx import checkpoint, results
+    from mtlx.architectures import param_count
+    from mtlx.data import pipeline
+
+    run = build_run(cfg, task_set)
+    ts, tl = run.task_set, run.task_set.tasks
+    train = ts.split("train")
+    evals = {s: ts.splits[s] for s in ("validation", "test") if s in ts.splits}
+    order = pipeline.BatchOrder(pipeline.split_size(train), cfg.batch_size, cfg.seed)
+    sample = pipeline.gather(train, order(0))["inputs"]
+    state = init_state(run.model, run.weighting, run.tx, ts.num_tasks, sample, cfg.seed)
+    n_params = param_count(state.params["model"])
+
+    mgr, start = None, 0
+    if workdir:
+        mgr = checkpoint.manager(os.path.join(workdir, "checkpoints"))
+        if checkpoint.latest_step(mgr) is not None:
+            state = checkpoint.restore(mgr, state)
+            start = int(state.step)
+        results.truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), start)
+    writer = results.JsonlWriter(os.path.join(workdir, "metrics.jsonl")) if workdir else None
+
+    step_fn = make_train_step(run.model, tl, run.weighting, run.tx, cfg.jacobian_chunk)
+    on_device = 0 <= pipeline.split_nbytes(train) <= cfg.on_device_max_bytes
+    if on_device:
+        data = pipeline.to_device(train)
+        jstep = jax.jit(lambda st, d, idx: step_fn(st, pipeline.gather(d, idx)), donate_argnums=0)
+        next_args = lambda s: (data, order(s))
+    else:
+        prefetch = pipeline.Prefetcher(train, order, start, cfg.steps)
+        jstep = jax.jit(step_fn, donate_argnums=0)
+        next_args = lambda s: (prefetch.next(),)
+    eval_step = jax.jit(make_eval_step(run.model))
+
+    def do_eval(step):
+        out = {s: evaluate(eval_step, state.params["model"], split, tl, cfg.eval_batch_size) for s, split in evals.items()}
+        if writer:
+            writer.write({"step": step, "kind": "eval", **out})
+        return out
+
+    best, best_test, last_eval = -np.inf, None, None
+    t0, t_steps, n_timed = time.time(), 0.0, 0
+    for s in range(start, cfg.steps):
+        t = time.time()
+        state, m = jstep(state, *next_args(s))
+        if (s + 1) % cfg.log_every == 0 or s + 1 == cfg.steps:
+            losses = np.asarray(m["losses"])  # host sync
+            if s > start:
+                t_steps += time.time() - t
+                n_timed += 1
+            if int(state.nonfinite_step) >= 0:
+                raise NonFiniteLoss(int(state.nonfinite_step), tl[int(state.nonfinite_task)].name)
+            rec = {"step": s + 1, "kind": "train", "losses": dict(zip(ts.task_names, losses.tolist())),
+                   "weights": dict(zip(ts.task_names, np.asarray(m["weights"]).tolist())),
+                   "penalty": float(m["penalty"])}
+            if writer:
+                writer.write(rec)
+            if progress:
+                progress(s + 1, rec["losses"])
+        if (s + 1) % cfg.eval_every == 0 or s + 1 == cfg.steps:
+            last_eval = do_eval(s + 1)
+            score = main_score(last_eval.get("validation", last_eval.get("test")), tl)
+            if score > best:
+                best, best_test = score, last_eval.get("test")
+        if mgr and ((s + 1) % cfg.checkpoint_every == 0 or s + 1 == cfg.steps):
+            checkpoint.save(mgr, s + 1, state)
+    if last_eval is None:  # resumed after the last step: evaluate the restored state
+        last_eval = do_eval(int(state.step))
+        best_test = last_eval.get("test")
+    wall = time.time() - t0
+    return {
+        "status": "done", "steps": int(state.step), "param_count": n_params, "wall_time_s": wall,
+        "steps_per_s": (cfg.steps - start) / wall if wall > 0 else float("nan"),
+        "metrics": last_eval.get("test", last_eval.get("validation")),
+        "validation_metrics": last_eval.get("validation"),
+        "test_at_best_validation": best_test,
+        "on_device_data": on_device,
+        "mixing": {k: np.asarray(v).tolist() for k, v in state.params["model"].items() if k.startswith("mix_")},
+    }

@@ -1,0 +1,47 @@
+"""The loss-weighting interface (DESIGN.md), in the spirit of optax.
+
+A weighting is a NamedTuple of pure functions with an explicit state pytree
+(checkpointed with the run):
+
+  init(num_tasks) -> state
+  combine(losses, grads, state, key) -> (weights, direction, state, info)
+
+``losses`` is the (T,) vector of the step's task losses (stop-gradient'ed).
+``grads`` depends on ``needs``:
+  "none"            -> None (loss-based weightings);
+  "jacobian"        -> (T, P) per-task gradients of the shared parameters,
+                       flattened (vmap of one VJP, inside the jitted step);
+  "representation"  -> (T, R) per-task gradients of the shared representation
+                       (MGDA-UB, Sener & Koltun 2018, Sec. 3.3).
+``weights`` (T,) scale the per-task losses. If ``direction`` is None the step
+back-propagates ``sum_t weights_t * L_t`` through every parameter. Otherwise
+``direction`` (P,) replaces the shared parameters' gradient and the
+task-specific parameters get the gradient of ``sum_t weights_t * L_t``.
+``info`` is a dict of scalars/arrays for logging (keep it small).
+
+A weighting with trainable parameters (uncertainty weighting) sets
+``init_params(num_tasks) -> params`` and ``objective(losses, params) ->
+scalar``: the step then minimises ``objective`` (instead of the weighted sum)
+jointly with the model, with the run's optimizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax.numpy as jnp
+
+NEEDS = ("none", "jacobian", "representation")
+
+
+class Weighting(NamedTuple):
+    name: str
+    init: Callable[[int], Any]
+    combine: Callable[..., tuple]
+    needs: str = "none"
+    init_params: Optional[Callable[[int], Any]] = None
+    objective: Optional[Callable[[jnp.ndarray, Any], jnp.ndarray]] = None
+
+
+def no_state(num_tasks: int):
+    return ()
