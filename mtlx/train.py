@@ -99,13 +99,13 @@ def _merge(a, b, mask):
 
 
 def _batched_cotangents(vjp_fn, num_tasks: int, chunk: int, pick: Callable):
-    """Rows of the Jacobian: ``pick(vjp_fn(e_t))`` for every task t, one vmap.
+    """Rows of the Jacobian: flattened ``pick(vjp_fn(e_t))`` for every task t, one vmap.
 
     With ``chunk`` > 0 the task axis is processed ``chunk`` tasks at a time
     (``lax.map`` over chunks of a vmap) to bound memory when T is large.
     """
     eye = jnp.eye(num_tasks)
-    row = lambda e: pick(vjp_fn((e, jnp.zeros(()))))
+    row = lambda e: ravel_pytree(pick(vjp_fn((e, jnp.zeros(())))))[0]
     if chunk <= 0 or chunk >= num_tasks:
         return jax.vmap(row)(eye)
     pad = (-num_tasks) % chunk
@@ -141,16 +141,14 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
             shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch["inputs"]))
             perts = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
             (losses, penalty), vjp_fn = jax.vjp(lambda p, z: forward(p, z, batch), mparams, perts)
-            rows = _batched_cotangents(vjp_fn, T, jacobian_chunk, lambda g: g[1])
-            grads_or_none = jax.vmap(lambda r: ravel_pytree(r)[0])(rows)
+            grads_or_none = _batched_cotangents(vjp_fn, T, jacobian_chunk, lambda g: g[1])
         elif needs == "jacobian":
             mask = shared_mask(model, mparams)
             shared, specific = _split(mparams, mask)
             (losses, penalty), vjp_sp = jax.vjp(lambda s, o: forward(_merge(s, o, mask), None, batch), shared, specific)
             vjp_fn = vjp_sp
             if jax.tree_util.tree_leaves(shared):
-                rows = _batched_cotangents(vjp_fn, T, jacobian_chunk, lambda g: g[0])
-                grads_or_none = jax.vmap(lambda r: ravel_pytree(r)[0])(rows)
+                grads_or_none = _batched_cotangents(vjp_fn, T, jacobian_chunk, lambda g: g[0])
             else:  # nothing shared (single_task): an empty Jacobian
                 grads_or_none = jnp.zeros((T, 0), jnp.float32)
         else:
@@ -189,7 +187,7 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
             step=state.step + 1, params=params, opt_state=opt_state, wstate=wstate, key=key,
             nonfinite_step=jnp.where(first_bad, state.step, state.nonfinite_step),
             nonfinite_task=jnp.where(first_bad, jnp.argmin(finite), state.nonfinite_task))
-        metrics = {"losses": losses, "weights": weights, "penalty": penalty, "total": total}
+        metrics = {"losses": losses, "weights": weights, "penalty": penalty, "total": total, "info": info}
         return new_state, metrics
 
     return train_step
