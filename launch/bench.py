@@ -1,0 +1,193 @@
+"""Speed and memory benchmarks; writes results/bench/<part>-<backend>.{json,md}.
+
+  python -m launch.bench                       # all parts
+  python -m launch.bench --parts=architectures # steps/s and FLOP/s per architecture
+  python -m launch.bench --parts=weightings --tasks=2,10,40
+
+architectures: steps/s of every architecture's train step (equal weighting,
+Adam) on the MLP (784-256-256) and CNN (LeNet: conv 10@5, conv 20@5, FC 50)
+backbones at batch 256, two 10-way tasks; FLOPs per step from XLA's cost
+analysis; achieved FLOP/s against a 2048x2048 float32 matmul measured in the
+same process.
+weightings: for T tasks on a hard-sharing MLP, each weighting's step time over
+equal weighting's; the measured time of one forward plus T separate backward
+passes (a jitted VJP whose residuals are reused by T jitted backward calls: the
+loop a per-task backward pays); XLA's planned peak memory of each step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from mtlx import tasks as tasks_lib
+from mtlx.architectures import ARCHITECTURES, build_model
+from mtlx.results import write_json
+from mtlx.tasks import Task, TaskSet
+from mtlx.train import init_state, make_optimizer, make_train_step
+from mtlx.weighting import WEIGHTINGS, get_weighting
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("parts", ["architectures", "weightings"], "which benchmarks to run")
+flags.DEFINE_list("tasks", ["2", "10", "40"], "task counts for the weighting benchmark")
+flags.DEFINE_integer("batch_size", 256, "batch size")
+flags.DEFINE_integer("iters", 20, "timed steps per measurement (after warm-up)")
+flags.DEFINE_string("out", "results/bench", "output directory")
+flags.DEFINE_list("architectures", [], "subset of architectures (default: all)")
+flags.DEFINE_list("weightings", [], "subset of weightings (default: all)")
+
+MLP = [{"kind": "dense", "features": 256}, {"kind": "dense", "features": 256}]
+CNN = [{"kind": "conv", "features": 10, "kernel": 5}, {"kind": "conv", "features": 20, "kernel": 5},
+       {"kind": "dense", "features": 50}]
+
+
+def timeit(fn, *args, iters):
+    """Median seconds per call of a jitted fn (outputs blocked on)."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def matmul_flops_per_s(n=2048, iters=10):
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    return 2 * n**3 / timeit(f, a, iters=iters)
+
+
+def task_set(num_tasks, input_shape, kind):
+    rng = np.random.default_rng(0)
+    n = FLAGS.batch_size
+    x = rng.random((n,) + input_shape).astype(np.float32)
+    names = [f"t{i}" for i in range(num_tasks)]
+    split = {"inputs": x, "targets": {t: rng.integers(0, 10, n).astype(np.int32) for t in names},
+             "weights": {t: np.ones(n, np.float32) for t in names}}
+    return TaskSet("bench", tuple(Task(t, "classification", 10) for t in names), input_shape, kind,
+                   splits={"train": split})
+
+
+def compiled_step(model, ts, weighting, batch):
+    tx = make_optimizer("adam", 1e-3)
+    state = init_state(model, weighting, tx, ts.num_tasks, batch["inputs"][:2], 0)
+    step = jax.jit(make_train_step(model, ts.tasks, weighting, tx))
+    compiled = step.lower(state, batch).compile()
+    return compiled, state
+
+
+def cost(compiled):
+    ca = compiled.cost_analysis()
+    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    mem = compiled.memory_analysis()
+    peak = None
+    if mem is not None:
+        peak = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes)
+    return float(ca.get("flops", float("nan"))), peak
+
+
+def bench_architectures():
+    peak = matmul_flops_per_s()
+    rows = []
+    archs = FLAGS.architectures or sorted(ARCHITECTURES)
+    for backbone, blocks, shape, kind in (("mlp", MLP, (784,), "dense"), ("cnn", CNN, (28, 28, 1), "image")):
+        ts = task_set(2, shape, kind)
+        batch = jax.device_put(ts.splits["train"])
+        for name in archs:
+            model = build_model(name, ts, blocks, **({"subspaces": 2} if name == "sluice" else {}))
+            compiled, state = compiled_step(model, ts, get_weighting("equal"), batch)
+            flops, mem = cost(compiled)
+            sec = timeit(lambda s: compiled(s, batch), state, iters=FLAGS.iters)
+            rows.append({"backbone": backbone, "architecture": name, "ms_per_step": 1e3 * sec, "steps_per_s": 1 / sec,
+                         "gflop_per_step": flops / 1e9, "achieved_gflop_per_s": flops / sec / 1e9,
+                         "fraction_of_matmul": flops / sec / peak, "peak_bytes": mem})
+            print(f"{backbone:4s} {name:18s} {1e3 * sec:8.2f} ms  {flops / sec / 1e9:7.1f} GFLOP/s  "
+                  f"{100 * flops / sec / peak:5.1f}% of matmul", flush=True)
+    return {"matmul_gflop_per_s": peak / 1e9, "batch_size": FLAGS.batch_size, "rows": rows}
+
+
+def loop_of_backwards(model, ts, batch, iters):
+    """Measured time of one forward + T separate backward passes (jitted VJP reused T times)."""
+    params = model.init(jax.random.PRNGKey(0), batch["inputs"][:2])["params"]
+
+    def losses(p):
+        preds, _ = model.apply({"params": p}, batch["inputs"])
+        return tasks_lib.task_losses(ts.tasks, preds, batch)
+
+    fwd = jax.jit(lambda p: jax.vjp(losses, p))
+    bwd = jax.jit(lambda vjp_fn, ct: vjp_fn(ct)[0])
+    eye = jnp.eye(ts.num_tasks)
+
+    def run(p):
+        out, vjp_fn = fwd(p)
+        return [bwd(vjp_fn, eye[t]) for t in range(ts.num_tasks)]
+
+    return timeit(run, params, iters=iters)
+
+
+def bench_weightings():
+    rows = []
+    names = FLAGS.weightings or sorted(WEIGHTINGS)
+    for T in [int(t) for t in FLAGS.tasks]:
+        ts = task_set(T, (784,), "dense")
+        batch = jax.device_put(ts.splits["train"])
+        model = build_model("hard", ts, MLP)
+        loop = loop_of_backwards(model, ts, batch, FLAGS.iters)
+        base = None
+        for name in ["equal"] + [n for n in names if n != "equal"]:
+            opts = {"weights": [1.0] * T} if name == "static" else {}
+            w = get_weighting(name, **opts)
+            compiled, state = compiled_step(model, ts, w, batch)
+            _, mem = cost(compiled)
+            sec = timeit(lambda s: compiled(s, batch), state, iters=FLAGS.iters)
+            base = base or sec
+            rows.append({"tasks": T, "weighting": name, "needs": w.needs, "ms_per_step": 1e3 * sec,
+                         "ratio_to_equal": sec / base, "loop_fwd_plus_T_bwd_ms": 1e3 * loop,
+                         "ratio_to_loop": sec / loop, "peak_bytes": mem})
+            print(f"T={T:3d} {name:12s} {1e3 * sec:8.2f} ms  x{sec / base:5.2f} equal  x{sec / loop:5.2f} loop "
+                  f"(loop {1e3 * loop:.2f} ms)  peak {mem / 2**20 if mem else float('nan'):.1f} MiB", flush=True)
+    return {"batch_size": FLAGS.batch_size, "rows": rows}
+
+
+def markdown(part, res):
+    rows = res["rows"]
+    cols = list(rows[0])
+    lines = [f"# bench: {part} ({jax.default_backend()}, {jax.devices()[0].device_kind})", "",
+             "Regenerate: `python -m launch.bench --parts=" + part + "`", ""]
+    if "matmul_gflop_per_s" in res:
+        lines += [f"2048x2048 float32 matmul: {res['matmul_gflop_per_s']:.1f} GFLOP/s (same process)", ""]
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    del argv
+    parts = {"architectures": bench_architectures, "weightings": bench_weightings}
+    for part in FLAGS.parts:
+        if part not in parts:
+            raise app.UsageError(f"--parts: {part!r} is not valid; choose from {sorted(parts)}")
+    backend = jax.default_backend()
+    for part in FLAGS.parts:
+        res = parts[part]()
+        res.update({"backend": backend, "device": jax.devices()[0].device_kind, "jax": jax.__version__,
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": f"python -m launch.bench --parts={part}"})
+        path = os.path.join(FLAGS.out, f"{part}-{backend}")
+        write_json(path + ".json", res)
+        tmp = path + ".md.tmp"
+        with open(tmp, "w") as f:
+            f.write(markdown(part, res))
+        os.replace(tmp, path + ".md")
+        print("wrote", path + ".json", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
