@@ -120,7 +120,8 @@ def test_sluice_orthogonality_penalty_matches_definition():
     mixed = jnp.einsum("ab,bn d->and".replace(" ", ""), p["mix_alpha_0"],
                        cols.reshape(ts.num_tasks, -1, 2, 8).transpose(0, 2, 1, 3).reshape(ts.num_tasks * 2, -1, 8))
     mixed = mixed.reshape(ts.num_tasks, 2, -1, 8)
-    want = sum(float(jnp.sum((mixed[t, 0].T @ mixed[t, 1]) ** 2)) for t in range(ts.num_tasks))
+    n = mixed.shape[2]
+    want = sum(float(jnp.sum((mixed[t, 0].T @ mixed[t, 1] / n) ** 2)) for t in range(ts.num_tasks))
     np.testing.assert_allclose(float(aux["orthogonality"]), want, rtol=1e-4)
     assert h.shape[-1] == 16
 

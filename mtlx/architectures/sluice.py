@@ -5,7 +5,7 @@ alpha unit mixes all (task, subspace) pairs (Eq. 3): h'_{t,g} = sum_{s,k}
 alpha^l[(t,g), (s,k)] h_{s,k}. The beta unit gives each task's head a learned
 mix of the blocks' outputs (Eq. 4; over the blocks whose output shape equals
 the last block's). The orthogonality penalty (Eq. 5) is lambda * sum_{l,t}
-sum_{g<k} ||H_{l,t,g}^T H_{l,t,k}||_F^2 over the subspaces' activations.
+sum_{g<k} ||H_{l,t,g}^T H_{l,t,k} / N||_F^2 over the subspaces' activations (N rows).
 With G = 1 and beta on the last block it is a scalar cross-stitch network.
 """
 
@@ -34,12 +34,18 @@ def merge_subspaces(h):
 
 
 def orthogonality(h, mask=None):
-    """sum over tasks and subspace pairs g < k of ||H_g^T H_k||_F^2; h (T, G, B, ..., d)."""
+    """sum over tasks and subspace pairs g < k of ||H_g^T H_k / N||_F^2; h (T, G, B, ..., d).
+
+    Eq. 5 with the Gram matrix averaged over the N rows (examples, positions,
+    tokens), so the penalty's scale does not grow with the batch size.
+    """
     t, g = h.shape[:2]
     rows = h.reshape(t, g, -1, h.shape[-1])
+    n = rows.shape[2]
     if mask is not None:
-        rows = rows * mask.reshape(1, 1, -1, 1)
-    gram = jnp.einsum("tgnd,tkne->tgkde", rows, rows)
+        m = mask.reshape(1, 1, -1, 1).astype(rows.dtype)
+        rows, n = rows * m, jnp.maximum(jnp.sum(m), 1.0)
+    gram = jnp.einsum("tgnd,tkne->tgkde", rows, rows) / n
     sq = jnp.sum(gram**2, axis=(-1, -2))
     return jnp.sum(jnp.triu(sq, k=1))
 

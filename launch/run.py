@@ -1,0 +1,84 @@
+"""Train every run of an experiment's grid; skips finished runs, resumes interrupted ones.
+
+  python -m launch.run --config experiments/quickstart.py
+  python -m launch.run --config experiments/quickstart.py:smoke --workdir /tmp/qs
+  python -m launch.run --config experiments/mmoe_synthetic.py --config.run.steps=200 --parallel=2
+  python -m launch.run --config experiments/mmoe_synthetic.py --executor=slurm --slurm_partition=gpu --slurm_gpus=1
+
+A bad config is refused before any training with one line ``error: ...`` and exit status 2.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mtlx import experiment
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file: experiments/<name>.py[:arg].")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where run directories go (default results/<experiment>/).")
+_EXECUTOR = flags.DEFINE_enum("executor", "local", ["local", "slurm"], "Run locally or as submitit (Slurm) jobs.")
+_PARALLEL = flags.DEFINE_integer("parallel", 1, "local: runs at a time (1 = in this process; N > 1 = N spawned processes).")
+_ONLY = flags.DEFINE_list("only", None, "Only runs whose id or architecture label matches one of these glob patterns.")
+_RERUN_FAILED = flags.DEFINE_bool("rerun_failed", False, "Rerun failed runs from scratch (finished runs are always skipped).")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Validate the grid and list its runs; train nothing.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar per run.")
+_CLUSTER = flags.DEFINE_string("slurm_cluster", None, "submitit cluster: None = auto (Slurm), or 'local' / 'debug'.")
+_PARTITION = flags.DEFINE_string("slurm_partition", None, "Slurm partition.")
+_TIME = flags.DEFINE_integer("slurm_time", 60, "Slurm time limit per job, minutes.")
+_GPUS = flags.DEFINE_integer("slurm_gpus", 0, "GPUs per job.")
+_CPUS = flags.DEFINE_integer("slurm_cpus", 4, "CPUs per job.")
+_RUNS_PER_JOB = flags.DEFINE_integer("runs_per_job", 1, "slurm: runs per job (run one after the other).")
+_WAIT = flags.DEFINE_bool("wait", True, "slurm: wait for the jobs to finish (else print their ids and exit).")
+_CACHE = flags.DEFINE_string("compilation_cache", "~/.cache/mtlx/jax", "JAX persistent compilation cache ('' = off).")
+
+
+def _fail(msg, prefix="") -> None:
+    """One line: the message, or the last line of one that holds a traceback."""
+    lines = [ln.strip() for ln in str(msg).replace("\\n", "\n").splitlines() if ln.strip()] or [repr(msg)]
+    text = lines[-1] if "Traceback" in str(msg) or "Attempted" in str(msg) else " ".join(lines)
+    print(f"error: {prefix}{text}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse_flags(argv):
+    """absl's parser, but a bad flag or config file is one line and exit status 2."""
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # flags.Error, or what the config file / an override raised
+        _fail(e)
+
+
+def main(argv):
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    if len(argv) > 1:
+        _fail(f"unexpected arguments {argv[1:]}")
+    if _CONFIG.value is None:
+        _fail("--config is required, e.g. --config experiments/quickstart.py")
+    if hasattr(_CONFIG.value, "_error"):  # config_flags defers some load errors (a missing file) to first use
+        _fail(_CONFIG.value._error, prefix="--config: ")
+    slurm = dict(cluster=_CLUSTER.value, partition=_PARTITION.value, time=_TIME.value, gpus=_GPUS.value, cpus=_CPUS.value)
+    try:
+        out = experiment.launch(_CONFIG.value, _WORKDIR.value, _EXECUTOR.value, _PARALLEL.value, _ONLY.value,
+                                _RERUN_FAILED.value, _DRY_RUN.value, _PROGRESS.value, slurm, _RUNS_PER_JOB.value,
+                                _WAIT.value, _CACHE.value)
+    except experiment.ConfigError as e:
+        _fail(e)
+    if _DRY_RUN.value or (_EXECUTOR.value == "slurm" and not _WAIT.value):
+        return
+    try:
+        from mtlx import report
+
+        if hasattr(report, "markdown_table"):
+            print(report.markdown_table(out["workdir"]))
+    except ImportError:
+        pass
+    print(experiment.summarise(out), file=sys.stderr)
+    if any(s.get("status") != "done" and (s.get("failure") or {}).get("task") is None
+           for s in out["summaries"].values()):
+        sys.exit(1)  # a run crashed (not a NaN loss, which is a result): say so in the exit status
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)

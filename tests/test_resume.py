@@ -1,0 +1,114 @@
+"""Kill test: SIGKILL ``python -m launch.run`` mid-run, relaunch, and get an uninterrupted run's results."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+
+from mtlx import experiment, results
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS, CKPT, LOG = 600, 100, 10
+
+EXPERIMENT = textwrap.dedent(f"""
+    import ml_collections
+    from mtlx.experiment import experiment_config
+
+    def get_config(arg=None):
+        c = experiment_config()
+        c.experiment = "resume"
+        c.run.task_set.name = "synthetic_classification"
+        c.run.task_set.options = ml_collections.ConfigDict(
+            {{"num_tasks": 2, "dim": 16, "n_train": 512, "n_validation": 128, "n_test": 128}})
+        c.run.backbone.blocks = [{{"kind": "dense", "features": 64}}, {{"kind": "dense", "features": 64}}]
+        c.run.steps, c.run.batch_size = {STEPS}, 64
+        c.run.eval_every, c.run.log_every, c.run.checkpoint_every = 200, {LOG}, {CKPT}
+        c.architectures = ({{"name": "hard", "options": {{}}}},)
+        c.seeds = (0, 1, 2)
+        return c
+""")
+
+
+def _launch(exp, workdir, log, cache):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen([sys.executable, "-m", "launch.run", f"--config={exp}", f"--workdir={workdir}",
+                             "--noprogress", f"--compilation_cache={cache}"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _records(path):
+    return [r for r in results.read_jsonl(path)]
+
+
+def _assert_close(a, b, tol=1e-6):
+    """Nested dicts/lists of numbers equal up to ``tol``."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (a, b)
+        for k in a:
+            _assert_close(a[k], b[k], tol)
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), (a, b)
+        for x, y in zip(a, b):
+            _assert_close(x, y, tol)
+    elif isinstance(a, float) or isinstance(b, float):
+        assert np.isclose(a, b, rtol=0, atol=tol), (a, b)
+    else:
+        assert a == b, (a, b)
+
+
+def test_sigkill_then_relaunch_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    exp = tmp_path / "resume_exp.py"
+    exp.write_text(EXPERIMENT)
+    workdir = tmp_path / "wd"
+    runs = experiment.expand(_load(exp))
+    first, second, third = (workdir / r["run_id"] for r in runs)
+
+    # 1. Launch; SIGKILL once the second run is past its first checkpoint (and not finished).
+    with open(tmp_path / "launch1.log", "w") as log:
+        proc = _launch(exp, workdir, log, tmp_path / "jax")
+        deadline = time.time() + 240
+        try:
+            while time.time() < deadline and proc.poll() is None:
+                steps = [r["step"] for r in results.read_jsonl(str(second / "metrics.jsonl")) if r["kind"] == "train"]
+                if steps and max(steps) >= CKPT + LOG:
+                    break
+                time.sleep(0.005)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "launch1.log").read_text()
+    assert (first / "summary.json").exists(), "the first run should have finished before the kill"
+    assert not (second / "summary.json").exists(), "the second run finished before the kill: make it longer"
+    assert not third.exists()
+    before = {p: ((first / p).stat().st_mtime_ns, (first / p).read_bytes()) for p in ("summary.json", "metrics.jsonl")}
+
+    # 2. Relaunch: the first run is skipped, the second resumes from its checkpoint, the third runs.
+    with open(tmp_path / "launch2.log", "w") as log:
+        proc = _launch(exp, workdir, log, tmp_path / "jax")
+        assert proc.wait(timeout=300) == 0, (tmp_path / "launch2.log").read_text()
+    for d in (first, second, third):
+        assert results.read_json(str(d / "summary.json"))["status"] == "done"
+    assert {p: ((first / p).stat().st_mtime_ns, (first / p).read_bytes()) for p in before} == before
+    resumed = results.read_json(str(second / "summary.json"))
+    assert resumed["resumed_from_step"] is not None and CKPT <= resumed["resumed_from_step"] < STEPS
+
+    # 3. The same run uninterrupted (in this process) gives the same curves and final metrics.
+    ref_dir = tmp_path / "ref"
+    ref = experiment.run_one(runs[1], str(ref_dir), show_progress=False)
+    assert ref["resumed_from_step"] is None and ref["status"] == "done"
+    _assert_close(resumed["metrics"], ref["metrics"])
+    _assert_close(_records(str(second / "metrics.jsonl")), _records(str(ref_dir / runs[1]["run_id"] / "metrics.jsonl")))
+
+
+def _load(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("resume_exp", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config()

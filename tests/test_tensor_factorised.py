@@ -1,0 +1,381 @@
+"""tensor_factorised (DMTRL, Yang & Hospedales 2017): factorisations, ranks, model.
+
+Everything that runs JAX code runs under one ``jax.jit`` per case (op-by-op
+execution compiles every primitive and is much slower on this CPU).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mtlx.architectures import tensor_factorised as tf
+from mtlx.architectures.single_task import SingleTask
+from mtlx.architectures.tensor_factorised import FactorisedStackedBlock, TensorFactorised
+from mtlx.layers import BiLSTM, Conv, Dense, Embed, StackedBlock, apply_stacked
+
+STACKED = [(3, 4, 5), (3, 3, 3, 2, 4)]  # (T, *kernel_shape): dense-like and conv-like
+FULL = 10**6  # an int rank caps every rank at its bound: full rank
+TASK_AXIS = {"laf": 1, "tucker": 0, "tt": 1}  # where the task index sits in each task factor
+
+
+def _rel(a, b):
+    return float(np.linalg.norm(np.ravel(a - b)) / np.linalg.norm(np.ravel(b)))
+
+
+def _normal(*shape):
+    return lambda seed: np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _tokens(seed, length=7, vocab=11):
+    ids = np.random.default_rng(seed).integers(1, vocab, (4, length))
+    return np.where(np.arange(length)[None] < np.array([7, 5, 3, 6])[:, None], ids, 0)  # 0 = padding
+
+
+BACKBONES = {  # blocks, input maker, tokens
+    "mlp": ((Dense(16), Dense(8)), _normal(4, 10), False),
+    "cnn": ((Conv(4, kernel=3), Conv(6, kernel=3), Dense(8)), _normal(4, 28, 28, 1), False),
+    "bilstm": ((Embed(11, 6), BiLSTM(5)), _tokens, True),
+}
+
+
+def _model(backbone, **kw):
+    blocks, _, tokens = BACKBONES[backbone]
+    return dict(blocks=blocks, head_hidden=(), num_outputs=(3, 2), task_names=("a", "b"), tokens=tokens, **kw)
+
+
+def _random_like(tree, seed, scale=0.3):
+    """Concrete random values with the shapes of an abstract (eval_shape) pytree."""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(lambda a: (scale * rng.standard_normal(a.shape)).astype(np.float32), tree)
+
+
+def _by_hand(method, shape, r):
+    """DMTRL's counts: LAF D r + r T; Tucker prod(r) + sum n_i r_i; TT sum r_{k-1} n_k r_k."""
+    if method == "laf":
+        return int(np.prod(shape[:-1])) * r[0] + r[0] * shape[-1]
+    if method == "tucker":
+        return int(np.prod(r)) + sum(n * k for n, k in zip(shape, r))
+    full = (1,) + tuple(r) + (1,)
+    return sum(full[k] * shape[k] * full[k + 1] for k in range(len(shape)))
+
+
+def _count(tree):
+    return sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(tree))
+
+
+# --------------------------------------------------------------------------- pure factorisations
+
+
+@pytest.mark.parametrize("method", tf.METHODS)
+def test_full_rank_decomposition_is_exact_and_lower_rank_is_not(method):
+    rng = np.random.default_rng(0)
+    targets = [rng.standard_normal(s) for s in STACKED]
+    papers = [tf.to_paper(t) for t in targets]
+    fulls = [tf.rank_bounds(method, p.shape) for p in papers]
+
+    @jax.jit  # the traceable (jax, float32) path, as used for random init
+    def traced(ps):
+        fs = [tf.decompose(method, p, r) for p, r in zip(ps, fulls)]
+        return fs, [tf.to_stacked(tf.generate(method, f)) for f in fs]
+
+    traced_fs, traced_rebuilt = traced([jnp.asarray(p, jnp.float32) for p in papers])
+    for target, paper, full, jfs, jrebuilt in zip(targets, papers, fulls, traced_fs, traced_rebuilt):
+        factors = tf.decompose(method, paper, full)  # numpy float64 path, as used for init_from
+        for fs in (factors, jfs):
+            assert tuple(f.shape for f in fs) == tf.factor_shapes(method, paper.shape, full)
+            assert sum(f.size for f in fs) == tf.param_count(method, paper.shape, full) == _by_hand(
+                method, paper.shape, full)
+        rebuilt = tf.to_stacked(tf.generate(method, factors))
+        assert rebuilt.shape == jrebuilt.shape == target.shape
+        assert _rel(rebuilt, target) < 1e-10
+        assert _rel(np.asarray(jrebuilt, np.float64), target) < 1e-5
+        # one rank below full cannot represent a generic tensor
+        assert tf.relative_error(method, paper, (full[0] - 1,) + full[1:]) > 1e-2
+    # ranks beyond what an unfolding holds (padded factors) stay exact: mode 0 (7) > 3 * 2
+    tall = np.random.default_rng(2).standard_normal((7, 3, 2))
+    full = tf.rank_bounds(method, tall.shape)
+    assert tf.relative_error(method, tall, full) < 1e-10
+    if method == "tucker":
+        u0 = tf.decompose(method, tall, full)[1]
+        np.testing.assert_allclose(u0.T @ u0, np.eye(7), atol=1e-10)
+    if method == "tt":  # r_2 = 4 > r_1 * n_2 = 2 rows at that TT-SVD step
+        w = np.random.default_rng(3).standard_normal((2, 2, 2, 2))
+        assert tf.relative_error("tt", w, (1, 4, 2)) <= tf.relative_error("tt", w, (1, 2, 2)) + 1e-12
+
+
+@pytest.mark.parametrize("method", tf.METHODS)
+def test_full_rank_gradient_fit_reaches_any_tensor(method):
+    """Adam on the factors (started from the decomposition of ANOTHER random tensor) fits the target."""
+    rng = np.random.default_rng(1)
+    starts, targets = [], []
+    for stacked in STACKED:
+        target = tf.to_paper(rng.standard_normal(stacked))
+        start = tf.decompose(method, tf.to_paper(rng.standard_normal(stacked)), tf.rank_bounds(method, target.shape))
+        starts.append(tuple(jnp.asarray(f, jnp.float32) for f in start))
+        targets.append(jnp.asarray(target, jnp.float32))
+    opt = optax.adam(0.03)
+
+    def errors(fs, ts):
+        return [jnp.sqrt(jnp.sum((tf.generate(method, f) - t) ** 2) / jnp.sum(t**2)) for f, t in zip(fs, ts)]
+
+    @jax.jit
+    def fit(fs, ts):
+        def step(carry, _):
+            fs, state = carry
+            g = jax.grad(lambda fs: sum(e**2 for e in errors(fs, ts)))(fs)
+            updates, state = opt.update(g, state, fs)
+            return (optax.apply_updates(fs, updates), state), None
+
+        (fit_fs, _), _ = jax.lax.scan(step, (fs, opt.init(fs)), None, length=400)
+        return errors(fs, ts), errors(fit_fs, ts)
+
+    before, after = fit(starts, targets)
+    assert min(float(e) for e in before) > 0.5
+    assert max(float(e) for e in after) < 2e-2, after
+
+
+def test_closed_form_counts_by_hand():
+    assert tf.param_count("laf", (4, 5, 3), (2,)) == 20 * 2 + 2 * 3
+    assert tf.param_count("tucker", (4, 5, 3), (2, 3, 2)) == 2 * 3 * 2 + 4 * 2 + 5 * 3 + 3 * 2
+    assert tf.param_count("tt", (4, 5, 3), (2, 3)) == 1 * 4 * 2 + 2 * 5 * 3 + 3 * 3 * 1
+    assert tf.rank_bounds("tt", (3, 3, 2, 4, 3)) == (3, 9, 12, 3)
+    assert tf.rank_bounds("laf", (3, 3, 2, 4, 3)) == (3,)
+
+
+def _decaying(shape, seed):
+    """A tensor whose spectra decay (low multilinear rank plus small noise)."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(tuple(max(1, n // 2) for n in shape))
+    for k, n in enumerate(shape):
+        w = tf.mode_product(w, rng.standard_normal((n, w.shape[k])), k)
+    return w + 0.03 * np.std(w) * rng.standard_normal(shape)
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.2])
+@pytest.mark.parametrize("method", tf.METHODS)
+def test_auto_rank_is_smallest_meeting_rel_error(method, eps):
+    for seed, shape in enumerate([(8, 6, 3), (3, 3, 4, 5, 3)]):
+        w = _decaying(shape, seed)
+        ranks = tf.select_ranks(method, w, eps)
+        assert tf.relative_error(method, w, ranks) <= eps
+        assert ranks != tf.rank_bounds(method, shape)  # not trivially full rank
+        for k in range(len(ranks)):  # lowering any rank by one misses eps
+            if ranks[k] > 1:
+                lower = ranks[:k] + (ranks[k] - 1,) + ranks[k + 1:]
+                assert tf.relative_error(method, w, lower) > eps, (ranks, k)
+        assert tuple(f.shape for f in tf.decompose(method, w, "auto", eps)) == tf.factor_shapes(method, shape, ranks)
+    assert tf.select_ranks(method, w, 0.0) == tf.rank_bounds(method, w.shape)
+
+
+# --------------------------------------------------------------------------- the block vs StackedBlock
+
+
+BLOCK_CASES = {  # spec, input maker, mask maker
+    "dense": (Dense(6), _normal(4, 5), None),
+    "conv": (Conv(4, kernel=3, pool=2), _normal(4, 8, 8, 2), None),
+    "embed": (Embed(11, 5), _tokens, None),
+    "bilstm": (BiLSTM(4), _normal(4, 7, 5), lambda x: np.arange(7)[None] < np.array([7, 5, 3, 6])[:, None]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BLOCK_CASES))
+def test_block_at_full_rank_replaces_stacked_block(kind):
+    """Factors of StackedBlock-shaped kernels regenerate those kernels (shape and value),
+    and the block's output equals the stacked block's, for every method."""
+    spec, make_x, make_mask = BLOCK_CASES[kind]
+    x = make_x(1)
+    mask = make_mask(x) if make_mask else None
+    ref = StackedBlock(spec, 3)
+    ref_shapes = jax.eval_shape(lambda: ref.init(jax.random.PRNGKey(2), x, mask, stacked_input=False))["params"]
+    ref_params = _random_like(ref_shapes, 2)
+    in_shape = x.shape[1:]
+    kernels = {w: ref_params[w] for w in spec.weight_shapes(in_shape)}
+    biases = {b: ref_params[b] for b in spec.bias_shapes(in_shape)}
+    blocks = {m: FactorisedStackedBlock(spec, 3, m, FULL, init_kernels=kernels, init_biases=biases) for m in tf.METHODS}
+
+    @jax.jit
+    def run(x, mask):
+        want = apply_stacked(spec, ref_params, x, mask, stacked_input=False)
+        got = {m: b.init_with_output(jax.random.PRNGKey(3), x, mask, stacked_input=False) for m, b in blocks.items()}
+        return want, got
+
+    want, got = run(x, mask)
+    for method, (out, variables) in got.items():
+        params = variables["params"]
+        assert set(params) == set(kernels) | {"task"} | ({"bias"} if biases else set())
+        for w, kernel in kernels.items():
+            gen = tf.to_stacked(tf.generate(method, tf.factors_from_params(method, params[w], params["task"][w])))
+            assert gen.shape == ref_shapes[w].shape
+            np.testing.assert_allclose(gen, kernel, atol=1e-5)
+        for b, bias in biases.items():
+            np.testing.assert_array_equal(params["bias"][b], bias)
+        assert out.shape == want.shape
+        np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- the architecture
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_init_from_single_task_at_full_rank_reproduces_it(backbone):
+    blocks, make_x, _ = BACKBONES[backbone]
+    x = make_x(1)
+    st = SingleTask(**_model(backbone))
+    st_params = _random_like(jax.eval_shape(st.init, jax.random.PRNGKey(5), x)["params"], 5)
+    models = {m: TensorFactorised(**_model(backbone, method=m, rank=FULL, init_from={"params": st_params}))
+              for m in tf.METHODS}
+
+    @jax.jit
+    def run(x):
+        return st.apply({"params": st_params}, x)[0], {m: model.init_with_output(jax.random.PRNGKey(0), x)
+                                                        for m, model in models.items()}
+
+    want, got = run(x)
+    for method, ((preds, aux), variables) in got.items():
+        params = variables["params"]
+        for i, kernels in models[method].kernels(params).items():
+            for w, k in kernels.items():
+                assert k.shape == st_params[f"task_column_{i}"][w].shape
+                np.testing.assert_allclose(k, st_params[f"task_column_{i}"][w], atol=1e-5)
+        copied = {"task_head_out": st_params["task_head_out"]}  # heads and biases are copied
+        copied.update({f"task_bias_{i}": st_params[f"task_column_{i}"] for i in range(len(blocks))
+                       if f"task_bias_{i}" in params})
+        for name, src in copied.items():
+            for k, v in params[name].items():
+                np.testing.assert_array_equal(v, src[k])
+        assert aux == {}
+        for name in want:
+            assert preds[name].shape == want[name].shape
+            np.testing.assert_allclose(preds[name], want[name], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method,rank", [("laf", 2), ("tucker", 3), ("tucker", (3, 2, 2)), ("tt", 3), ("tt", (4, 2))])
+def test_param_counts_and_naming(method, rank):
+    model = TensorFactorised(**_model("mlp", method=method, rank=rank))
+    x = BACKBONES["mlp"][1](0)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)["params"]
+    counts, ranks = model.param_counts((10,)), model.ranks((10,))
+    for i, shape in {0: (10, 16, 2), 1: (16, 8, 2)}.items():  # paper order, tasks last
+        r = ranks[i]["kernel"]
+        if not isinstance(rank, int):
+            assert r == rank
+        else:
+            assert r == tuple(min(rank, b) for b in tf.rank_bounds(method, shape))
+        built = _count(params[f"factorised_{i}"]["kernel"]) + _count(params[f"task_factor_{i}"]["kernel"])
+        assert built == counts[i]["kernel"] == _by_hand(method, shape, r)
+        assert params[f"task_factor_{i}"]["kernel"].shape == tf.factor_shapes(method, shape, r)[-1]
+        assert params[f"task_bias_{i}"]["bias"].shape == (2, shape[1])
+    assert all(k.startswith(("factorised_", "task_factor_", "task_bias_", "task_head_")) for k in params)
+
+
+def test_auto_rank_in_model_follows_the_kernels():
+    x = BACKBONES["mlp"][1](1)
+    st_params = _random_like(jax.eval_shape(SingleTask(**_model("mlp")).init, jax.random.PRNGKey(5), x)["params"], 5)
+    for method in tf.METHODS:
+        model = TensorFactorised(**_model("mlp", method=method, rank="auto", rel_error=0.4, init_from=st_params))
+        params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)["params"]
+        for i, shape in {0: (10, 16, 2), 1: (16, 8, 2)}.items():
+            want = tf.select_ranks(method, tf.to_paper(np.asarray(st_params[f"task_column_{i}"]["kernel"])), 0.4)
+            assert model.ranks((10,))[i]["kernel"] == want
+            assert params[f"task_factor_{i}"]["kernel"].shape == tf.factor_shapes(method, shape, want)[-1]
+        # random init: ranks from a fixed reference draw, the same when init and apply trace
+        model = TensorFactorised(**_model("mlp", method=method, rank="auto", rel_error=0.4), )
+        model = model.clone(blocks=(Dense(16),))
+        params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)["params"]
+        jax.eval_shape(model.apply, {"params": params}, x)
+        assert params["task_factor_0"]["kernel"].shape == tf.factor_shapes(method, (10, 16, 2),
+                                                                           model.ranks((10,))[0]["kernel"])[-1]
+
+
+@pytest.mark.parametrize("kw,words", [
+    (dict(method="svd"), ["method", "'laf'", "'tucker'", "'tt'"]),
+    (dict(rank=0), ["rank", ">= 1"]),
+    (dict(rank="full"), ["rank", "'auto'"]),
+    (dict(rank=True), ["rank"]),
+    (dict(method="tucker", rank=(4, 4)), ["rank", "block 0", "needs 3"]),
+    (dict(method="tt", rank=(4, 4, 4)), ["rank", "block 0", "needs 2"]),
+    (dict(method="tucker", rank=(4, 0, 2)), ["rank", "1.."]),
+    (dict(rank=(4, "auto", 3)), ["rank", "per block", "2 blocks"]),
+    (dict(rel_error=1.5), ["rel_error"]),
+    (dict(init_from={"task_column_0": {}}), ["init_from", "task_column_1"]),
+])
+def test_bad_config_raises_at_construction(kw, words):
+    with pytest.raises(ValueError) as err:
+        TensorFactorised(**_model("mlp", **kw))
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+@pytest.mark.parametrize("method,rank,words", [
+    ("tucker", (11, 4, 2), ["rank", "block 0", "1..(10, 16, 2)"]),
+    ("tucker", (4, 4, 3), ["rank", "block 0", "1..(10, 16, 2)"]),
+    ("laf", (3,), ["rank", "block 0", "1..(2,)"]),
+    ("tt", (4, 3), ["rank", "block 0", "1..(10, 2)"]),
+])
+def test_rank_beyond_mode_size_raises_while_tracing(method, rank, words):
+    model = TensorFactorised(**_model("mlp", method=method, rank=rank))
+    x = BACKBONES["mlp"][1](0)
+    for check in (lambda: model.ranks((10,)), lambda: jax.eval_shape(model.init, jax.random.PRNGKey(0), x)):
+        with pytest.raises(ValueError) as err:  # eval_shape only traces: nothing is compiled
+            check()
+        for word in words:
+            assert word in str(err.value), (word, str(err.value))
+
+
+def test_init_from_wrong_task_count_raises():
+    x = BACKBONES["mlp"][1](0)
+    st = SingleTask(blocks=(Dense(16), Dense(8)), num_outputs=(3, 2, 2), task_names=("a", "b", "c"))
+    st_params = _random_like(jax.eval_shape(st.init, jax.random.PRNGKey(0), x)["params"], 0)
+    model = TensorFactorised(**_model("mlp", init_from=st_params))
+    with pytest.raises(ValueError, match="init_from"):
+        jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+
+
+@pytest.mark.parametrize("backbone,method", [("mlp", "laf"), ("mlp", "tucker"), ("mlp", "tt"),
+                                             ("cnn", "tucker"), ("bilstm", "tt")])
+def test_forward_and_grad_are_task_specific_where_named(backbone, method):
+    """Task a's loss reaches every shared factor, and only task a's slice of the task
+    factors and biases: the 'task_' names are exactly the task-specific parameters."""
+    blocks, make_x, _ = BACKBONES[backbone]
+    x = make_x(1)
+    model = TensorFactorised(**_model(backbone, method=method, rank=3))
+
+    params = _random_like(jax.eval_shape(model.init, jax.random.PRNGKey(0), x)["params"], 0)
+
+    @jax.jit
+    def grads(params):
+        def loss_a(p):
+            preds, _ = model.apply({"params": p}, x)
+            return jnp.mean(preds["a"] ** 2) + jnp.mean(jnp.sin(preds["a"]))
+
+        return jax.grad(loss_a)(params)
+
+    g = jax.device_get(grads(params))
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(g))
+    for i in range(len(blocks)):
+        for leaf in jax.tree_util.tree_leaves(g[f"factorised_{i}"]):
+            assert np.abs(leaf).max() > 0
+        for leaf in jax.tree_util.tree_leaves(g[f"task_factor_{i}"]):
+            own, other = np.take(leaf, 0, axis=TASK_AXIS[method]), np.take(leaf, 1, axis=TASK_AXIS[method])
+            assert np.abs(own).max() > 0 and np.abs(other).max() == 0
+        for leaf in jax.tree_util.tree_leaves(g.get(f"task_bias_{i}", {})):
+            assert np.abs(leaf[0]).max() > 0 and np.abs(leaf[1]).max() == 0
+
+
+def test_random_init_is_seeded_vmappable_and_keeps_scale():
+    x = BACKBONES["mlp"][1](1)
+    model = TensorFactorised(blocks=(Dense(16),), num_outputs=(3, 2), task_names=("a", "b"), method="tucker", rank=4)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    batched = jax.eval_shape(jax.vmap(model.init, in_axes=(0, None)), keys, x)["params"]  # seeds-in-one-step
+    assert batched["factorised_0"]["kernel"]["core"].shape == (2, 4, 4, 2)
+    init = jax.jit(model.init)
+    p0, p1 = (jax.device_get(init(k, x)["params"]) for k in keys)
+    assert not np.allclose(p0["factorised_0"]["kernel"]["core"], p1["factorised_0"]["kernel"]["core"])
+    kernel = np.asarray(model.kernels(p0)[0]["kernel"])
+    assert kernel.shape == (2, 10, 16) and np.all(np.isfinite(kernel))
+    glorot = np.sqrt(kernel.size * 2 / (10 + 16))  # expected norm of StackedBlock's Glorot-uniform draw
+    assert abs(np.linalg.norm(kernel) / glorot - 1) < 0.2  # the rank-4 kernel keeps the draw's norm
+    st_params = {"task_column_0": {"kernel": np.zeros(3)}}  # dict-valued field
+    assert hash(TensorFactorised(blocks=(Dense(16),), rank=[2, 2, 2], init_from=st_params))  # usable as a static arg
