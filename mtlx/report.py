@@ -13,8 +13,17 @@ Conventions
     ``(1/T) sum_t (-1)^{l_t} (M_m,t - M_b,t) / M_b,t * 100`` with ``l_t = 1``
     when lower is better for task t's main metric. The baseline is the
     ``single_task`` group with the same sweep value and the same weighting,
-    else with weighting ``equal``. Without a single_task group the column is
-    left out and a note says so.
+    else with weighting ``equal``, over the row's own tasks. Without a
+    single_task group the column is left out and a note says so.
+  * Task lists: a swept option may change the task set (census-income's
+    ``task_set.options.group``), so each row has its own tasks, main metrics
+    and higher_is_better (from its runs' summaries). Rows with different
+    task lists are never compared (``task_sections``): markdown shows one
+    ``### <sweep values> — tasks: ...`` sub-heading and table per task list,
+    LaTeX one tabular per list (a spanning title row) in one float, and the
+    CSV one file with the union of the columns, empty cells where a row's
+    task list lacks the task, and a ``tasks`` column. With one task list
+    (the usual case) the output is one plain table, as it always was.
   * Best entry: per column and per sweep value (rows of different sweep
     values are different problems). Markdown and LaTeX show it in bold. The
     CSV keeps every number plain (so it parses back exactly) and lists the
@@ -24,11 +33,15 @@ Conventions
     ``paper: <column>`` columns. A paper row is matched by architecture
     label, or by weighting label when the experiment compares weightings
     (one multi-task architecture, several weightings); ``arch/weighting`` or
-    ``arch+weighting`` keys match first. Matching ignores case, '-' and ' '.
+    ``arch+weighting`` keys match first. A key may name the sweep value in
+    brackets, ``mmoe [group=1]`` (each swept field's last component, sorted
+    by field, ', '-joined); such keys match before the bare label.
+    Matching ignores case, '-' and ' '.
   * Figures (``plot_all``, PNG in ``<workdir>/figures/``): main_metric_bars,
     delta_m, learning_curves, sweep_<field>, tradeoff_<a>_vs_<b>,
     mixing_<architecture>; one colour per architecture label throughout
-    (``colours_for``), one line style / marker per weighting.
+    (``colours_for``), one line style / marker per weighting. Per-task
+    panels follow each sweep value's own tasks.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from collections import OrderedDict
 from typing import Iterable, Mapping, Sequence
@@ -313,7 +327,9 @@ def aggregate(runs: Sequence[dict], select: str = "final", experiment: Mapping |
     ``weighting``, ``n`` (finished seeds), ``seeds``, ``run_ids``,
     ``failed`` (list of {run_id, seed, status, failure}), ``metrics``
     ({task: {metric: {mean, std, n, values}}}), ``main_metric``,
-    ``higher_is_better``, ``delta_m`` (None without a baseline),
+    ``higher_is_better`` (both over the group's own tasks: an experiment
+    whose sweep changes the task set has rows with different task lists,
+    see ``task_sections``), ``delta_m`` (None without a baseline),
     ``delta_m_seed_std`` (std over seeds of each seed's delta_m against the
     baseline mean; for error bars), ``baseline`` (which group),
     ``param_count``, ``wall_time_s``, ``steps_per_s``.
@@ -325,14 +341,22 @@ def aggregate(runs: Sequence[dict], select: str = "final", experiment: Mapping |
     if experiment is None:  # the experiment.json that load_runs found the runs under
         experiment = load_experiment(runs[0]["workdir"]) if runs and runs[0].get("workdir") else {}
     exp = experiment
-    tasks, main, hib = _task_info(runs)
+    all_info = _task_info(runs)
     arch_order, w_order, sweep_values = _orders(runs, exp)
     groups: "OrderedDict[tuple, list]" = OrderedDict()
+    by_sweep: dict = {}
     for r in runs:
         groups.setdefault((_sweep_key(r["sweep"]), r.get("architecture"), r.get("weighting")), []).append(r)
+        by_sweep.setdefault(_sweep_key(r["sweep"]), []).append(r)
 
     rows = []
     for (skey, arch, w), members in groups.items():
+        # the group's own tasks (a sweep may change the task set), else its sweep value's, else everyone's
+        tasks, main, hib = _task_info(members)
+        if not tasks:  # no member wrote a summary
+            tasks, main, hib = _task_info(by_sweep[skey])
+        if not tasks:
+            tasks, main, hib = all_info
         done = sorted((r for r in members if _is_done(r)), key=_seed_order)
         bad = [r for r in members if not _is_done(r)]
         per_run = []
@@ -364,7 +388,7 @@ def aggregate(runs: Sequence[dict], select: str = "final", experiment: Mapping |
                 w_order.index(w) if w in w_order else len(w_order))
 
     rows.sort(key=order)
-    _attach_delta_m(rows, tasks, main, hib)
+    _attach_delta_m(rows)
     return rows
 
 
@@ -390,9 +414,13 @@ def find_baseline(row: Mapping, rows: Sequence[Mapping]) -> Mapping | None:
 
     Same weighting first, else weighting 'equal'; identical sweep value first,
     else a baseline whose sweep agrees on every field it has (e.g. a baseline
-    run once without the swept architecture option).
+    run once without the swept architecture option). The baseline must have
+    every task of ``row`` with the same main metric (a sweep may change the
+    task set).
     """
-    cands = [b for b in rows if _is_baseline_run(b) and b["n"] > 0]
+    mine_main = row.get("main_metric") or {}
+    cands = [b for b in rows if _is_baseline_run(b) and b["n"] > 0
+             and all((b.get("main_metric") or {}).get(t) == k for t, k in mine_main.items())]
     for w in (row["weighting"], FALLBACK_WEIGHTING):
         same_w = [b for b in cands if b["weighting"] == w]
         exact = [b for b in same_w if b["sweep_key"] == row["sweep_key"]]
@@ -405,12 +433,14 @@ def find_baseline(row: Mapping, rows: Sequence[Mapping]) -> Mapping | None:
     return None
 
 
-def _attach_delta_m(rows, tasks, main, hib) -> None:
-    main_hib = {t: _metric_hib(hib, t, main[t]) for t in tasks}
+def _attach_delta_m(rows) -> None:
+    """delta_m of each row over its own tasks, against ``find_baseline``."""
     for row in rows:
         base = find_baseline(row, rows)
         if base is None or row["n"] == 0:
             continue
+        main, tasks = row["main_metric"], list(row["main_metric"])
+        main_hib = {t: _metric_hib(row["higher_is_better"], t, main[t]) for t in tasks}
         b = {t: base["metrics"][t][main[t]]["mean"] for t in tasks}
         row["delta_m"] = delta_m({t: row["metrics"][t][main[t]]["mean"] for t in tasks}, b, main_hib)
         per_seed = [delta_m({t: (m.get(t) or {}).get(main[t]) for t in tasks}, b, main_hib) for m in row["per_run_metrics"]]
@@ -425,29 +455,75 @@ def has_baseline(rows) -> bool:
 # --------------------------------------------------------------------------- columns, best marking
 
 
+def task_meta(rows) -> tuple[list, dict, dict]:
+    """Tasks of ``rows`` in first-seen order, with each task's main metric and higher_is_better (first row wins)."""
+    order, main, hib = [], {}, {}
+    for r in rows:
+        for t, k in (r.get("main_metric") or {}).items():
+            if t not in main:
+                order.append(t)
+                main[t] = k
+                hib[t] = (r.get("higher_is_better") or {}).get(t, {})
+    return order, main, hib
+
+
+def _task_key(row) -> tuple:
+    """What makes two rows comparable: the same tasks with the same main metrics."""
+    return tuple(sorted((row.get("main_metric") or {}).items()))
+
+
+def task_sections(rows) -> list[list[int]]:
+    """Row indices grouped by task list (tasks and their main metrics), sections in order of first row.
+
+    One section when every row has the same tasks; several when a swept
+    option changes the task set (e.g. census-income's task group). Tables
+    are rendered one section at a time; delta_m and best marks never compare
+    rows of different sections.
+    """
+    sections: "OrderedDict[tuple, list]" = OrderedDict()
+    for i, r in enumerate(rows):
+        sections.setdefault(_task_key(r), []).append(i)
+    return list(sections.values())
+
+
+def tasks_by_sweep(rows) -> "OrderedDict[tuple, tuple[list, dict, dict]]":
+    """{sweep_key: task_meta of the rows with that sweep value}, in row order."""
+    keys: "OrderedDict[tuple, list]" = OrderedDict()
+    for r in rows:
+        keys.setdefault(r["sweep_key"], []).append(r)
+    return OrderedDict((k, task_meta(v)) for k, v in keys.items())
+
+
 def metric_columns(rows, include_loss: bool = False) -> list[tuple[str, str]]:
-    """(task, metric) columns: each task's main metric first, then its other metrics."""
+    """(task, metric) columns: each task's main metric first, then its other metrics (tasks of all rows)."""
     cols = []
-    if not rows:
-        return cols
-    main = rows[0]["main_metric"]
-    for t in main:
+    tasks, main, _ = task_meta(rows)
+    for t in tasks:
         names = [main[t]] + sorted({k for r in rows for k in r["metrics"].get(t, {})} - {main[t]})
         cols += [(t, k) for k in names if include_loss or k != "loss" or k == main[t]]
     return cols
 
 
+def _metric_of(row, task: str, metric: str) -> dict | None:
+    """{mean, std, n, values} of one row's (task, metric); None where the row has no such task or metric."""
+    return (row["metrics"].get(task) or {}).get(metric)
+
+
 def best_marks(rows, columns: Sequence[tuple[str, str]]) -> list[set]:
-    """For each row, the set of column keys ('task/metric', 'delta_m') where it is best in its sweep value."""
+    """For each row, the set of column keys ('task/metric', 'delta_m') where it is best in its sweep value.
+
+    Rows are compared within one sweep value and one task list (see
+    ``task_sections``); a column a row does not have is skipped for it.
+    """
     marks = [set() for _ in rows]
     by_sweep: dict = {}
     for i, r in enumerate(rows):
         if r["n"] > 0:
-            by_sweep.setdefault(r["sweep_key"], []).append(i)
-    hib = rows[0]["higher_is_better"] if rows else {}
+            by_sweep.setdefault((r["sweep_key"], _task_key(r)), []).append(i)
     for idx in by_sweep.values():
+        _, _, hib = task_meta([rows[i] for i in idx])
         for t, k in columns:
-            vals = {i: rows[i]["metrics"][t][k]["mean"] for i in idx}
+            vals = {i: _metric_of(rows[i], t, k)["mean"] for i in idx if _metric_of(rows[i], t, k) is not None}
             _mark(marks, vals, _metric_hib(hib, t, k), f"{t}/{k}")
         _mark(marks, {i: _num(rows[i]["delta_m"]) for i in idx}, True, "delta_m")
     return marks
@@ -466,6 +542,9 @@ def _mark(marks, vals: Mapping[int, float], higher: bool, key: str) -> None:
 # --------------------------------------------------------------------------- paper numbers
 
 
+_PAPER_SWEEP_TAG = re.compile(r"\[[^\[\]]*=[^\[\]]*\]\s*$")  # "mmoe [group=1]"
+
+
 def _norm(s) -> str:
     return str(s).lower().replace("-", "_").replace(" ", "_")
 
@@ -477,7 +556,11 @@ def compares_weightings(rows) -> bool:
 
 
 def match_paper(rows, paper: Mapping | None) -> tuple[list, list, list]:
-    """Paper numbers per row: (columns, [ {column: value} or None per row ], unmatched paper labels)."""
+    """Paper numbers per row: (columns, [ {column: value} or None per row ], unmatched paper labels).
+
+    For a row with sweep values, keys tagged with them (``"mmoe [group=1]"``:
+    each swept field's last component) are tried before the bare ones.
+    """
     paper = paper or {}
     prow = paper.get("rows") or {}
     cols = list(paper.get("metric_columns") or [])
@@ -492,6 +575,9 @@ def match_paper(rows, paper: Mapping | None) -> tuple[list, list, list]:
         a, w = r["architecture"], r["weighting"]
         keys = [f"{a}/{w}", f"{a}+{w}"]
         keys += [a] if (not by_weighting or _is_baseline_run(r)) else [w]
+        # rows for one sweep value: "mmoe [group=1]" (the swept field's last component)
+        tag = ", ".join(f"{str(k).split('.')[-1]}={v}" for k, v in sorted((r.get("sweep") or {}).items()))
+        keys = ([f"{k} [{tag}]" for k in keys] if tag else []) + keys
         hit = next((lookup[_norm(k)] for k in keys if _norm(k) in lookup), None)
         out.append(prow[hit] if hit is not None else None)
         if hit is not None:
@@ -534,8 +620,42 @@ def fmt_params(v) -> str:
     return f"{v:.0f}"
 
 
+def _section_title(rows, tasks, fields) -> str:
+    """Sub-heading of one task-list section: the sweep values it covers and its tasks."""
+    const = [f for f in fields if rows and all(f in r["sweep"] for r in rows)
+             and len({json.dumps(r["sweep"][f], sort_keys=True) for r in rows}) == 1]
+    if const:
+        where = ", ".join(f"{short_field(f, fields)}={fmt_value(rows[0]['sweep'][f])}" for f in const)
+    else:
+        labels = []
+        for r in rows:
+            lab = sweep_label(r["sweep"], fields) if r["sweep"] else ""
+            if lab and lab not in labels:
+                labels.append(lab)
+        where = "; ".join(labels)
+    return (f"{where} — " if where else "") + ("tasks: " + ", ".join(tasks) if tasks else "no tasks")
+
+
+def _section_model(tm, idx: Sequence[int], include_loss: bool, multi: bool) -> dict:
+    """The part of the table model one task-list section needs (its rows, columns, marks, paper numbers)."""
+    rows = [tm["rows"][i] for i in idx]
+    prows = [tm["prows"][i] for i in idx]
+    cols = metric_columns(rows, include_loss)
+    tasks = task_meta(rows)[0]
+    # several sections: only the paper columns that some row of this one has (paper columns may be per task)
+    pcols = [c for c in tm["pcols"] if any(p and c in p for p in prows)] if multi else list(tm["pcols"])
+    return {"rows": rows, "cols": cols, "marks": best_marks(rows, cols), "prows": prows, "pcols": pcols,
+            "with_dm": has_baseline(rows), "sweep_fields": tm["sweep_fields"], "tasks": tasks,
+            "title": _section_title(rows, tasks, tm["sweep_fields"])}
+
+
 def _table_model(workdir: str, select: str = "final", include_loss: bool = False) -> dict:
-    """Everything the three table formats need, computed once."""
+    """Everything the three table formats need, computed once.
+
+    ``sections``: one per distinct task list (``task_sections``), each with
+    its own columns, best marks and paper columns; one section is the usual
+    single table.
+    """
     exp = load_experiment(workdir)
     runs = load_runs(workdir)
     rows = aggregate(runs, select=select, experiment=exp)
@@ -545,31 +665,45 @@ def _table_model(workdir: str, select: str = "final", include_loss: bool = False
     pcols, prows, unmatched = match_paper(rows, exp.get("paper"))
     sweep_fields = sorted({k for r in rows for k in r["sweep"]})
     failed = [(r, f) for r in rows for f in r["failed"]]
+    tm = {"exp": exp, "runs": runs, "rows": rows, "cols": cols, "with_dm": with_dm, "marks": marks,
+          "pcols": pcols, "prows": prows, "sweep_fields": sweep_fields, "failed": failed,
+          "name": exp.get("experiment") or next((r.get("experiment") for r in runs if r.get("experiment")), None)
+          or os.path.basename(os.path.abspath(workdir))}
+    groups = task_sections(rows)
+    tm["sections"] = [_section_model(tm, idx, include_loss, len(groups) > 1) for idx in groups]
     notes = []
     what = "final test metrics" if select == "final" else "test metrics at the best validation step"
     notes.append(f"{what}; mean ± std over seeds (ddof=1), n = finished seeds"
                  + ("; failed = failed, unfinished or not started runs (not averaged)" if failed else "")
                  + "; bold = best per column within each sweep value.")
+    if len(groups) > 1:
+        notes.append("The sweep changes the task set: one table per task list; Δm% and bold compare rows "
+                     "of one table only.")
     if with_dm:
         notes.append("Δm% (Maninis et al. 2019) vs single_task with the same weighting (else 'equal') and sweep value, "
                      "on seed-mean main metrics; higher is better.")
+        notes += [f"No single_task baseline for {sec['title']}: Δm% omitted there."
+                  for sec in tm["sections"] if not sec["with_dm"]]
     elif rows:
         notes.append("No single_task baseline in this experiment: Δm% omitted.")
     if pcols:
         how = "weighting" if compares_weightings(rows) else "architecture"
-        notes.append(f"paper: numbers reported in the paper, matched by {how} label."
+        paper_rows = (exp.get("paper") or {}).get("rows") or {}
+        if any(_PAPER_SWEEP_TAG.search(str(k)) for k in paper_rows if k not in unmatched):
+            how += " label and sweep value (keys like 'mmoe [group=1]')"
+        else:
+            how += " label"
+        notes.append(f"paper: numbers reported in the paper, matched by {how}."
                      + (f" {(exp.get('paper') or {}).get('note')}" if (exp.get('paper') or {}).get('note') else ""))
         if unmatched:
             notes.append(f"paper rows without a matching run: {', '.join(unmatched)}.")
-    return {"exp": exp, "runs": runs, "rows": rows, "cols": cols, "with_dm": with_dm, "marks": marks,
-            "pcols": pcols, "prows": prows, "sweep_fields": sweep_fields, "notes": notes, "failed": failed,
-            "name": exp.get("experiment") or next((r.get("experiment") for r in runs if r.get("experiment")), None)
-            or os.path.basename(os.path.abspath(workdir))}
+    tm["notes"] = notes
+    return tm
 
 
 def _header_cells(tm, arrow_up: str, arrow_down: str) -> list[str]:
     rows = tm["rows"]
-    hib = rows[0]["higher_is_better"] if rows else {}
+    hib = task_meta(rows)[2]
     head = [short_field(f, tm["sweep_fields"]) for f in tm["sweep_fields"]] + ["architecture", "weighting", "n"]
     if any(r["failed"] for r in rows):
         head.append("failed")
@@ -590,7 +724,8 @@ def _body_cells(tm, bold, pm: str, dm_fmt=lambda v: f"{v:+.2f}") -> list[list[st
         if any_failed:
             cells.append(str(len(r["failed"])))
         for t, k in tm["cols"]:
-            s = fmt_mean_std(r["metrics"][t][k], pm) if r["n"] else "–"
+            ms = _metric_of(r, t, k)
+            s = fmt_mean_std(ms, pm) if r["n"] and ms is not None else "–"
             cells.append(bold(s) if f"{t}/{k}" in mk else s)
         if tm["with_dm"]:
             dm = r["delta_m"]
@@ -608,16 +743,26 @@ def _failure_lines(tm) -> list[str]:
             + f"): {f['status']}" + (f" — {f['failure']}" if f["failure"] else "") for r, f in tm["failed"]]
 
 
+def _markdown_lines(sec) -> list[str]:
+    head = _header_cells(sec, "↑", "↓")
+    body = _body_cells(sec, lambda s: f"**{s}**", " ± ")
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---" if i < len(sec["sweep_fields"]) + 2 else "---:" for i in range(len(head))) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
+    return lines
+
+
 def render_markdown(tm) -> str:
-    head = _header_cells(tm, "↑", "↓")
-    body = _body_cells(tm, lambda s: f"**{s}**", " ± ")
+    """One table; or, when rows have different task lists, a ``### <sweep values> — tasks: ...`` table per list."""
     lines = [f"## {tm['name']}", ""]
     if not tm["rows"]:
         return "\n".join(lines + ["No runs found.", ""])
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "|".join("---" if i < len(tm["sweep_fields"]) + 2 else "---:" for i in range(len(head))) + "|")
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
-    lines.append("")
+    if len(tm["sections"]) == 1:
+        lines += _markdown_lines(tm["sections"][0])
+        lines.append("")
+    else:
+        for sec in tm["sections"]:
+            lines += [f"### {sec['title']}", ""] + _markdown_lines(sec) + [""]
     lines += [f"- {n}" for n in tm["notes"]]
     if tm["failed"]:
         lines.append(f"- Failed or unfinished runs ({len(tm['failed'])}), not averaged:")
@@ -634,25 +779,43 @@ def _tex_escape(s: str) -> str:
     return s
 
 
-def render_latex(tm) -> str:
-    head = [_tex_escape(h) for h in _header_cells(tm, "↑", "↓")]
-    body = _body_cells(tm, lambda s: f"\\textbf{{{s}}}", " $\\pm$ ")
+def _latex_tabular(sec, title: str | None = None) -> list[str]:
+    """One booktabs tabular; ``title`` (a task-list section's heading) goes in a first spanning row."""
+    head = [_tex_escape(h) for h in _header_cells(sec, "↑", "↓")]
+    body = _body_cells(sec, lambda s: f"\\textbf{{{s}}}", " $\\pm$ ")
     body = [[c if c.startswith("\\textbf") or "$\\pm$" in c else _tex_escape(c) for c in cells] for cells in body]
     body = [[c.replace("–", "--") for c in cells] for cells in body]
-    nleft = len(tm["sweep_fields"]) + 2
+    nleft = len(sec["sweep_fields"]) + 2
     spec = "l" * nleft + "r" * (len(head) - nleft)
-    out = ["% generated by mtlx.report (python -m launch.table); needs \\usepackage{booktabs}",
-           "\\begin{table}[t]", "\\centering", "\\small",
-           f"\\caption{{{_tex_escape(tm['name'])}: " + _tex_escape(" ".join(tm["notes"][:2])) + "}",
-           f"\\label{{tab:{_slug(tm['name'])}}}",
-           f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(head) + " \\\\", "\\midrule"]
+    out = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    if title is not None:
+        out += [f"\\multicolumn{{{len(head)}}}{{l}}{{\\textit{{{_tex_escape(title)}}}}} \\\\", "\\midrule"]
+    out += [" & ".join(head) + " \\\\", "\\midrule"]
     prev = None
-    for r, cells in zip(tm["rows"], body):
+    for r, cells in zip(sec["rows"], body):
         if prev is not None and r["sweep_key"] != prev:
             out.append("\\midrule")
         prev = r["sweep_key"]
         out.append(" & ".join(cells) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    out += ["\\bottomrule", "\\end{tabular}"]
+    return out
+
+
+def render_latex(tm) -> str:
+    """One table float; one tabular per task-list section (each with its own header), stacked."""
+    out = ["% generated by mtlx.report (python -m launch.table); needs \\usepackage{booktabs}",
+           "\\begin{table}[t]", "\\centering", "\\small",
+           f"\\caption{{{_tex_escape(tm['name'])}: " + _tex_escape(" ".join(tm["notes"][:2])) + "}",
+           f"\\label{{tab:{_slug(tm['name'])}}}"]
+    sections = tm["sections"] or [dict(tm, rows=[], marks=[], prows=[])]
+    if len(sections) == 1:
+        out += _latex_tabular(sections[0])
+    else:
+        for i, sec in enumerate(sections):
+            if i:
+                out += ["", "\\medskip"]
+            out += _latex_tabular(sec, sec["title"])
+    out.append("\\end{table}")
     if tm["failed"]:
         out.append(f"% failed or unfinished runs ({len(tm['failed'])}), not averaged:")
         out += [f"%   {x}" for x in _failure_lines(tm)]
@@ -665,10 +828,18 @@ def _csv_num(v) -> str:
 
 
 def render_csv(tm) -> str:
-    """Wide CSV, plain numbers (full precision), a ``best`` column, failures in ``failed_runs``."""
+    """Wide CSV, plain numbers (full precision), a ``best`` column, failures in ``failed_runs``.
+
+    Rows with different task lists share one file: the union of the metric
+    columns, empty cells where a row's task list lacks the task, and a
+    ``tasks`` column (';'-separated) naming each row's tasks.
+    """
     cols_all = metric_columns(tm["rows"], include_loss=True)
     marks = best_marks(tm["rows"], cols_all)
+    multi = len(tm["sections"]) > 1
     head = list(tm["sweep_fields"]) + ["architecture", "weighting", "n", "n_failed", "seeds"]
+    if multi:
+        head.append("tasks")
     for t, k in cols_all:
         head += [f"{t}/{k}/mean", f"{t}/{k}/std"]
     if tm["with_dm"]:
@@ -679,12 +850,15 @@ def render_csv(tm) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(head)
+    nan = {"mean": float("nan"), "std": float("nan")}
     for r, mk, pr in zip(tm["rows"], marks, tm["prows"]):
         cells = [json.dumps(r["sweep"].get(f)) if isinstance(r["sweep"].get(f), (list, dict)) else r["sweep"].get(f, "")
                  for f in tm["sweep_fields"]]
         cells += [r["architecture"], r["weighting"], r["n"], len(r["failed"]), " ".join(str(s) for s in r["seeds"])]
+        if multi:
+            cells.append(";".join(r["main_metric"]))
         for t, k in cols_all:
-            ms = r["metrics"][t].get(k, {"mean": float("nan"), "std": float("nan")})
+            ms = _metric_of(r, t, k) or nan
             cells += [_csv_num(ms["mean"]), _csv_num(ms["std"])]
         if tm["with_dm"]:
             cells += [_csv_num(r["delta_m"]), _csv_num(r["delta_m_seed_std"])]
@@ -805,6 +979,7 @@ class _Ctx:
         self.sweep_keys = sweep_keys
         self.sweeps = {r["sweep_key"]: r["sweep"] for r in rows}
         self.sweep_fields = sorted({k for r in rows for k in r["sweep"]})
+        self.tasks = tasks_by_sweep(rows)  # {sweep_key: (tasks, main metric, higher_is_better)}
 
     def name(self, arch, w):
         return f"{arch} / {w}" if self.many_w else str(arch)
@@ -851,15 +1026,19 @@ def figure_metric_bars(rows, path: str, ctx: _Ctx) -> dict:
     tasks wrapped at 3 a row). Returns
     {(sweep_key, task): {(arch, weighting): (mean, std, n)}}.
     """
-    tasks = list(rows[0]["main_metric"])
-    main, hib = rows[0]["main_metric"], rows[0]["higher_is_better"]
-    fig, axes = _task_axes(len(ctx.sweep_keys), len(tasks))
+    per_sweep = tasks_by_sweep(rows)  # a sweep may change the task set: each row of panels has its own tasks
+    ncols = max([len(per_sweep.get(s, ((),))[0]) for s in ctx.sweep_keys] + [0])
+    fig, axes = _task_axes(len(ctx.sweep_keys), ncols)
     data = {}
     for i, skey in enumerate(ctx.sweep_keys):
+        tasks, main, hib = per_sweep.get(skey, ([], {}, {}))
+        for j in range(len(tasks), ncols):
+            axes[(i, j)].set_visible(False)
         sub = {(r["architecture"], r["weighting"]): r for r in rows if r["sweep_key"] == skey and r["n"] > 0}
         for j, t in enumerate(tasks):
             ax, k = axes[(i, j)], main[t]
-            d = {key: (r["metrics"][t][k]["mean"], r["metrics"][t][k]["std"], r["n"]) for key, r in sub.items()}
+            d = {key: (ms["mean"], ms["std"], r["n"]) for key, r in sub.items()
+                 for ms in [_metric_of(r, t, k)] if ms is not None}
             data[(skey, t)] = d
             groups = ctx.weightings if ctx.many_w else [None]
 
@@ -953,17 +1132,30 @@ def learning_curve_data(runs: Sequence[dict]) -> dict:
 
 
 def figure_learning_curves(runs, path: str, ctx: _Ctx) -> dict:
-    """Rows = tasks, columns = sweep values: training loss vs step, mean over seeds ± std band, line per architecture."""
+    """Rows = tasks, columns = sweep values: training loss vs step, mean over seeds ± std band, line per architecture.
+
+    When the sweep changes the task set, each column holds its sweep value's own tasks (titled per panel).
+    """
     data = learning_curve_data(runs)
     tasks = []
-    for v in data.values():
+    by_sweep: dict = {}  # a sweep may change the task set: each column has the tasks of its sweep value
+    for (skey, _, _), v in data.items():
         tasks += [t for t in v if t not in tasks]
+        mine = by_sweep.setdefault(skey, [])
+        mine += [t for t in v if t not in mine]
+    same = all(set(v) == set(tasks) for v in by_sweep.values())
+    col_tasks = {s: (tasks if same else by_sweep.get(s, [])) for s in ctx.sweep_keys}
+    nrows = max([len(v) for v in col_tasks.values()] + [0])
     flat = len(ctx.sweep_keys) == 1  # no sweep: the tasks side by side, wrapped at 3
     if flat:
-        fig, flat_axes = _task_axes(1, len(tasks))
+        fig, flat_axes = _task_axes(1, len(col_tasks[ctx.sweep_keys[0]]))
     else:
-        fig, axes = _subplots(len(tasks), len(ctx.sweep_keys), sharex=True)
+        fig, axes = _subplots(nrows, len(ctx.sweep_keys), sharex=True)
     for j, skey in enumerate(ctx.sweep_keys):
+        tasks = col_tasks[skey]
+        if not flat:
+            for i in range(len(tasks), nrows):
+                axes[i][j].set_visible(False)
         for i, t in enumerate(tasks):
             ax = flat_axes[(0, i)] if flat else axes[i][j]
             ys = []
@@ -980,11 +1172,15 @@ def figure_learning_curves(runs, path: str, ctx: _Ctx) -> dict:
             allv = allv[np.isfinite(allv)]
             if allv.size and allv.min() > 0 and allv.max() / allv.min() > 30:
                 ax.set_yscale("log")
-            if j == 0 or flat:
+            if same and (j == 0 or flat):
                 ax.set_ylabel(f"{t} training loss (↓ better)")
+            elif not same and (j == 0 or flat):
+                ax.set_ylabel("training loss (↓ better)")
             if i == len(tasks) - 1 or flat:
                 ax.set_xlabel("step")
-            if skey:
+            if not same:  # each column has its own tasks: name them in every panel
+                ax.set_title(f"{t}  ({ctx.sweep_title(skey)})" if skey else t)
+            elif skey:
                 ax.set_title(ctx.sweep_title(skey) if i == 0 else "")
     extra = _weighting_handles(ctx, markers=False)
     _legend_lines(fig, ctx, extra)
@@ -1016,7 +1212,9 @@ def sweep_plot_data(rows, field: str) -> dict:
             continue
         d = out.setdefault((r["architecture"], r["weighting"]), {})
         for t, k in r["main_metric"].items():
-            ms = r["metrics"][t][k]
+            ms = _metric_of(r, t, k)
+            if ms is None:
+                continue
             d.setdefault(t, []).append((r["sweep"][field], ms["mean"], ms["std"]))
         if r["delta_m"] is not None:
             d.setdefault("__delta_m__", []).append((r["sweep"][field], r["delta_m"], _num(r["delta_m_seed_std"])))
@@ -1024,10 +1222,14 @@ def sweep_plot_data(rows, field: str) -> dict:
 
 
 def figure_sweep(rows, path: str, ctx: _Ctx, field: str) -> dict:
-    """Main metric (one panel per task, plus Δm%) vs the swept value; error bars = std over seeds."""
+    """Main metric (one panel per task, plus Δm%) vs the swept value; error bars = std over seeds.
+
+    When the sweep changes the task set, a task's panel has points at the values where the task exists.
+    """
     data = sweep_plot_data(rows, field)
-    main, hib = rows[0]["main_metric"], rows[0]["higher_is_better"]
+    _, main, hib = task_meta(rows)  # every task of any sweep value; a task's line has the values where it exists
     panels = list(main) + (["__delta_m__"] if any("__delta_m__" in d for d in data.values()) else [])
+    uniform = len(task_sections(rows)) <= 1
     values = []
     for r in rows:
         if field in r["sweep"] and r["sweep"][field] not in values:
@@ -1049,6 +1251,12 @@ def figure_sweep(rows, path: str, ctx: _Ctx, field: str) -> dict:
                             linestyle=ctx.ls[w], marker=ctx.marker[w], markersize=3, capsize=2, label=ctx.name(a, w))
         if not numeric:
             ax.set_xticks(range(len(values)))
+            ax.set_xticklabels([fmt_value(v) for v in values])
+        if not uniform:  # a task may exist at some values only: every panel spans all of them
+            xs = [pos(v) for v in values]
+            pad = 0.08 * (max(xs) - min(xs)) if max(xs) > min(xs) else 0.5
+            ax.set_xlim(min(xs) - pad, max(xs) + pad)
+            ax.set_xticks(xs)
             ax.set_xticklabels([fmt_value(v) for v in values])
         ax.set_xlabel(short_field(field, ctx.sweep_fields))
         if p == "__delta_m__":
@@ -1078,13 +1286,19 @@ def tradeoff_data(runs, tasks: Sequence[str], select: str = "final") -> dict:
     return out
 
 
-def figure_tradeoff(runs, rows, path: str, ctx: _Ctx, tasks: Sequence[str], select: str = "final") -> dict:
-    """Task a's main metric vs task b's, one small point per run, a large one per group mean (± std)."""
+def figure_tradeoff(runs, rows, path: str, ctx: _Ctx, tasks: Sequence[str], select: str = "final",
+                    sweep_keys: Sequence[tuple] | None = None) -> dict:
+    """Task a's main metric vs task b's, one small point per run, a large one per group mean (± std).
+
+    One panel per sweep value (``sweep_keys``, default: those whose rows have both tasks).
+    """
     data = tradeoff_data(runs, tasks, select)
-    main, hib = rows[0]["main_metric"], rows[0]["higher_is_better"]
+    _, main, hib = task_meta([r for r in rows if all(t in r["main_metric"] for t in tasks)] or rows)
     a, b = tasks
-    fig, axes = _subplots(1, len(ctx.sweep_keys))
-    for j, skey in enumerate(ctx.sweep_keys):
+    if sweep_keys is None:
+        sweep_keys = [s for s in ctx.sweep_keys if all(t in ctx.tasks.get(s, ((),))[0] for t in tasks)]
+    fig, axes = _subplots(1, len(sweep_keys))
+    for j, skey in enumerate(sweep_keys):
         ax = axes[0][j]
         for arch in ctx.archs:
             for w in ctx.weightings:
@@ -1124,12 +1338,13 @@ def _unit_order(name: str):
     return (0 if "stitch" in name else 1 if "alpha" in name else 2, int(idx) if idx.isdigit() else 10**6, name)
 
 
-def figure_mixing(runs, path: str, ctx: _Ctx, architecture: str, tasks: Sequence[str]) -> dict:
+def figure_mixing(runs, path: str, ctx: _Ctx, architecture: str, tasks: Sequence[str] | None = None) -> dict:
     """Heatmaps of learned mixing weights (mean over seeds): one column per unit, one row per (sweep, weighting).
 
     Cross-stitch (T x T, rows = receiving task, columns = source task;
     per-channel units are averaged over channels), sluice alpha
-    ((task, subspace) pairs) and beta (task x layer).
+    ((task, subspace) pairs) and beta (task x layer). ``tasks`` labels the
+    ticks; None: each sweep value's own tasks (a sweep may change them).
     """
     data = mixing_data(runs, architecture)
     groups = [(s, w) for s in ctx.sweep_keys for w in ctx.weightings if (s, w) in data]
@@ -1155,7 +1370,7 @@ def figure_mixing(runs, path: str, ctx: _Ctx, architecture: str, tasks: Sequence
                 m = m.mean(-1)
                 title += f" (mean of {data[g][u].shape[-1]} ch.)"
             im = ax.imshow(m, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
-            rl, cl = _mix_ticks(u, m.shape, tasks)
+            rl, cl = _mix_ticks(u, m.shape, tasks if tasks is not None else ctx.tasks.get(g[0], ((),))[0])
             ax.set_yticks(range(m.shape[0]))
             ax.set_yticklabels(rl, fontsize=6)
             ax.set_xticks(range(m.shape[1]))
@@ -1205,7 +1420,9 @@ def plot_all(workdir: str, tasks: Sequence[str] | None = None, select: str = "fi
     Figures (PNG): ``main_metric_bars.png``, ``delta_m.png`` (needs a
     single_task baseline), ``learning_curves.png`` (needs train records),
     ``sweep_<field>.png`` per swept field (needs one swept field),
-    ``tradeoff_<a>_vs_<b>.png`` (needs >= 2 tasks; ``tasks`` picks a, b),
+    ``tradeoff_<a>_vs_<b>.png`` (needs >= 2 tasks; ``tasks`` picks a, b; by
+    default each sweep value's first two tasks, one figure per distinct pair
+    when a swept option changes the task set),
     ``mixing_<architecture>.png`` per architecture with learned mixing
     weights. A figure that does not apply is skipped with a note via ``log``.
     """
@@ -1219,7 +1436,19 @@ def plot_all(workdir: str, tasks: Sequence[str] | None = None, select: str = "fi
         log(f"no finished runs under {workdir}: no figures")
         return written
     ctx = _Ctx(runs, live, exp)
-    task_list = list(live[0]["main_metric"])
+    task_list = task_meta(live)[0]  # every task of any sweep value
+    uniform = len(task_sections(live)) == 1  # else a swept option changes the task set
+    pairs = []  # trade-off figures: --tasks, else each sweep value's first two tasks (one figure per distinct pair)
+    if max(len(v[0]) for v in ctx.tasks.values()) >= 2:
+        if tasks:
+            pairs = [list(tasks)]
+            unknown = [t for t in pairs[0] if t not in task_list]
+            if len(pairs[0]) != 2 or unknown or not any(all(t in v[0] for t in pairs[0]) for v in ctx.tasks.values()):
+                raise ValueError(f"--tasks needs two of {task_list} (of one sweep value), got {pairs[0]}")
+        else:
+            for v in ctx.tasks.values():
+                if len(v[0]) >= 2 and list(v[0][:2]) not in pairs:
+                    pairs.append(list(v[0][:2]))
     style = _plt().rc_context(STYLE)
     with style:
         p = os.path.join(out_dir, "main_metric_bars.png")
@@ -1254,22 +1483,19 @@ def plot_all(workdir: str, tasks: Sequence[str] | None = None, select: str = "fi
                 figure_sweep(live, p, ctx, fields[0])
                 written["sweep"] = p
 
-        if len(task_list) < 2:
+        if not pairs:
             log("skip tradeoff_*.png: one task only")
         else:
-            pair = list(tasks) if tasks else task_list[:2]
-            unknown = [t for t in pair if t not in task_list]
-            if len(pair) != 2 or unknown:
-                raise ValueError(f"--tasks needs two of {task_list}, got {pair}")
-            p = os.path.join(out_dir, f"tradeoff_{_slug(pair[0])}_vs_{_slug(pair[1])}.png")
-            figure_tradeoff(runs, live, p, ctx, pair, select)
-            written["tradeoff"] = p
+            for n, pair in enumerate(pairs):
+                p = os.path.join(out_dir, f"tradeoff_{_slug(pair[0])}_vs_{_slug(pair[1])}.png")
+                figure_tradeoff(runs, live, p, ctx, pair, select)
+                written["tradeoff" if n == 0 else f"tradeoff_{pair[0]}_vs_{pair[1]}"] = p
 
         mix_archs = [a for a in ctx.archs if mixing_data(runs, a)]
         if not mix_archs:
             log("skip mixing_*.png: no run has learned mixing weights (cross_stitch / sluice)")
         for a in mix_archs:
             p = os.path.join(out_dir, f"mixing_{_slug(a)}.png")
-            figure_mixing(runs, p, ctx, a, task_list)
+            figure_mixing(runs, p, ctx, a, task_list if uniform else None)
             written[f"mixing_{a}"] = p
     return written

@@ -338,17 +338,29 @@ def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress:
         return out
 
     best, best_test, last_eval = -np.inf, None, None
-    t0, t_steps, n_timed = time.time(), 0.0, 0
+    if workdir:  # a resumed run: model selection continues from the evaluations already written
+        for rec in results.read_jsonl(os.path.join(workdir, "metrics.jsonl")):
+            if rec.get("kind") == "eval":
+                last_eval = {k: rec[k] for k in ("validation", "test") if k in rec}
+                score = main_score(last_eval.get("validation", last_eval.get("test")), tl)
+                if score > best:
+                    best, best_test = score, last_eval.get("test")
+        if start < cfg.steps:
+            last_eval = None
+
+    def check_finite():
+        if int(state.nonfinite_step) >= 0:
+            raise NonFiniteLoss(int(state.nonfinite_step), tl[int(state.nonfinite_task)].name)
+
+    t0 = time.time()
+    t_other, t_first = 0.0, None  # eval/checkpoint time; end of the first (compiling) interval
     for s in range(start, cfg.steps):
-        t = time.time()
         state, m = jstep(state, *next_args(s))
         if (s + 1) % cfg.log_every == 0 or s + 1 == cfg.steps:
             losses = np.asarray(m["losses"])  # host sync
-            if s > start:
-                t_steps += time.time() - t
-                n_timed += 1
-            if int(state.nonfinite_step) >= 0:
-                raise NonFiniteLoss(int(state.nonfinite_step), tl[int(state.nonfinite_task)].name)
+            if t_first is None:
+                t_first, s_first = time.time(), s + 1
+            check_finite()
             rec = {"step": s + 1, "kind": "train", "losses": dict(zip(ts.task_names, losses.tolist())),
                    "weights": dict(zip(ts.task_names, np.asarray(m["weights"]).tolist())),
                    "penalty": float(m["penalty"])}
@@ -356,20 +368,25 @@ def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress:
                 writer.write(rec)
             if progress:
                 progress(s + 1, rec["losses"])
+        t = time.time()
         if (s + 1) % cfg.eval_every == 0 or s + 1 == cfg.steps:
             last_eval = do_eval(s + 1)
             score = main_score(last_eval.get("validation", last_eval.get("test")), tl)
             if score > best:
                 best, best_test = score, last_eval.get("test")
         if mgr and ((s + 1) % cfg.checkpoint_every == 0 or s + 1 == cfg.steps):
+            check_finite()  # never checkpoint a state whose loss already went NaN/inf
             checkpoint.save(mgr, s + 1, state)
-    if last_eval is None:  # resumed after the last step: evaluate the restored state
+        t_other += time.time() - t if t_first is not None else 0.0
+    if last_eval is None:  # resumed after the last step with no evaluation on record
         last_eval = do_eval(int(state.step))
         best_test = last_eval.get("test")
     wall = time.time() - t0
+    timed = (time.time() - t_first - t_other) if t_first is not None else 0.0
+    n_timed = (cfg.steps - s_first) if t_first is not None else 0
     return {
         "status": "done", "steps": int(state.step), "param_count": n_params, "wall_time_s": wall,
-        "steps_per_s": (cfg.steps - start) / wall if wall > 0 else float("nan"),
+        "steps_per_s": n_timed / timed if n_timed > 0 and timed > 0 else float("nan"),
         "metrics": last_eval.get("test", last_eval.get("validation")),
         "validation_metrics": last_eval.get("validation"),
         "test_at_best_validation": best_test,

@@ -5,7 +5,9 @@
 
 ``make_experiment`` returns a ``Fake`` that records every number it wrote
 (final metrics per run, training-loss curves, mixing weights), so that tests
-can recompute means, stds and delta_m by hand.
+can recompute means, stds and delta_m by hand. ``tasks`` may be a function of
+the sweep point, for a swept option that changes the task set (as
+census-income's ``task_set.options.group`` does).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def default_metric(arch: str, weighting: str, seed: int, sweep: dict, task: str,
 @dataclasses.dataclass
 class Fake:
     root: str
-    tasks: dict  # task -> kind
+    tasks: dict  # task -> kind (every task of any sweep point)
     architectures: list
     weightings: list
     seeds: list
@@ -56,6 +58,11 @@ class Fake:
     mixing: dict = dataclasses.field(default_factory=dict)  # (sweep_json, arch, w, seed) -> {name: ndarray}
     failed: list = dataclasses.field(default_factory=list)  # run ids
     run_ids: dict = dataclasses.field(default_factory=dict)  # key -> run id
+    point_tasks: dict = dataclasses.field(default_factory=dict)  # sweep_json -> {task: kind} at that point
+
+    def tasks_at(self, sweep) -> dict:
+        """{task: kind} of the runs at one sweep point."""
+        return self.point_tasks[json.dumps(sweep, sort_keys=True)]
 
     def main_metric(self, task):
         return next(iter(KIND_METRICS[self.tasks[task]]))
@@ -89,13 +96,16 @@ def _write(path, obj):
         json.dump(obj, f, indent=1, sort_keys=True)
 
 
-def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | None = None,
+def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | Callable | None = None,
                     architectures=("single_task", "hard", "cross_stitch", "sluice"), weightings=("equal",),
                     seeds=(0, 1, 2), sweep: dict | None = None, paper: dict | None = None,
                     failed=(), incomplete=(), metric_fn: Callable = default_metric,
                     steps=tuple(range(10, 101, 10)), channels: int = 4, subspaces: int = 2,
                     layout: str = "brief", arch_names: dict | None = None) -> Fake:
     """Write a fake experiment; ``failed``/``incomplete``: (arch, weighting, seed, sweep dict) tuples.
+
+    ``tasks``: {task: kind}, or a function sweep point -> {task: kind} when
+    the sweep changes the task set (a task name keeps one kind throughout).
 
     Failed runs get ``status: failed``, a ``failure`` and metrics of
     FAILED_VALUE; incomplete runs get config.json and metrics.jsonl but no
@@ -109,10 +119,16 @@ def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | N
     ARCHITECTURES name (default: the label), written as ``architecture_name``.
     """
     arch_names = dict(arch_names or {})
-    tasks = dict(tasks or {"a": "classification", "b": "regression"})
+    fixed = None if callable(tasks) else dict(tasks or {"a": "classification", "b": "regression"})
+    tasks_fn = tasks if fixed is None else (lambda point: fixed)
     sweep = dict(sweep or {})
     os.makedirs(root, exist_ok=True)
-    fake = Fake(root, tasks, list(architectures), list(weightings), list(seeds), sweep)
+    fake = Fake(root, {}, list(architectures), list(weightings), list(seeds), sweep)
+    for point in fake.sweep_points():
+        fake.point_tasks[json.dumps(point, sort_keys=True)] = dict(tasks_fn(point))
+        for t, k in fake.point_tasks[json.dumps(point, sort_keys=True)].items():
+            if fake.tasks.setdefault(t, k) != k:
+                raise ValueError(f"task {t!r} is {fake.tasks[t]!r} at one sweep point and {k!r} at another")
     if layout == "brief":
         exp_json = {"experiment": name, "paper": paper or {}, "architectures": list(architectures),
                     "weightings": list(weightings), "seeds": list(seeds), "sweep": sweep,
@@ -131,11 +147,12 @@ def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | N
     _write(os.path.join(root, "experiment.json"), exp_json)
     failed_keys = {(a, w, s, json.dumps(p, sort_keys=True)) for a, w, s, p in failed}
     incomplete_keys = {(a, w, s, json.dumps(p, sort_keys=True)) for a, w, s, p in incomplete}
-    T = len(tasks)
-    task_info = {t: {"main_metric": next(iter(KIND_METRICS[k])), "higher_is_better": dict(KIND_METRICS[k])}
-                 for t, k in tasks.items()}
     for point in fake.sweep_points():
         sj = json.dumps(point, sort_keys=True)
+        tasks = fake.point_tasks[sj]
+        T = len(tasks)
+        task_info = {t: {"main_metric": next(iter(KIND_METRICS[k])), "higher_is_better": dict(KIND_METRICS[k])}
+                     for t, k in tasks.items()}
         for ai, arch in enumerate(architectures):
             for w in weightings:
                 for seed in seeds:

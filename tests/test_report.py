@@ -369,3 +369,241 @@ def test_launch_plot_subprocess(sweep_exp, tmp_path):
             blob = f.read()
         assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 5000, name
         assert f"wrote {os.path.join(root, 'figures', name)}" in p.stdout
+
+
+# --------------------------------------------------------------------------- a sweep that changes the task set
+
+GROUP = "task_set.options.group"
+
+
+def group_tasks(point):
+    """Like census-income's task groups: group 1 = (income, marital), group 2 = (college, marital)."""
+    if point[GROUP] == 1:
+        return {"income": "binary", "marital": "binary"}
+    return {"college": "regression", "marital": "binary"}  # mse: lower is better
+
+
+GROUP_VALUES = {  # (group, arch, task, main metric) -> per-seed values
+    (1, "single_task", "income", "auc"): [0.80, 0.82], (1, "single_task", "marital", "auc"): [0.90, 0.92],
+    (1, "hard", "income", "auc"): [0.84, 0.86], (1, "hard", "marital", "auc"): [0.88, 0.90],
+    (1, "mmoe", "income", "auc"): [0.86, 0.88], (1, "mmoe", "marital", "auc"): [0.89, 0.91],
+    (2, "single_task", "college", "mse"): [0.50, 0.54], (2, "single_task", "marital", "auc"): [0.90, 0.92],
+    (2, "hard", "college", "mse"): [0.44, 0.48], (2, "hard", "marital", "auc"): [0.93, 0.95],
+    (2, "mmoe", "college", "mse"): [0.56, 0.58], (2, "mmoe", "marital", "auc"): [0.96, 0.98],
+}
+GROUP_PAPER = {"metric_columns": ["main AUC", "marital AUC"],
+               "rows": {"mmoe [group=1]": {"main AUC": 0.941, "marital AUC": 0.9927},
+                        "MMoE [group=2]": {"main AUC": 0.886, "marital AUC": 0.9924},
+                        "hard": {"marital AUC": 0.9111}, "omoe [group=2]": {"main AUC": 0.5}},
+               "note": "Tables 3 and 4."}
+
+
+def group_metric(arch, w, seed, sweep, task, metric):
+    return GROUP_VALUES.get((sweep[GROUP], arch, task, metric), [0.3, 0.3])[seed]
+
+
+@pytest.fixture(scope="module")
+def group_exp(tmp_path_factory):
+    """3 architectures x 2 seeds x group in [1, 2], where the group changes the tasks; paper numbers per group."""
+    root = str(tmp_path_factory.mktemp("group_exp"))
+    return fake_runs.make_experiment(
+        root, name="groups", tasks=group_tasks, architectures=("single_task", "hard", "mmoe"), seeds=(0, 1),
+        sweep={GROUP: [1, 2]}, paper=GROUP_PAPER, metric_fn=group_metric, layout="launch_run")
+
+
+def _sections(md):
+    """{sub-heading: its lines} of a markdown table with one section per task list."""
+    out, cur = {}, None
+    for ln in md.splitlines():
+        if ln.startswith("### "):
+            cur = ln[4:]
+            out[cur] = []
+        elif ln.startswith("- "):
+            cur = None
+        elif cur is not None and ln.startswith("|"):
+            out[cur].append(ln)
+    return out
+
+
+def _hand_delta_m(group, arch):
+    def rel(t, k):  # relative improvement of the seed means over single_task
+        m, b = (float(np.mean(GROUP_VALUES[(group, a, t, k)])) for a in (arch, "single_task"))
+        return (m - b) / b
+
+    if group == 1:  # both auc, higher is better
+        return (rel("income", "auc") + rel("marital", "auc")) / 2 * 100
+    return (-rel("college", "mse") + rel("marital", "auc")) / 2 * 100  # college mse is lower-is-better
+
+
+def test_sweep_changing_tasks_rows_and_delta_m(group_exp):
+    rows = report.aggregate(report.load_runs(group_exp.root))
+    assert len(rows) == 6
+    for r in rows:
+        want = list(group_tasks(r["sweep"]))
+        assert list(r["main_metric"]) == list(r["metrics"]) == want
+        assert list(r["higher_is_better"]) == want
+    assert [[rows[i]["sweep"][GROUP] for i in sec] for sec in report.task_sections(rows)] == [[1, 1, 1], [2, 2, 2]]
+    for g in (1, 2):
+        for arch in ("hard", "mmoe"):
+            r = _row(rows, arch, sweep={GROUP: g})
+            assert r["delta_m"] == pytest.approx(_hand_delta_m(g, arch), rel=1e-12), (g, arch)
+            assert r["baseline"] == f"single_task/equal (group={g})"
+        assert _row(rows, "single_task", sweep={GROUP: g})["delta_m"] == pytest.approx(0.0)
+    # hand numbers, to be sure the formula's signs are what the table shows
+    assert _hand_delta_m(2, "hard") == pytest.approx(((0.52 - 0.46) / 0.52 + (0.94 - 0.91) / 0.91) / 2 * 100)
+    # best marks compare rows of one task list and sweep value only
+    marks = report.best_marks(rows, report.metric_columns(rows))
+    by = {(r["sweep"][GROUP], r["architecture"]): m for r, m in zip(rows, marks)}
+    assert "income/auc" in by[(1, "mmoe")] and "college/mse" in by[(2, "hard")]
+    assert "marital/auc" in by[(1, "single_task")] and "marital/auc" in by[(2, "mmoe")]
+    assert not any(k.startswith("college/") for (g, _), m in by.items() if g == 1 for k in m)
+
+
+def test_sweep_changing_tasks_markdown_sections(group_exp):
+    md = report.markdown_table(group_exp.root)
+    assert md.startswith("## groups\n\n### group=1 — tasks: income, marital\n")
+    secs = _sections(md)
+    assert list(secs) == ["group=1 — tasks: income, marital", "group=2 — tasks: college, marital"]
+    one, two = secs.values()
+    assert len(one) == len(two) == 2 + 3  # header, rule, one line per architecture
+    assert "| income auc ↑ | income accuracy ↑ | marital auc ↑ | marital accuracy ↑ | Δm% ↑ |" in one[0]
+    assert "college" not in "\n".join(one) and "income" not in "\n".join(two)
+    assert "| college mse ↓ | marital auc ↑ | marital accuracy ↑ | Δm% ↑ |" in two[0]
+    for g, lines in ((1, one), (2, two)):
+        assert all(ln.startswith(f"| {g} |") for ln in lines[2:])
+        for arch in ("hard", "mmoe"):
+            line = _md_line("\n".join(lines), arch)
+            dm = f"{_hand_delta_m(g, arch):+.2f}"
+            assert f" {dm} " in line or f"**{dm}**" in line, (g, arch, line)
+    assert "**0.4600 ± 0.0283**" in _md_line("\n".join(two), "hard")  # college mse: lower is best
+    assert "**0.8700 ± 0.0141**" in _md_line("\n".join(one), "mmoe")  # income auc
+    # Δm% best per section: group 1 mmoe, group 2 hard
+    best_1 = f"**{_hand_delta_m(1, 'mmoe'):+.2f}**"
+    best_2 = f"**{_hand_delta_m(2, 'hard'):+.2f}**"
+    assert best_1 in _md_line("\n".join(one), "mmoe") and best_2 in _md_line("\n".join(two), "hard")
+    assert "one table per task list" in md
+
+
+def test_sweep_changing_tasks_paper_numbers_per_section(group_exp):
+    rows = report.aggregate(report.load_runs(group_exp.root))
+    cols, prows, unmatched = report.match_paper(rows, GROUP_PAPER)
+    assert cols == ["main AUC", "marital AUC"]
+    got = {(r["sweep"][GROUP], r["architecture"]): p for r, p in zip(rows, prows)}
+    assert got[(1, "mmoe")] == GROUP_PAPER["rows"]["mmoe [group=1]"]
+    assert got[(2, "mmoe")] == GROUP_PAPER["rows"]["MMoE [group=2]"]  # case and '[sweep]' tag
+    assert got[(1, "hard")] == got[(2, "hard")] == {"marital AUC": 0.9111}  # an untagged key matches every group
+    assert got[(1, "single_task")] is None
+    assert unmatched == ["omoe [group=2]"]
+    one, two = (("\n".join(v)) for v in _sections(report.markdown_table(group_exp.root)).values())
+    assert _md_line(one, "mmoe").rstrip(" |").endswith("0.9410 | 0.9927")
+    assert _md_line(two, "mmoe").rstrip(" |").endswith("0.8860 | 0.9924")
+    assert "0.8860" not in one and "0.9410" not in two
+    assert _md_line(one, "hard").rstrip(" |").endswith("| 0.9111")
+    md = report.markdown_table(group_exp.root)
+    assert "matched by architecture label and sweep value" in md
+    assert "paper rows without a matching run: omoe [group=2]." in md
+
+
+def test_sweep_changing_tasks_csv_and_latex(group_exp, tmp_path):
+    root = str(tmp_path / "exp")
+    shutil.copytree(group_exp.root, root)
+    paths = report.write_tables(root)
+    rows = report.aggregate(report.load_runs(root))
+    with open(paths["csv"]) as f:
+        reader = csv.DictReader(io.StringIO(f.read()))
+        parsed = list(reader)
+    head = reader.fieldnames
+    for t, k in (("income", "auc"), ("income", "accuracy"), ("marital", "auc"), ("college", "mse")):
+        assert f"{t}/{k}/mean" in head and f"{t}/{k}/std" in head
+    assert head[0] == GROUP and "tasks" in head and "delta_m" in head
+    assert len(parsed) == len(rows) == 6
+    for c, r in zip(parsed, rows):
+        g = r["sweep"][GROUP]
+        assert (int(c[GROUP]), c["architecture"], int(c["n"])) == (g, r["architecture"], 2)
+        assert c["tasks"].split(";") == list(group_tasks(r["sweep"]))
+        absent = "college" if g == 1 else "income"
+        assert all(v == "" for k, v in c.items() if k.startswith(absent + "/"))
+        for t, k in r["main_metric"].items():
+            assert float(c[f"{t}/{k}/mean"]) == r["metrics"][t][k]["mean"] == pytest.approx(
+                np.mean(GROUP_VALUES[(g, r["architecture"], t, k)]))
+            assert float(c[f"{t}/{k}/std"]) == r["metrics"][t][k]["std"]
+        assert float(c["delta_m"]) == r["delta_m"]
+        if r["architecture"] == "mmoe":
+            want = GROUP_PAPER["rows"]["mmoe [group=1]" if g == 1 else "MMoE [group=2]"]
+            assert float(c["paper/main AUC"]) == want["main AUC"]
+    best = {(int(c[GROUP]), c["architecture"]): c["best"].split(";") for c in parsed}
+    assert "college/mse" in best[(2, "hard")] and "income/auc" in best[(1, "mmoe")]
+    with open(paths["tex"]) as f:
+        tex = f.read()
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2
+    assert tex.count(r"\begin{table}") == 1
+    assert r"\multicolumn{" in tex and r"group=1 --- tasks: income, marital" in tex
+    first, second = tex.split(r"\end{tabular}")[:2]
+    assert r"income auc $\uparrow$" in first and "college" not in first
+    assert r"college mse $\downarrow$" in second and "income" not in second
+
+
+def test_sweep_changing_tasks_two_fields_and_a_group_without_summaries(tmp_path):
+    """A second swept field that keeps the tasks; a group with no summary at all still lands in its section."""
+    lr = "optimizer.learning_rate"
+    point = {GROUP: 2, lr: 0.2}
+    fake_runs.make_experiment(str(tmp_path), tasks=group_tasks, architectures=("single_task", "hard"), seeds=(0,),
+                              sweep={GROUP: [1, 2], lr: [0.1, 0.2]}, incomplete=[("hard", "equal", 0, point)])
+    rows = report.aggregate(report.load_runs(str(tmp_path)))
+    empty = _row(rows, "hard", sweep=point)
+    assert empty["n"] == 0 and list(empty["main_metric"]) == ["college", "marital"]
+    md = report.markdown_table(str(tmp_path))
+    secs = _sections(md)
+    assert list(secs) == ["group=1 — tasks: income, marital", "group=2 — tasks: college, marital"]
+    two = secs["group=2 — tasks: college, marital"]
+    assert two[0].startswith("| learning_rate | group | architecture | weighting | n | failed | college mse ↓ |")
+    assert [ln.split("|")[1:3] for ln in two[2:]] == [
+        [" 0.1 ", " 2 "], [" 0.1 ", " 2 "], [" 0.2 ", " 2 "], [" 0.2 ", " 2 "]]
+    assert "| 0.2 | 2 | hard | equal | 0 | 1 | – | – | – |" in md
+    assert "failed" not in secs["group=1 — tasks: income, marital"][0]  # no failed run in that section
+
+
+def test_single_task_list_has_one_section(sweep_exp):
+    md = report.markdown_table(sweep_exp.root)
+    assert "###" not in md and "one table per task list" not in md
+    assert len(report.task_sections(report.aggregate(report.load_runs(sweep_exp.root)))) == 1
+    assert "tasks" not in next(csv.reader(io.StringIO(report.render_csv(report._table_model(sweep_exp.root)))))
+
+
+def test_sweep_changing_tasks_figure_data(group_exp):
+    runs = report.load_runs(group_exp.root)
+    curves = report.learning_curve_data(runs)
+    for (skey, arch, w), per_task in curves.items():
+        assert list(per_task) == list(group_tasks({GROUP: int(dict(skey)[GROUP])}))
+    sw = report.sweep_plot_data(report.aggregate(runs), GROUP)
+    assert [x for x, _, _ in sw[("hard", "equal")]["marital"]] == [1, 2]
+    assert [x for x, _, _ in sw[("hard", "equal")]["income"]] == [1]
+    assert [x for x, _, _ in sw[("hard", "equal")]["college"]] == [2]
+
+
+def test_sweep_changing_tasks_tradeoff_pairs(group_exp):
+    runs = report.load_runs(group_exp.root)
+    data = report.tradeoff_data(runs, ["marital", "college"])
+    assert {dict(skey)[GROUP] for skey, _, _ in data} == {"2"} and len(data) == 3
+    assert all(len(v) == 2 for v in data.values())
+    with pytest.raises(ValueError, match="--tasks"):  # never in one sweep value; raised before any figure
+        report.plot_all(group_exp.root, tasks=["income", "college"], log=lambda m: None)
+    assert not os.path.exists(os.path.join(group_exp.root, "figures"))
+
+
+def test_launch_table_and_plot_on_sweep_changing_tasks(group_exp, tmp_path):
+    root = str(tmp_path / "exp")
+    shutil.copytree(group_exp.root, root)
+    p = _run("launch.table", root)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == report.markdown_table(root)
+    assert "### group=2 — tasks: college, marital" in p.stdout
+    p = _run("launch.plot", root)
+    assert p.returncode == 0, p.stderr
+    want = {"main_metric_bars.png", "delta_m.png", "learning_curves.png", "sweep_group.png",
+            "tradeoff_income_vs_marital.png", "tradeoff_college_vs_marital.png"}  # one per sweep value's pair
+    assert set(os.listdir(os.path.join(root, "figures"))) == want
+    for name in want:
+        with open(os.path.join(root, "figures", name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+        assert f"wrote {os.path.join(root, 'figures', name)}" in p.stdout
