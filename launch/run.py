@@ -23,6 +23,7 @@ _ONLY = flags.DEFINE_list("only", None, "Only runs whose id or architecture labe
 _RERUN_FAILED = flags.DEFINE_bool("rerun_failed", False, "Rerun failed runs from scratch (finished runs are always skipped).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Validate the grid and list its runs; train nothing.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar per run.")
+_REPORT = flags.DEFINE_bool("report", True, "At the end, print the table and write table.{md,tex,csv} and figures/.")
 _CLUSTER = flags.DEFINE_string("slurm_cluster", None, "submitit cluster: None = auto (Slurm), or 'local' / 'debug'.")
 _PARTITION = flags.DEFINE_string("slurm_partition", None, "Slurm partition.")
 _TIME = flags.DEFINE_integer("slurm_time", 60, "Slurm time limit per job, minutes.")
@@ -67,13 +68,11 @@ def main(argv):
         _fail(e)
     if _DRY_RUN.value or (_EXECUTOR.value == "slurm" and not _WAIT.value):
         return
-    try:
+    if _REPORT.value:
         from mtlx import report
 
-        if hasattr(report, "markdown_table"):
-            print(report.markdown_table(out["workdir"]))
-    except ImportError:
-        pass
+        print(report.write_tables(out["workdir"])["markdown"])
+        report.plot_all(out["workdir"], log=lambda *a: None)
     print(experiment.summarise(out), file=sys.stderr)
     if any(s.get("status") != "done" and (s.get("failure") or {}).get("task") is None
            for s in out["summaries"].values()):
