@@ -17,9 +17,9 @@ and a 5k subset of the training set, so ``multi_mnist`` is built from the 5k
 subset (4,500 train / 500 validation pairs) and tested on the 10k test split,
 instead of 60k/10k; we therefore also run the identical protocol on
 ``multi_fashion`` built from the full Fashion-MNIST (54k / 6k / 10k). Training
-is 1000 steps (~57 epochs of the 4.5k MultiMNIST pairs, ~5 of MultiFashion)
+is 600 steps (~34 epochs of the 4.5k MultiMNIST pairs, ~3 of MultiFashion)
 and 2 seeds instead of the paper's 100 epochs of 60k, to fit a 2-core CPU
-(a LeNet step at batch 256 costs ~50-100 ms there; see results/bench/). Expect: accuracies
+(a LeNet step at batch 256 costs 0.1-0.3 s there under load; see results/bench/). Expect: accuracies
 below the paper's on MultiMNIST (15x less training data), all methods within
 about a point of each other, as in the paper.
 """
@@ -50,11 +50,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     run.backbone.blocks = LENET
     run.backbone.head_hidden = [50]
     run.optimizer.learning_rate = 1e-3
-    run.steps = 1000
+    run.steps = 600
     run.batch_size = 256
-    run.eval_every = 500
+    run.eval_every = 300
     run.log_every = 50
-    run.checkpoint_every = 500
+    run.checkpoint_every = 300
     run.eval_batch_size = 2000
     config.architectures = (
         {"name": "single_task", "weightings": ("equal",)},
@@ -70,7 +70,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         "metric_columns": ["left acc %", "right acc %"],
         "rows": {f"{k} [name=multi_mnist]": {"left acc %": v[0], "right acc %": v[1]} for k, v in PAPER.items()},
         "note": "Sener & Koltun 2018, Table 3 (MultiMNIST, 60k training images, 100 epochs). Ours: MultiMNIST built "
-                "from a 5k MNIST training subset (offline copy), 1000 steps, 2 seeds; MultiFashion from full Fashion-MNIST.",
+                "from a 5k MNIST training subset (offline copy), 600 steps, 2 seeds; MultiFashion from full Fashion-MNIST.",
     })
     if config.smoke:
         run.steps = 20
