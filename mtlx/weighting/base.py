@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Optional
 
+import jax
 import jax.numpy as jnp
 
 NEEDS = ("none", "jacobian", "representation")
@@ -45,3 +46,12 @@ class Weighting(NamedTuple):
 
 def no_state(num_tasks: int):
     return ()
+
+
+def objective_weights(weighting: Weighting, losses: jnp.ndarray, params: Any) -> jnp.ndarray:
+    """Effective loss weights ``d objective / d L_t`` of a weighting with an
+    ``objective`` (e.g. ``0.5 exp(-s_t)`` for uncertainty weighting); for
+    logging. For weightings without one, raises ValueError."""
+    if weighting.objective is None:
+        raise ValueError(f"weighting {weighting.name!r} has no objective")
+    return jax.grad(weighting.objective)(losses, params)

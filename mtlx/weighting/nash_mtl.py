@@ -1,0 +1,123 @@
+"""Nash-MTL (Navon, Shamsian, Achituve, Maron, Kawaguchi, Chechik & Fetaya,
+"Multi-Task Learning as a Bargaining Game", ICML 2022)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from mtlx.weighting import solvers
+from mtlx.weighting.base import Weighting
+
+
+def nash_weights(M: jnp.ndarray, *, max_iters: int = 100, tol: float = 1e-12, ridge: float = 1e-6,
+                 return_info: bool = False):
+    """Solve the Nash bargaining condition ``M alpha = 1 / alpha``, ``alpha > 0``.
+
+    Navon et al. (2022), Sec. 3 (the bargaining solution's characterisation): with
+    ``M = G G^T`` the solution of ``G G^T alpha = 1/alpha`` gives the Nash
+    bargaining direction ``G^T alpha``. That condition is exactly the
+    stationarity condition of the strictly convex, self-concordant
+
+        F(alpha) = 1/2 alpha^T M alpha - sum_i log alpha_i,
+
+    so we minimise F by damped Newton (Nesterov & Nemirovski's step
+    ``1/(1 + lambda)``, ``lambda`` the Newton decrement), which stays in
+    ``alpha > 0`` without a line search and converges quadratically near the
+    solution; at most ``max_iters`` iterations, stop when ``lambda^2 < tol``.
+    The reference code instead runs <= 20 iterations of a CCP with cvxpy/ECOS
+    on the host.
+
+    Solved on ``M / ||M||_F`` (+ ``ridge * diag(M)``, so the problem stays
+    bounded when the gradients are linearly dependent, without swamping tasks
+    whose gradients are small) and mapped back:
+    ``alpha = alpha' / sqrt(||M||_F)`` solves the condition for ``M`` itself,
+    as in the reference code (its ECOS constraints carry the normalisation
+    factor). Start: ``alpha_i = 1/||g_i||`` (exact for orthogonal gradients),
+    rescaled to the best multiple.
+
+    Degenerate inputs: a task whose gradient is (numerically) zero
+    (``||g_i||^2 <= 1e-10 max_j ||g_j||^2``) has no finite solution; it is
+    left out of the solve and gets the mean alpha of the others (all ones
+    when every gradient is zero, e.g. no shared parameters). With linearly
+    dependent gradients of mixed signs no solution exists either; the ridge
+    then bounds alpha (large, ~1e3 x the usual scale).
+    """
+    T = M.shape[0]
+    M = M.astype(jnp.float32)
+    # tasks with (numerically) zero gradient have no finite solution (alpha_i -> inf):
+    # solve without them and give them the mean alpha of the others (ones if all are)
+    dg = jnp.diag(M)
+    deg = dg <= 1e-10 * jnp.max(dg)
+    fill_diag = jnp.where(jnp.max(dg) > 0, jnp.max(dg), 1.0)
+    M = jnp.where(deg[:, None] | deg[None, :], 0.0, M) + jnp.diag(jnp.where(deg, fill_diag, 0.0))
+    s = jnp.maximum(jnp.sqrt(jnp.sum(M * M)), 1e-30)
+    Mn = M / s
+    Mn = Mn + ridge * jnp.diag(jnp.maximum(jnp.diag(Mn), 1e-12))   # relative to each task's scale
+    a0 = 1.0 / jnp.sqrt(jnp.diag(Mn))
+    a0 = a0 * jnp.sqrt(T / (a0 @ Mn @ a0))
+
+    def newton(a):
+        g = Mn @ a - 1.0 / a
+        H = Mn + jnp.diag(1.0 / (a * a))
+        delta = jax.scipy.linalg.solve(H, g, assume_a="pos")
+        dec2 = jnp.maximum(g @ delta, 0.0)
+        return a - delta / (1.0 + jnp.sqrt(dec2)), dec2
+
+    def cond(c):
+        _, k, dec2 = c
+        return (k < max_iters) & (dec2 > tol)
+
+    def body(c):
+        a, k, _ = c
+        a_new, dec2 = newton(a)
+        ok = jnp.all(jnp.isfinite(a_new)) & jnp.all(a_new > 0)
+        return jnp.where(ok, a_new, a), k + 1, jnp.where(ok, dec2, 0.0)
+
+    a, k, dec2 = lax.while_loop(cond, body, (a0, jnp.zeros((), jnp.int32), jnp.full((), jnp.inf)))
+    alpha = a / jnp.sqrt(s)
+    n_ok = jnp.sum(~deg)
+    fill = jnp.where(n_ok > 0, jnp.sum(jnp.where(deg, 0.0, alpha)) / jnp.maximum(n_ok, 1), 1.0)
+    alpha = jnp.where(deg, fill, alpha)
+    if return_info:
+        return alpha, {"iterations": k, "newton_decrement_sq": dec2}
+    return alpha
+
+
+def nash_mtl(max_norm: float = 1.0, update_weights_every: int = 1, max_iters: int = 100) -> Weighting:
+    """Nash-MTL, Navon et al. (2022), Algorithm 1 (``needs="jacobian"``).
+
+    ``alpha`` solves ``G G^T alpha = 1/alpha`` (:func:`nash_weights`);
+    ``weights = alpha`` (the reference code back-propagates
+    ``sum_t alpha_t L_t``, so task-specific parameters get alpha-weighted
+    gradients) and ``direction = G^T alpha`` rescaled to norm at most
+    ``max_norm`` (the reference code's ``clip_grad_norm_`` on the shared
+    parameters, default 1.0; ``max_norm=0`` disables). Note
+    ``||G^T alpha||^2 = alpha^T M alpha = T`` at the solution, so with the
+    default the shared direction always has norm 1.
+    ``update_weights_every=k`` recomputes ``alpha`` every k calls and reuses
+    the previous one in between (reference code option; default 1).
+    """
+    if update_weights_every < 1:
+        raise ValueError(f"nash_mtl: update_weights_every must be >= 1, got {update_weights_every}")
+
+    def init(num_tasks):
+        return {"alpha": jnp.ones((num_tasks,), jnp.float32), "step": jnp.zeros((), jnp.int32)}
+
+    def combine(losses, grads, state, key):
+        G = jax.lax.stop_gradient(grads)
+        if update_weights_every == 1:
+            alpha = nash_weights(solvers.gram(G), max_iters=max_iters)
+        else:
+            alpha = lax.cond(state["step"] % update_weights_every == 0,
+                             lambda: nash_weights(solvers.gram(G), max_iters=max_iters),
+                             lambda: state["alpha"])
+        d = solvers.combine_rows(alpha, G)
+        if max_norm > 0:
+            norm = jnp.sqrt(jnp.sum(jnp.square(d.astype(jnp.float32))))
+            d = d * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30)).astype(d.dtype)
+        new_state = {"alpha": alpha, "step": state["step"] + 1}
+        return alpha.astype(losses.dtype), d, new_state, {}
+
+    return Weighting("nash_mtl", init, combine, "jacobian")
