@@ -58,6 +58,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from mtlx import results
+
 BASELINE = "single_task"
 FALLBACK_WEIGHTING = "equal"
 SELECT = {"final": "metrics", "best_validation": "test_at_best_validation"}
@@ -71,18 +73,7 @@ def _read_json(path):
 
 
 def _read_jsonl(path) -> list:
-    out = []
-    if not os.path.exists(path):
-        return out
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut by a kill
-                    pass
-    return out
+    return results.read_jsonl(path)
 
 
 def atomic_write_text(path: str, text: str) -> None:
