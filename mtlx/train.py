@@ -98,20 +98,26 @@ def _merge(a, b, mask):
     return jax.tree_util.tree_map(lambda m, x, y: x if m else y, mask, a, b, is_leaf=lambda x: x is None)
 
 
-def _batched_cotangents(vjp_fn, num_tasks: int, chunk: int, pick: Callable):
-    """Rows of the Jacobian: flattened ``pick(vjp_fn(e_t))`` for every task t, one vmap.
+def _task_cotangents(vjp_fn, num_tasks: int, chunk: int):
+    """``vjp_fn(e_t)`` for every task t, stacked on a leading task axis: the
+    Jacobian rows from ONE VJP evaluated at T cotangents with ``jax.vmap``.
 
     With ``chunk`` > 0 the task axis is processed ``chunk`` tasks at a time
     (``lax.map`` over chunks of a vmap) to bound memory when T is large.
     """
     eye = jnp.eye(num_tasks)
-    row = lambda e: ravel_pytree(pick(vjp_fn((e, jnp.zeros(())))))[0]
+    row = lambda e: vjp_fn((e, jnp.zeros(())))
     if chunk <= 0 or chunk >= num_tasks:
         return jax.vmap(row)(eye)
     pad = (-num_tasks) % chunk
     eye = jnp.concatenate([eye, jnp.zeros((pad, num_tasks))]).reshape(-1, chunk, num_tasks)
     rows = jax.lax.map(jax.vmap(row), eye)
-    return rows.reshape((-1,) + rows.shape[2:])[:num_tasks]
+    return jax.tree_util.tree_map(lambda r: r.reshape((-1,) + r.shape[2:])[:num_tasks], rows)
+
+
+def _flat_rows(rows):
+    """(T, P) matrix from a pytree whose leaves have a leading task axis."""
+    return jax.vmap(lambda r: ravel_pytree(r)[0])(rows)
 
 
 def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTransformation,
@@ -141,16 +147,16 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
             shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch["inputs"]))
             perts = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
             (losses, penalty), vjp_fn = jax.vjp(lambda p, z: forward(p, z, batch), mparams, perts)
-            grads_or_none = _batched_cotangents(vjp_fn, T, jacobian_chunk, lambda g: g[1])
+            grads_or_none = _flat_rows(_task_cotangents(vjp_fn, T, jacobian_chunk)[1])
         elif needs == "jacobian":
             mask = shared_mask(model, mparams)
             shared, specific = _split(mparams, mask)
             (losses, penalty), vjp_sp = jax.vjp(lambda s, o: forward(_merge(s, o, mask), None, batch), shared, specific)
             vjp_fn = vjp_sp
-            if jax.tree_util.tree_leaves(shared):
-                grads_or_none = _batched_cotangents(vjp_fn, T, jacobian_chunk, lambda g: g[0])
-            else:  # nothing shared (single_task): an empty Jacobian
-                grads_or_none = jnp.zeros((T, 0), jnp.float32)
+            # rows of every parameter: the shared ones feed the weighting, the task-specific
+            # ones are combined with its weights below -- no further backward pass needed
+            rows = _task_cotangents(vjp_fn, T, jacobian_chunk)
+            grads_or_none = _flat_rows(rows[0]) if jax.tree_util.tree_leaves(shared) else jnp.zeros((T, 0))
         else:
             (losses, penalty), vjp_fn = jax.vjp(lambda p: forward(p, None, batch), mparams)
 
@@ -164,18 +170,16 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
             weights, direction, wstate, info = weighting.combine(losses_sg, grads_or_none, state.wstate, wkey)
         weights = jax.lax.stop_gradient(weights).astype(jnp.float32)
 
-        cot = vjp_fn((weights, jnp.ones(())))
         if needs == "jacobian":
-            g_shared, g_specific = cot
-            if direction is not None:
-                _, unravel = ravel_pytree(shared)
-                g_shared = unravel(direction)
-                if traced["has_penalty"]:  # the penalty's gradient is not in the task Jacobian
-                    pen = vjp_fn((jnp.zeros(T), jnp.ones(())))[0]
-                    g_shared = jax.tree_util.tree_map(jnp.add, g_shared, pen)
+            wsum = lambda tree: jax.tree_util.tree_map(lambda r: jnp.tensordot(weights, r, axes=1), tree)
+            g_specific = wsum(rows[1])
+            g_shared = wsum(rows[0]) if direction is None else ravel_pytree(shared)[1](direction)
+            if traced["has_penalty"]:  # the penalty's gradient is not in the task Jacobian
+                pen = vjp_fn((jnp.zeros(T), jnp.ones(())))
+                g_shared, g_specific = jax.tree_util.tree_map(jnp.add, (g_shared, g_specific), pen)
             mgrads = _merge(g_shared, g_specific, mask)
         else:
-            mgrads = cot[0]
+            mgrads = vjp_fn((weights, jnp.ones(())))[0]
 
         grads = {"model": mgrads, "weighting": wgrads}
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
