@@ -16,7 +16,7 @@ KEY = jax.random.PRNGKey(0)
 
 
 def init(model, x, key=KEY):
-    return model.init(key, x)["params"]
+    return jax.jit(model.init)(key, x)["params"]
 
 
 def outputs_and_grads(model, params, ts, batch):
@@ -24,7 +24,7 @@ def outputs_and_grads(model, params, ts, batch):
         preds, aux = model.apply({"params": p}, batch["inputs"])
         return jnp.sum(task_losses(ts.tasks, preds, batch)), preds
 
-    (l, preds), g = jax.value_and_grad(loss, has_aux=True)(params)
+    (l, preds), g = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)  # jit: op-by-op is slow on CPU
     return preds, g
 
 
