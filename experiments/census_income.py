@@ -29,7 +29,7 @@ except tensor factorisation, which the paper reports far lower.
 
 import ml_collections
 
-from mtlx.experiment import dotted, experiment_config
+from mtlx.experiment import dotted, experiment_config, smoke
 
 BOTTOM = [{"kind": "dense", "features": 32}]
 COLUMN = [{"kind": "dense", "features": 16}]
@@ -60,12 +60,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     run.backbone.blocks = COLUMN
     run.backbone.head_hidden = [8]
     run.optimizer.learning_rate = 1e-3
-    run.steps = 4000
-    run.batch_size = 256
-    run.eval_every = 500
-    run.log_every = 100
-    run.checkpoint_every = 2000
-    run.eval_batch_size = 4096
+    run.update({"steps": 4000, "batch_size": 256, "eval_every": 500, "log_every": 100, "checkpoint_every": 2000,
+                "eval_batch_size": 4096})
     config.architectures = (
         {"name": "single_task"},
         {"name": "hard", "options": {"split": -1}, "overrides": {"backbone.blocks": BOTTOM}},
@@ -86,9 +82,5 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
                 "offline), mean +- std over 3 seeds at the final step.",
     })
     if config.smoke:
-        run.steps = 40
-        run.eval_every = 20
-        run.log_every = 10
-        run.checkpoint_every = 20
-        config.seeds = (0,)
+        smoke(config, 40)
     return config

@@ -27,7 +27,7 @@ about a point of each other, as in the paper.
 
 import ml_collections
 
-from mtlx.experiment import dotted, experiment_config
+from mtlx.experiment import dotted, experiment_config, smoke
 from mtlx.weighting import WEIGHTINGS
 
 LENET = [{"kind": "conv", "features": 10, "kernel": 5, "pool": 2},
@@ -51,12 +51,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     run.backbone.blocks = LENET
     run.backbone.head_hidden = [50]
     run.optimizer.learning_rate = 1e-3
-    run.steps = 600
-    run.batch_size = 256
-    run.eval_every = 300
-    run.log_every = 50
-    run.checkpoint_every = 300
-    run.eval_batch_size = 2000
+    run.update({"steps": 600, "batch_size": 256, "eval_every": 300, "log_every": 50, "checkpoint_every": 300,
+                "eval_batch_size": 2000})
     config.architectures = (
         {"name": "single_task", "weightings": ("equal",)},
         {"name": "hard", "options": {"split": -1}},
@@ -74,10 +70,6 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
                 "from a 5k MNIST training subset (offline copy), 600 steps, seed 0 only; MultiFashion from full Fashion-MNIST.",
     })
     if config.smoke:
-        run.steps = 20
-        run.eval_every = 10
-        run.log_every = 10
-        run.checkpoint_every = 10
-        config.seeds = (0,)
+        smoke(config, 20)
         config.sweep = dotted({"task_set.name": ["multi_mnist"]})
     return config

@@ -44,7 +44,7 @@ per run), to check the wiring.
 import ml_collections
 
 from mtlx.architectures import ARCHITECTURES
-from mtlx.experiment import dotted, experiment_config
+from mtlx.experiment import dotted, experiment_config, smoke
 
 EXPERT = [{"kind": "dense", "features": 16}]  # one MMoE expert (x 8 experts)
 SHARED_BOTTOM = [{"kind": "dense", "features": 113}]  # the paper's shared bottom
@@ -76,11 +76,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     run.backbone.head_hidden = [8]  # the towers
     run.optimizer.name = "adam"
     run.optimizer.learning_rate = 1e-3
-    run.steps = 2500
-    run.batch_size = 128
-    run.eval_every = 500
-    run.log_every = 100
-    run.checkpoint_every = 1000
+    run.update({"steps": 2500, "batch_size": 128, "eval_every": 500, "log_every": 100, "checkpoint_every": 1000})
 
     config.architectures = tuple(
         {"name": name, "options": OPTIONS.get(name, {}).get("options", {}),
@@ -96,11 +92,6 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     })
 
     if config.smoke:
-        run.task_set.options.update({"n_train": 512, "n_validation": 128, "n_test": 128})
-        run.steps = 50
-        run.eval_every = 25
-        run.log_every = 10
-        run.checkpoint_every = 25
-        config.seeds = (0,)
+        smoke(config, 50, n_train=512, n_validation=128, n_test=128)
         config.sweep = dotted({"task_set.options.correlation": [0.5]})
     return config

@@ -31,7 +31,7 @@ first check that everything is wired.
 
 import ml_collections
 
-from mtlx.experiment import experiment_config
+from mtlx.experiment import experiment_config, smoke
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
@@ -50,11 +50,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     run.backbone.head_hidden = []
     run.optimizer.name = "adam"
     run.optimizer.learning_rate = 1e-3
-    run.steps = 1500
-    run.batch_size = 128
-    run.eval_every = 500
-    run.log_every = 50
-    run.checkpoint_every = 500
+    run.update({"steps": 1500, "batch_size": 128, "eval_every": 500, "log_every": 50, "checkpoint_every": 500})
 
     config.architectures = (
         {"name": "single_task", "options": {}},
@@ -67,10 +63,5 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.seeds = (0, 1, 2)
 
     if config.smoke:
-        run.task_set.options.update({"n_train": 256, "n_validation": 128, "n_test": 128})
-        run.steps = 60
-        run.eval_every = 30
-        run.log_every = 10
-        run.checkpoint_every = 30
-        config.seeds = (0,)
+        smoke(config, 60, n_train=256, n_validation=128, n_test=128)
     return config

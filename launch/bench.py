@@ -28,13 +28,13 @@ from absl import app, flags
 
 from mtlx import tasks as tasks_lib
 from mtlx.architectures import ARCHITECTURES, build_model
-from mtlx.results import write_json
+from mtlx.results import atomic_write_text, read_json, write_json
 from mtlx.tasks import Task, TaskSet
 from mtlx.train import init_state, make_optimizer, make_train_step
 from mtlx.weighting import WEIGHTINGS, get_weighting
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("parts", ["architectures", "weightings"], "which benchmarks to run")
+flags.DEFINE_list("parts", ["architectures", "weightings"], "which benchmarks to run ('' = only rewrite README.md)")
 flags.DEFINE_list("tasks", ["2", "10", "40"], "task counts for the weighting benchmark")
 flags.DEFINE_integer("batch_size", 256, "batch size")
 flags.DEFINE_integer("iters", 20, "timed steps per measurement (after warm-up)")
@@ -169,24 +169,55 @@ def markdown(part, res):
     return "\n".join(lines) + "\n"
 
 
+def summary(out_dir: str) -> str:
+    """results/bench/README.md: the headline ratios of every stored benchmark, with its command."""
+    lines = ["# bench", "", "Written by `python -m launch.bench` from the JSON files beside it (each also has a",
+             "`.md` table); rerun it to regenerate. Ratios are taken within one run of one process.", ""]
+    for name in sorted(os.listdir(out_dir)):
+        if not name.endswith(".json"):
+            continue
+        res = read_json(os.path.join(out_dir, name))
+        rows = res["rows"]
+        lines += [f"## {name[:-5]}", "", f"`{res['command']}` on {res['backend']} ({res['device']}), jax {res['jax']}, "
+                  f"{res['date']}; table: `{name[:-5]}.md`", ""]
+        if "matmul_gflop_per_s" in res:
+            lines.append(f"- 2048x2048 float32 matmul: {res['matmul_gflop_per_s']:.1f} GFLOP/s")
+            for r in rows:
+                if r["architecture"] in ("hard", "single_task", "mmoe"):
+                    lines.append(f"- {r['backbone']} {r['architecture']}: {r['ms_per_step']:.2f} ms/step, "
+                                 f"{100 * r['fraction_of_matmul']:.0f}% of the matmul rate")
+        else:
+            for T in sorted({r["tasks"] for r in rows}):
+                sub = [r for r in rows if r["tasks"] == T]
+                ub = [r for r in sub if r["weighting"] == "mgda_ub"]
+                jac = [r["ratio_to_loop"] for r in sub if r["needs"] == "jacobian"]
+                same = [r["ratio_to_equal"] for r in sub if r["weighting"] == "static"]
+                lines.append(f"- T={T}: mgda_ub / equal = {ub[0]['ratio_to_equal']:.2f}" if ub else f"- T={T}:")
+                if jac:
+                    lines[-1] += (f"; full-Jacobian methods / (1 forward + T backward loop) = "
+                                  f"{min(jac):.2f}-{max(jac):.2f}")
+                if same:
+                    lines[-1] += f"; static / equal (identical work: the noise level) = {same[0]:.2f}"
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv):
-    del argv
     parts = {"architectures": bench_architectures, "weightings": bench_weightings}
-    for part in FLAGS.parts:
+    parts_wanted = [p for p in FLAGS.parts if p]
+    for part in parts_wanted:
         if part not in parts:
             raise app.UsageError(f"--parts: {part!r} is not valid; choose from {sorted(parts)}")
     backend = jax.default_backend()
-    for part in FLAGS.parts:
+    for part in parts_wanted:
         res = parts[part]()
         res.update({"backend": backend, "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-                    "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": f"python -m launch.bench --parts={part}"})
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python -m launch.bench"] + list(argv[1:]) + [f"--parts={part}"])})
         path = os.path.join(FLAGS.out, f"{part}-{backend}")
         write_json(path + ".json", res)
-        tmp = path + ".md.tmp"
-        with open(tmp, "w") as f:
-            f.write(markdown(part, res))
-        os.replace(tmp, path + ".md")
+        atomic_write_text(path + ".md", markdown(part, res))
         print("wrote", path + ".json", flush=True)
+    atomic_write_text(os.path.join(FLAGS.out, "README.md"), summary(FLAGS.out))
 
 
 if __name__ == "__main__":

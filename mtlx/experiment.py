@@ -11,9 +11,11 @@ returning a ConfigDict shaped like ``experiment_config()``:
                 "label" and "overrides" are optional; the label defaults to
                 the name and must be unique; "overrides" sets run fields for
                 this entry only (e.g. its own backbone, to match parameter
-                counts), applied before the sweep.
+                counts), applied before the sweep; "weightings" (labels)
+                pairs the entry with those weightings only (e.g. single_task
+                with equal), default all.
   weightings    ({"name": WEIGHTINGS key, "options": {...}, "label": str,
-                "overrides": {...}}, ...), the same shape.
+                "overrides": {...}}, ...), the same shape without "weightings".
   seeds         (int, ...): a tuple, so ``--config.seeds='(0,1)'`` works.
   sweep         {dotted run-config path: [values]}, e.g.
                 {"task_set.options.correlation": [1.0, 0.5]}; may be empty.
@@ -71,6 +73,15 @@ class ConfigError(ValueError):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+def smoke(config, steps: int, **task_set_options) -> None:
+    """Shrink an experiment to seconds: ``steps`` steps, evaluation and checkpoints at
+    half-way and the end, one seed, and the given task-set options (e.g. smaller splits)."""
+    config.run.update({"steps": steps, "eval_every": steps // 2, "log_every": min(10, steps),
+                       "checkpoint_every": steps // 2})
+    config.run.task_set.options.update(task_set_options)
+    config.seeds = (0,)
 
 
 def dotted(d: Mapping | None = None) -> ml_collections.ConfigDict:

@@ -67,29 +67,7 @@ SELECT = {"final": "metrics", "best_validation": "test_at_best_validation"}
 # --------------------------------------------------------------------------- IO
 
 
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def _read_jsonl(path) -> list:
-    return results.read_jsonl(path)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same dir, then rename."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+_read_json, _read_jsonl, atomic_write_text = results.read_json, results.read_jsonl, results.atomic_write_text
 
 
 def load_experiment(workdir: str) -> dict:

@@ -19,14 +19,25 @@ def _clean(x):
     return x
 
 
-def write_json(path: str, obj) -> None:
-    """Atomic write: a reader never sees a half-written file, an old file is never lost."""
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` through a temp file in the same directory, then rename: a reader never
+    sees a half-written file and an old file is never lost."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(_clean(obj), f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str, obj) -> None:
+    atomic_write_text(path, json.dumps(_clean(obj), indent=1, sort_keys=True))
 
 
 def read_json(path: str):
@@ -67,9 +78,4 @@ def truncate_jsonl(path: str, step: int) -> None:
     if not os.path.exists(path):
         return
     keep = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".jsonl")
-    with os.fdopen(fd, "w") as f:
-        for r in keep:
-            f.write(json.dumps(r, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))

@@ -23,6 +23,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from mtlx import tasks as tasks_lib
+from mtlx.data import pipeline
 from mtlx.architectures import shared_mask
 from mtlx.weighting.base import Weighting
 
@@ -226,19 +227,13 @@ def evaluate(eval_step, mparams, split, task_list, batch_size: int = 1024) -> di
     preds = {t.name: [] for t in task_list}
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(start + batch_size, n))
-        batch = gather_host(split, idx)
+        batch = pipeline.gather(split, idx)
         out = eval_step(mparams, batch["inputs"])
         for t in task_list:
             preds[t.name].append(np.asarray(out[t.name]))
-    whole = split if isinstance(split, Mapping) else gather_host(split, np.arange(n))
+    whole = split if isinstance(split, Mapping) else pipeline.gather(split, np.arange(n))
     return {t.name: tasks_lib.compute_metrics(t, np.concatenate(preds[t.name]), whole["targets"][t.name],
                                               whole["weights"][t.name]) for t in task_list}
-
-
-def gather_host(split, idx):
-    if isinstance(split, Mapping):
-        return jax.tree_util.tree_map(lambda a: a[idx], dict(split))
-    return split[idx]
 
 
 # --------------------------------------------------------------------------- the loop
@@ -303,8 +298,6 @@ def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress:
 
     from mtlx import checkpoint, results
     from mtlx.architectures import param_count
-    from mtlx.data import pipeline
-
     run = build_run(cfg, task_set)
     ts, tl = run.task_set, run.task_set.tasks
     train = ts.split("train")

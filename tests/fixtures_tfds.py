@@ -1,6 +1,6 @@
 """Tiny source files in the original formats, for building mtlx's TFDS builders in tests.
 
-Nothing here touches the network or ../shared: every file is generated.
+Nothing here touches the network or local data copies: every file is generated.
 """
 
 from __future__ import annotations

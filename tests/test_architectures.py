@@ -108,22 +108,20 @@ def test_sluice_one_subspace_last_layer_equals_cross_stitch(backbone):
 
 
 def test_sluice_orthogonality_penalty_matches_definition():
+    """lambda * sum_t ||H_{t,1}^T H_{t,2} / N||_F^2 over the alpha-mixed subspaces of one block."""
     ts = dense_set()
     batch = batch_of(ts)
-    blocks = MLP[:1]
-    sl = build_model("sluice", ts, blocks, subspaces=2, orthogonality=1.0)
+    blocks = MLP[:1]  # 16 units -> 2 subspaces of 8
+    sl = build_model("sluice", ts, blocks, subspaces=2, orthogonality=0.5)
     p = init(sl, batch["inputs"])
     _, aux = sl.apply({"params": p}, batch["inputs"])
-    h = blocks[0].apply(jax.tree_util.tree_map(lambda a: a[0], p["task_column_0"]), batch["inputs"])
-    cols = jnp.stack([blocks[0].apply(jax.tree_util.tree_map(lambda a, t=t: a[t], p["task_column_0"]), batch["inputs"])
-                      for t in range(ts.num_tasks)])
-    mixed = jnp.einsum("ab,bn d->and".replace(" ", ""), p["mix_alpha_0"],
-                       cols.reshape(ts.num_tasks, -1, 2, 8).transpose(0, 2, 1, 3).reshape(ts.num_tasks * 2, -1, 8))
-    mixed = mixed.reshape(ts.num_tasks, 2, -1, 8)
-    n = mixed.shape[2]
-    want = sum(float(jnp.sum((mixed[t, 0].T @ mixed[t, 1] / n) ** 2)) for t in range(ts.num_tasks))
+    T, n = ts.num_tasks, batch["inputs"].shape[0]
+    cols = np.stack([blocks[0].apply(jax.tree_util.tree_map(lambda a, t=t: a[t], p["task_column_0"]), batch["inputs"])
+                     for t in range(T)])  # (T, N, 16)
+    units = cols.reshape(T, n, 2, 8).transpose(0, 2, 1, 3).reshape(T * 2, n, 8)  # rows (t, g)
+    mixed = np.einsum("ab,bnd->and", np.asarray(p["mix_alpha_0"]), units).reshape(T, 2, n, 8)
+    want = 0.5 * sum(np.sum((mixed[t, 0].T @ mixed[t, 1] / n) ** 2) for t in range(T))
     np.testing.assert_allclose(float(aux["orthogonality"]), want, rtol=1e-4)
-    assert h.shape[-1] == 16
 
 
 def test_mmoe_one_expert_equals_shared_bottom():
@@ -144,10 +142,29 @@ def test_mmoe_one_expert_equals_shared_bottom():
 
 
 def test_mmoe_gates_are_per_task_and_omoe_shares_one():
+    """With identical towers for every task, OMoE (one gate) must give every task the same
+    prediction, MMoE (a gate per task) different ones, and each task's gate mixture must be
+    softmax(W_t x) of its own slice of the gate (Ma et al. 2018, Eq. 6-7)."""
     ts = dense_set()
     x = batch_of(ts)["inputs"]
-    assert init(build_model("mmoe", ts, MLP, num_experts=3), x)["gate"]["kernel"].shape[-1] == 3 * ts.num_tasks
-    assert init(build_model("omoe", ts, MLP, num_experts=3), x)["gate"]["kernel"].shape[-1] == 3
+    outs = {}
+    for name in ("mmoe", "omoe"):
+        model = build_model(name, ts, MLP[:1], num_experts=3)
+        p = dict(init(model, x))
+        p["task_head_out"] = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[:1], a.shape), p["task_head_out"])
+        preds, _ = model.apply({"params": p}, x)
+        outs[name] = [preds[t.name][:, 0] for t in ts.tasks]
+        if name == "mmoe":  # the mixture by hand for task 1
+            experts = jnp.stack([MLP[0].apply(jax.tree_util.tree_map(lambda a, e=e: a[e], p["expert_0"]), x)
+                                 for e in range(3)])
+            logits = x @ p["gate"]["kernel"] + p["gate"]["bias"]
+            g = jax.nn.softmax(logits.reshape(-1, ts.num_tasks, 3)[:, 1], axis=-1)
+            mixed = jnp.einsum("be,ebd->bd", g, experts)
+            w = p["task_head_out"]
+            np.testing.assert_allclose(preds["bin"], (mixed @ w["kernel"][1] + w["bias"][1])[:, :2], atol=1e-5)
+    for a in outs["omoe"][1:]:
+        np.testing.assert_allclose(a, outs["omoe"][0], atol=1e-6)
+    assert float(jnp.abs(outs["mmoe"][1] - outs["mmoe"][0]).max()) > 1e-4
 
 
 def test_soft_sharing_penalties():

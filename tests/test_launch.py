@@ -77,6 +77,21 @@ def test_grid_expansion_counts_and_stable_ids():
     assert [r["run_id"].rsplit("-", 1)[0] for r in plain] == ["hard-equal-s0", "single_task-equal-s0"]
 
 
+def test_architecture_paired_with_some_weightings_only():
+    c = tiny(seeds=(0, 1))
+    c.architectures = ({"name": "single_task", "weightings": ("equal",)}, {"name": "hard"})
+    c.weightings = ({"name": "equal"}, {"name": "pcgrad"}, {"name": "uncertainty", "label": "kendall"})
+    pairs = [(r["architecture"], r["weighting"]) for r in experiment.expand(c)]
+    assert pairs == [("single_task", "equal"), ("hard", "equal"), ("hard", "pcgrad"), ("hard", "kendall")] * 2
+    c.architectures = ({"name": "single_task", "weightings": ("uncertainty",)},)  # a name, not the label
+    with pytest.raises(experiment.ConfigError, match=r"weightings \['uncertainty'\] are not in config.weightings"):
+        experiment.expand(c)
+    c.architectures = ({"name": "hard"},)
+    c.weightings = ({"name": "equal", "weightings": ("equal",)},)
+    with pytest.raises(experiment.ConfigError, match=r"unknown key\(s\) \['weightings'\]"):
+        experiment.expand(c)
+
+
 def test_the_shipped_experiments_validate(tmp_path):
     import importlib
 

@@ -1,6 +1,6 @@
 """Task sets built through mtlx's TFDS builders from tiny generated source files.
 
-No network and no ../shared: sources are written in their original formats in
+No network and no local data copies: sources are written in their original formats in
 tmp dirs (tests/fixtures_tfds.py); TFDS catalog sets use tfds.testing.mock_data.
 """
 

@@ -22,15 +22,8 @@ def task_set_options(name: str) -> list[str]:
     return [p for p in inspect.signature(TASK_SETS[name]).parameters if p != "kwargs"]
 
 
-_CACHE: dict = {}
-
-
 def get_task_set(name: str, **options):
-    """Build task set ``name``; unknown names or options name the valid choices.
-
-    Task sets are cached per (name, options) within a process, so a sweep of
-    runs over one data set loads it once.
-    """
+    """Build task set ``name``; unknown names or options name the valid choices."""
     if name not in TASK_SETS:
         raise ValueError(f"task_set.name={name!r} is not valid; choose one of {sorted(TASK_SETS)}")
     fn = TASK_SETS[name]
@@ -39,8 +32,4 @@ def get_task_set(name: str, **options):
         unknown = set(options) - set(params)
         if unknown:
             raise ValueError(f"task_set {name!r}: unknown option(s) {sorted(unknown)}; valid options {sorted(params)}")
-    key = (name, repr(sorted(options.items())))
-    if key not in _CACHE:
-        _CACHE.clear()  # hold one task set at a time: sweeps iterate runs grouped by data
-        _CACHE[key] = fn(**options)
-    return _CACHE[key]
+    return fn(**options)
