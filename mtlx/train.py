@@ -99,15 +99,14 @@ def _merge(a, b, mask):
     return jax.tree_util.tree_map(lambda m, x, y: x if m else y, mask, a, b, is_leaf=lambda x: x is None)
 
 
-def _task_cotangents(vjp_fn, num_tasks: int, chunk: int):
-    """``vjp_fn(e_t)`` for every task t, stacked on a leading task axis: the
-    Jacobian rows from ONE VJP evaluated at T cotangents with ``jax.vmap``.
+def _task_cotangents(row, num_tasks: int, chunk: int):
+    """``row(e_t)`` for every task t, stacked on a leading task axis: one VJP
+    evaluated at T cotangents with ``jax.vmap`` (the batched backward passes).
 
     With ``chunk`` > 0 the task axis is processed ``chunk`` tasks at a time
     (``lax.map`` over chunks of a vmap) to bound memory when T is large.
     """
     eye = jnp.eye(num_tasks)
-    row = lambda e: vjp_fn((e, jnp.zeros(())))
     if chunk <= 0 or chunk >= num_tasks:
         return jax.vmap(row)(eye)
     pad = (-num_tasks) % chunk
@@ -134,32 +133,48 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
         variables = {"params": model_params}
         if perturbations is not None:
             variables["perturbations"] = perturbations
-        preds, aux = model.apply(variables, batch["inputs"])
+        (preds, aux), state = model.apply(variables, batch["inputs"], mutable=["intermediates"])
         losses = tasks_lib.task_losses(task_list, preds, batch)
         traced["has_penalty"] = bool(aux)  # static: known once traced
         penalty = sum(aux.values()) if aux else jnp.zeros(())
-        return losses, jnp.asarray(penalty, jnp.float32)
+        return losses, jnp.asarray(penalty, jnp.float32), state.get("intermediates", {})
+
+    def zero_perturbations(batch, name):
+        shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch["inputs"]))["perturbations"]
+        return {name: jnp.zeros(shapes[name].shape, shapes[name].dtype)}
 
     def train_step(state: TrainState, batch):
         key, wkey = jax.random.split(state.key)
         mparams = state.params["model"]
-        grads_or_none, perts = None, None
+        grads_or_none = None
         if needs == "representation":
-            shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch["inputs"]))
-            perts = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
-            (losses, penalty), vjp_fn = jax.vjp(lambda p, z: forward(p, z, batch), mparams, perts)
-            grads_or_none = _flat_rows(_task_cotangents(vjp_fn, T, jacobian_chunk)[1])
+            perts = zero_perturbations(batch, "shared_rep")
+            (losses, penalty), vjp_fn = jax.vjp(lambda p, z: forward(p, z, batch)[:2], mparams, perts)
+            # the model perturbs T per-task copies of its representation (MTLModel.task_copies):
+            # one backward at cotangent 1 gives every row dL_t/dz (only the task layers are traversed)
+            grads_or_none = _flat_rows(vjp_fn((jnp.ones(T), jnp.zeros(())))[1])
         elif needs == "jacobian":
             mask = shared_mask(model, mparams)
             shared, specific = _split(mparams, mask)
-            (losses, penalty), vjp_sp = jax.vjp(lambda s, o: forward(_merge(s, o, mask), None, batch), shared, specific)
-            vjp_fn = vjp_sp
-            # rows of every parameter: the shared ones feed the weighting, the task-specific
-            # ones are combined with its weights below -- no further backward pass needed
-            rows = _task_cotangents(vjp_fn, T, jacobian_chunk)
-            grads_or_none = _flat_rows(rows[0]) if jax.tree_util.tree_leaves(shared) else jnp.zeros((T, 0))
+            perts = zero_perturbations(batch, "head_rep")
+            (losses, penalty, inter), vjp_fn = jax.vjp(
+                lambda s, o, z: forward(_merge(s, o, mask), z, batch), shared, specific, perts)
+            h = inter["head_input"][0]  # the heads' input (MTLModel.head_input)
+            no_h = jnp.zeros_like(h)
+            # one backward through the heads: C[t] = dL_t/dh_t (task t reads only its copy)
+            C = vjp_fn((jnp.ones(T), jnp.zeros(()), {"head_input": (no_h,)}))[2]["head_rep"]
+            per_task = C.shape == h.shape  # h stacked (T, B, ...) or shared (B, ...)
+            ct_h = (lambda e: e.reshape((T,) + (1,) * (C.ndim - 1)) * C) if per_task else (
+                lambda e: jnp.tensordot(e, C, axes=1))
+            # Jacobian rows of the shared parameters: T backward passes below the heads only, vmapped
+            row = lambda e: vjp_fn((jnp.zeros(T), jnp.zeros(()), {"head_input": (ct_h(e),)}))[0]
+            if jax.tree_util.tree_leaves(shared):
+                rows = _task_cotangents(row, T, jacobian_chunk)
+                grads_or_none = _flat_rows(rows)
+            else:
+                rows, grads_or_none = None, jnp.zeros((T, 0))
         else:
-            (losses, penalty), vjp_fn = jax.vjp(lambda p: forward(p, None, batch), mparams)
+            (losses, penalty), vjp_fn = jax.vjp(lambda p: forward(p, None, batch)[:2], mparams)
 
         losses_sg = jax.lax.stop_gradient(losses)
         wgrads = state.params["weighting"]
@@ -172,11 +187,15 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
         weights = jax.lax.stop_gradient(weights).astype(jnp.float32)
 
         if needs == "jacobian":
-            wsum = lambda tree: jax.tree_util.tree_map(lambda r: jnp.tensordot(weights, r, axes=1), tree)
-            g_specific = wsum(rows[1])
-            g_shared = wsum(rows[0]) if direction is None else ravel_pytree(shared)[1](direction)
+            if direction is not None:
+                g_shared = ravel_pytree(shared)[1](direction)
+            elif rows is not None:
+                g_shared = jax.tree_util.tree_map(lambda r: jnp.tensordot(weights, r, axes=1), rows)
+            else:
+                g_shared = shared
+            g_specific = vjp_fn((weights, jnp.zeros(()), {"head_input": (no_h,)}))[1]  # heads + task columns
             if traced["has_penalty"]:  # the penalty's gradient is not in the task Jacobian
-                pen = vjp_fn((jnp.zeros(T), jnp.ones(())))
+                pen = vjp_fn((jnp.zeros(T), jnp.ones(()), {"head_input": (no_h,)}))[:2]
                 g_shared, g_specific = jax.tree_util.tree_map(jnp.add, (g_shared, g_specific), pen)
             mgrads = _merge(g_shared, g_specific, mask)
         else:

@@ -31,8 +31,9 @@ class Hard(MTLModel):
         h = x
         for i in range(self.depth):
             h = Block(self.blocks[i], name=f"shared_{i}")(h, mask)
+        stacked = False
         if self.depth > 0:
-            h = self.perturb("shared_rep", h)
+            h, stacked = self.task_copies(h)
         shared_input = self.depth == len(self.blocks)
-        h = self.run_columns(h, mask, start=self.depth)
-        return self.heads(h, mask, stacked_input=not shared_input), {}
+        h = self.run_columns(h, mask, start=self.depth, stacked_input=stacked)
+        return self.heads(h, mask, stacked_input=stacked or not shared_input), {}

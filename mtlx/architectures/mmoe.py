@@ -36,14 +36,16 @@ class MoE(MTLModel):
         experts = h
         for i, spec in enumerate(blocks):
             experts = StackedBlock(spec, self.num_experts, name=f"expert_{i}")(experts, mask, stacked_input=i > 0)
-        experts = self.perturb("shared_rep", experts)  # (E, B, ..., d)
+        experts, copies = self.task_copies(experts)  # (E, B, ..., d), or (T, E, B, ..., d) for MGDA-UB
         n_gates = self.num_tasks if self.gates == "multi" else 1
         logits = nn.Dense(self.num_experts * n_gates, name="gate")(gate_in)
         g = jax.nn.softmax(logits.reshape(logits.shape[:-1] + (n_gates, self.num_experts)), axis=-1)
         g = jnp.broadcast_to(g, g.shape[:-2] + (self.num_tasks, self.num_experts))
         # g (B, [L,] T, E); experts (E, B, [L,] ..., d) -> (T, B, [L,] ..., d)
-        eb = experts.reshape(experts.shape[: 2 + int(self.tokens)] + (-1,))
-        mixed = jnp.einsum("b...te,eb...d->tb...d", g, eb).reshape((self.num_tasks,) + experts.shape[1:])
+        lead = 2 + int(copies) + int(self.tokens)
+        eb = experts.reshape(experts.shape[:lead] + (-1,))
+        mixed = jnp.einsum("b...te,teb...d->tb...d" if copies else "b...te,eb...d->tb...d", g, eb)
+        mixed = mixed.reshape((self.num_tasks,) + experts.shape[1 + int(copies):])
         return self.heads(mixed, mask), {}
 
 

@@ -660,6 +660,7 @@ class TensorFactorised(MTLModel):
         if self.init_from is None:
             return super().heads(h, mask, stacked_input)
         src, T = self.init_from.value, self.num_tasks
+        h, stacked_input = self.head_input(h, stacked_input)
         for j, width in enumerate(self.head_hidden):
             h = _CopiedStackedBlock(Dense(width), T, _Held(src.get(f"task_head_{j}", {})), name=f"task_head_{j}")(
                 h, mask, stacked_input=stacked_input)
