@@ -6,6 +6,10 @@ per-task losses, the architecture's penalty terms, the weighting's combine,
 one optax update. Gradient-based weightings get per-task gradients from ONE
 VJP evaluated at T cotangents with ``jax.vmap`` (optionally in chunks of the
 task axis), so the T backward passes are batched and never leave the device.
+Task t's loss reads only its own slice of the heads' input (``MTLModel.head_input``),
+so the heads are back-propagated once, for all tasks, and only the layers below
+them T times; MGDA-UB's representation rows come from one backward pass over
+per-task copies of the shared representation (``MTLModel.task_copies``).
 The step is vmappable over a leading seed axis of ``state`` (and of ``batch``).
 """
 
