@@ -9,6 +9,8 @@ Adam) on the MLP (784-256-256) and CNN (LeNet: conv 10@5, conv 20@5, FC 50)
 backbones at batch 256, two 10-way tasks; FLOPs per step from XLA's cost
 analysis; achieved FLOP/s against a 2048x2048 float32 matmul measured in the
 same process.
+Every part compiles all its steps first, then times them in 5 interleaved rounds
+(median per step), so that load changes on a shared machine hit all alike.
 weightings: for T tasks on a hard-sharing MLP, each weighting's step time over
 equal weighting's; the measured time of one forward plus T separate backward
 passes (a jitted VJP whose residuals are reused by T jitted backward calls: the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import jax
@@ -37,7 +40,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("parts", ["architectures", "weightings"], "which benchmarks to run ('' = only rewrite README.md)")
 flags.DEFINE_list("tasks", ["2", "10", "40"], "task counts for the weighting benchmark")
 flags.DEFINE_integer("batch_size", 256, "batch size")
-flags.DEFINE_integer("iters", 20, "timed steps per measurement (after warm-up)")
+flags.DEFINE_integer("iters", 4, "timed steps per entry in each of 5 interleaved rounds (after warm-up)")
 flags.DEFINE_string("out", "results/bench", "output directory")
 flags.DEFINE_list("architectures", [], "subset of architectures (default: all)")
 flags.DEFINE_list("weightings", [], "subset of weightings (default: all)")
@@ -49,16 +52,26 @@ CNN = [{"kind": "conv", "features": 10, "kernel": 5}, {"kind": "conv", "features
 
 def timeit(fn, *args, iters):
     """Median seconds per call of a jitted fn (outputs blocked on)."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return time_all({"fn": lambda: fn(*args)}, iters)["fn"]
 
 
-def matmul_flops_per_s(n=2048, iters=10):
+def time_all(calls, iters, rounds=5):
+    """Median seconds per call of each zero-argument callable, measured in
+    ``rounds`` interleaved rounds of ``iters`` calls each, so that load changes
+    on a shared machine hit every entry alike (ratios are taken between them)."""
+    samples = {name: [] for name in calls}
+    for fn in calls.values():
+        jax.block_until_ready(fn())
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            for _ in range(iters):
+                t = time.perf_counter()
+                jax.block_until_ready(fn())
+                samples[name].append(time.perf_counter() - t)
+    return {name: float(np.median(v)) for name, v in samples.items()}
+
+
+def matmul_flops_per_s(n=2048, iters=2):
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
     f = jax.jit(lambda x: x @ x)
     return 2 * n**3 / timeit(f, a, iters=iters)
@@ -100,11 +113,14 @@ def bench_architectures():
     for backbone, blocks, shape, kind in (("mlp", MLP, (784,), "dense"), ("cnn", CNN, (28, 28, 1), "image")):
         ts = task_set(2, shape, kind)
         batch = jax.device_put(ts.splits["train"])
+        compiled = {}
         for name in archs:
             model = build_model(name, ts, blocks, **({"subspaces": 2} if name == "sluice" else {}))
-            compiled, state = compiled_step(model, ts, get_weighting("equal"), batch)
-            flops, mem = cost(compiled)
-            sec = timeit(lambda s: compiled(s, batch), state, iters=FLAGS.iters)
+            compiled[name] = compiled_step(model, ts, get_weighting("equal"), batch)
+        secs = time_all({n: (lambda c=c, st=st: c(st, batch)) for n, (c, st) in compiled.items()}, FLAGS.iters)
+        for name, (c, _) in compiled.items():
+            flops, mem = cost(c)
+            sec = secs[name]
             rows.append({"backbone": backbone, "architecture": name, "ms_per_step": 1e3 * sec, "steps_per_s": 1 / sec,
                          "gflop_per_step": flops / 1e9, "achieved_gflop_per_s": flops / sec / 1e9,
                          "fraction_of_matmul": flops / sec / peak, "peak_bytes": mem})
@@ -113,8 +129,9 @@ def bench_architectures():
     return {"matmul_gflop_per_s": peak / 1e9, "batch_size": FLAGS.batch_size, "rows": rows}
 
 
-def loop_of_backwards(model, ts, batch, iters):
-    """Measured time of one forward + T separate backward passes (jitted VJP reused T times)."""
+def loop_of_backwards(model, ts, batch):
+    """One forward + T separate backward passes (a jitted VJP whose residuals
+    are reused by T jitted backward calls), as a zero-argument callable."""
     params = model.init(jax.random.PRNGKey(0), batch["inputs"][:2])["params"]
 
     def losses(p):
@@ -125,30 +142,33 @@ def loop_of_backwards(model, ts, batch, iters):
     bwd = jax.jit(lambda vjp_fn, ct: vjp_fn(ct)[0])
     eye = jnp.eye(ts.num_tasks)
 
-    def run(p):
-        out, vjp_fn = fwd(p)
+    def run():
+        out, vjp_fn = fwd(params)
         return [bwd(vjp_fn, eye[t]) for t in range(ts.num_tasks)]
 
-    return timeit(run, params, iters=iters)
+    return run
 
 
 def bench_weightings():
     rows = []
     names = FLAGS.weightings or sorted(WEIGHTINGS)
+    names = ["equal"] + [n for n in names if n != "equal"]
     for T in [int(t) for t in FLAGS.tasks]:
         ts = task_set(T, (784,), "dense")
         batch = jax.device_put(ts.splits["train"])
         model = build_model("hard", ts, MLP)
-        loop = loop_of_backwards(model, ts, batch, FLAGS.iters)
-        base = None
-        for name in ["equal"] + [n for n in names if n != "equal"]:
-            opts = {"weights": [1.0] * T} if name == "static" else {}
-            w = get_weighting(name, **opts)
-            compiled, state = compiled_step(model, ts, w, batch)
-            _, mem = cost(compiled)
-            sec = timeit(lambda s: compiled(s, batch), state, iters=FLAGS.iters)
-            base = base or sec
-            rows.append({"tasks": T, "weighting": name, "needs": w.needs, "ms_per_step": 1e3 * sec,
+        steps, needs = {}, {}
+        for name in names:
+            w = get_weighting(name, **({"weights": [1.0] * T} if name == "static" else {}))
+            steps[name], needs[name] = compiled_step(model, ts, w, batch), w.needs
+        calls = {n: (lambda c=c, st=st: c(st, batch)) for n, (c, st) in steps.items()}
+        calls["loop"] = loop_of_backwards(model, ts, batch)
+        secs = time_all(calls, FLAGS.iters)
+        base, loop = secs["equal"], secs["loop"]
+        for name in names:
+            _, mem = cost(steps[name][0])
+            sec = secs[name]
+            rows.append({"tasks": T, "weighting": name, "needs": needs[name], "ms_per_step": 1e3 * sec,
                          "ratio_to_equal": sec / base, "loop_fwd_plus_T_bwd_ms": 1e3 * loop,
                          "ratio_to_loop": sec / loop, "peak_bytes": mem})
             print(f"T={T:3d} {name:12s} {1e3 * sec:8.2f} ms  x{sec / base:5.2f} equal  x{sec / loop:5.2f} loop "
@@ -212,7 +232,7 @@ def main(argv):
     for part in parts_wanted:
         res = parts[part]()
         res.update({"backend": backend, "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-                    "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python -m launch.bench"] + list(argv[1:]) + [f"--parts={part}"])})
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python -m launch.bench"] + sys.argv[1:])})
         path = os.path.join(FLAGS.out, f"{part}-{backend}")
         write_json(path + ".json", res)
         atomic_write_text(path + ".md", markdown(part, res))

@@ -230,6 +230,31 @@ def _cagrad_reference(G, c):
     return G.mean(0) + sphi * gw / np.linalg.norm(gw), best.fun, F
 
 
+def test_cagrad_solves_the_dual_for_many_tasks():
+    """T=12 (warm-started search rounds) against the float64 SLSQP dual."""
+    rng = np.random.default_rng(11)
+    c = 0.5
+    G = rng.standard_normal((12, 40)) * np.exp(rng.uniform(-1, 1, (12, 1))) + 0.5 * rng.standard_normal(40)
+    d_ref, F_ref, F = _cagrad_reference(G, c)
+    _, direction, _, info = jax.jit(lambda G: get_weighting("cagrad", c=c).combine(
+        jnp.ones(12), G, (), jax.random.PRNGKey(0)))(f32(G))
+    assert F(np.asarray(info["dual_weights"], np.float64)) <= F_ref + 1e-5 * abs(F_ref) + 1e-6
+    np.testing.assert_allclose(np.asarray(direction, np.float64) * (1 + c * c), d_ref, rtol=2e-3,
+                               atol=2e-3 * np.linalg.norm(d_ref))
+
+
+def test_simplex_qp_warm_start_reaches_the_same_optimum():
+    rng = np.random.default_rng(12)
+    J = rng.standard_normal((20, 25))
+    M, b = f32(J @ J.T), f32(rng.standard_normal(20))
+    cold = np.asarray(jax.jit(solvers.simplex_qp)(M, b))
+    for x0 in (np.full(20, 0.05), np.eye(20)[3], cold + 0.01 * rng.random(20)):
+        warm = np.asarray(jax.jit(lambda M, b, x: solvers.simplex_qp(M, b, x0=x))(M, b, f32(x0)))
+        obj = lambda w: 0.5 * w @ np.asarray(M, np.float64) @ w + np.asarray(b, np.float64) @ w
+        assert abs(obj(warm) - obj(cold)) <= 1e-6 * np.max(np.diag(np.asarray(M)))
+        assert np.all(warm >= 0) and abs(warm.sum() - 1) < 1e-6
+
+
 def test_cagrad_c0_is_mean_gradient():
     G = np.random.default_rng(4).standard_normal((T3, P10))
     w, d, _, _ = run("cagrad", np.ones(T3), G, c=0.0)

@@ -69,23 +69,24 @@ def cagrad_coefficients(M: jnp.ndarray, c: float, *, grid: int = 16, rounds: int
     hi = jnp.log(jnp.where(degenerate, 1.0, gmax / sp))
     lo = hi + jnp.log(span)
 
-    def evaluate(loglam):
+    def evaluate(loglam, x0):
         # argmin_w  w.b + w^T M w / (2 lam)   <=>   argmin_w 1/2 w^T M w + lam w.b
         lam = jnp.exp(loglam)
-        w = solvers.simplex_qp(M, lam * b)
+        w = solvers.simplex_qp(M, lam * b, x0=x0)
         norm = jnp.sqrt(jnp.maximum(w @ M @ w, 0.0))
         return norm / lam - sp, w                              # score decreasing in lam
 
-    def search(_, carry):
-        a, z, _, _, _, _ = carry
+    def search(a, z, x0):
         pts = jnp.linspace(a, z, grid)
-        s, W = jax.vmap(evaluate)(pts)
+        s, W = jax.vmap(evaluate, in_axes=(0, None))(pts, x0)
         k = _last_nonneg(s)
         return pts[k], pts[k + 1], s[k], s[k + 1], W[k], W[k + 1]
 
-    zero_w = jnp.zeros((T,), jnp.float32)
+    # round 1 from the best vertex; later rounds search inside the last bracket,
+    # warm-started from its lower end's solution (a few active-set solves, not ~T)
+    a, z, s0, s1, w0, w1 = search(lo, hi, None)
     a, z, s0, s1, w0, w1 = lax.fori_loop(
-        0, rounds, search, (lo, hi, jnp.zeros(()), jnp.zeros(()), zero_w, zero_w))
+        1, rounds, lambda _, c: search(c[0], c[1], c[4]), (a, z, s0, s1, w0, w1))
     # root of the score by linear interpolation in log(lam); w(lam) is
     # piecewise smooth, so interpolating the two bracketing solutions is
     # second-order accurate in the final bracket width (and stays feasible)

@@ -192,10 +192,12 @@ def _natural_residual(M, b, x, proj):
 
 
 def _solve(M, b, *, simplex: bool, warm_iters: int, max_active: Optional[int], tol: float,
-           ridge: float, lipschitz=None):
+           ridge: float, lipschitz=None, x0=None):
     T = M.shape[0]
     proj = project_simplex if simplex else project_nonneg
-    if warm_iters > 0:
+    if x0 is not None:  # a nearby solution: its support is the starting working set
+        x = proj(x0.astype(M.dtype))
+    elif warm_iters > 0:
         if lipschitz is None:
             lipschitz = jnp.linalg.eigvalsh(M)[-1]
         step = 1.0 / (jnp.maximum(lipschitz, 1e-12) * 1.01)
@@ -211,12 +213,14 @@ def _solve(M, b, *, simplex: bool, warm_iters: int, max_active: Optional[int], t
 
 
 def simplex_qp(M, b=None, *, warm_iters: int = 0, max_active: Optional[int] = None,
-               tol: float = 1e-7, ridge: float = 1e-7, return_info: bool = False):
+               tol: float = 1e-7, ridge: float = 1e-7, return_info: bool = False, x0=None):
     """``argmin_{w in simplex} 1/2 w^T M w + b^T w`` for PSD ``M`` (T, T).
 
     Primal active set from the best vertex (at most ``max_active`` solves,
     default ``3T + 10``; in practice about the support size), optionally
-    after ``warm_iters`` FISTA iterations. Rescaled by ``max diag(M)``
+    after ``warm_iters`` FISTA iterations, or from ``x0`` (projected onto the
+    simplex; the solution of a nearby problem takes a few solves instead of
+    about T: CAGrad's search). Rescaled by ``max diag(M)``
     internally (argmin unchanged); ``tol`` (KKT violation) and ``ridge`` are
     in those scale-free units.
     """
@@ -225,7 +229,7 @@ def simplex_qp(M, b=None, *, warm_iters: int = 0, max_active: Optional[int] = No
     b = jnp.zeros((T,), jnp.float32) if b is None else b.astype(jnp.float32)
     s = jnp.maximum(jnp.max(jnp.diag(M)), _TINY)
     x, info = _solve(M / s, b / s, simplex=True, warm_iters=warm_iters, max_active=max_active,
-                     tol=tol, ridge=ridge)
+                     tol=tol, ridge=ridge, x0=x0)
     return (x, info) if return_info else x
 
 
