@@ -152,11 +152,12 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
         mparams = state.params["model"]
         grads_or_none = None
         if needs == "representation":
-            perts = zero_perturbations(batch, "shared_rep")
-            (losses, penalty), vjp_fn = jax.vjp(lambda p, z: forward(p, z, batch)[:2], mparams, perts)
-            # the model perturbs T per-task copies of its representation (MTLModel.task_copies):
-            # one backward at cotangent 1 gives every row dL_t/dz (only the task layers are traversed)
-            grads_or_none = _flat_rows(vjp_fn((jnp.ones(T), jnp.zeros(())))[1])
+            (losses, penalty), vjp_fn = jax.vjp(lambda p: forward(p, None, batch)[:2], mparams)
+            # the same forward with T per-task copies of the representation, perturbed
+            # (MTLModel.task_copies; XLA shares the layers below them): one backward at
+            # cotangent 1 gives every row dL_t/dz, traversing only the layers above z
+            _, vjp_rep = jax.vjp(lambda z: forward(mparams, z, batch)[0], zero_perturbations(batch, "shared_rep"))
+            grads_or_none = _flat_rows(vjp_rep(jnp.ones(T))[0])
         elif needs == "jacobian":
             mask = shared_mask(model, mparams)
             shared, specific = _split(mparams, mask)

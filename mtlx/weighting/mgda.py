@@ -80,7 +80,9 @@ def mgda_ub(normalization: str = "none", solver: str = "active_set") -> Weightin
     """MGDA-UB, Sener & Koltun (2018), Sec. 3.3: the same min-norm
     solve on the gradients w.r.t. the shared *representation*
     (``needs="representation"``, a (T, R) matrix), an upper bound that needs
-    one backward pass per task only through the task heads. Returns the
-    weights (simplex) and ``direction=None``.
+    no per-task backward pass through the shared layers: the train step gets
+    all T rows from one backward pass through the task layers over per-task
+    copies of the representation. Returns the weights (simplex) and
+    ``direction=None``.
     """
     return _make("mgda_ub", "representation", normalization, solver)
