@@ -1009,14 +1009,17 @@ def figure_metric_bars(rows, path: str, ctx: _Ctx) -> dict:
             d = {key: (ms["mean"], ms["std"], r["n"]) for key, r in sub.items()
                  for ms in [_metric_of(r, t, k)] if ms is not None}
             data[(skey, t)] = d
-            groups = ctx.weightings if ctx.many_w else [None]
+            # the weightings run at this sweep value only (a sweep may pair some with one value)
+            groups = [w for w in ctx.weightings if any(key[1] == w for key in d)] if ctx.many_w else [None]
 
             def get(g, a):
                 v = d.get((a, g if g is not None else ctx.weightings[0]))
                 return None if v is None else (v[0], v[1])
 
             _grouped_bars(ax, groups, ctx.archs, get, ctx.colour.get)
-            ax.set_xticklabels([str(g) for g in groups] if ctx.many_w else [""])
+            many = len(groups) > 2
+            ax.set_xticklabels([str(g) for g in groups] if ctx.many_w else [""], rotation=50 if many else 0,
+                               ha="right" if many else "center", fontsize="small" if many else None)
             if not ctx.many_w:
                 ax.tick_params(axis="x", length=0)
             _zoom(ax, [v[0] for v in d.values()], [v[1] if math.isfinite(v[1]) else 0 for v in d.values()])
