@@ -14,7 +14,8 @@ Every part compiles all its steps first, then times them in 5 interleaved rounds
 weightings: for T tasks on a hard-sharing MLP, each weighting's step time over
 equal weighting's; the measured time of one forward plus T separate backward
 passes (a jitted VJP whose residuals are reused by T jitted backward calls: the
-loop a per-task backward pays); XLA's planned peak memory of each step.
+loop a per-task backward pays; it has no optimizer update and no weighting,
+which every step pays on top); XLA's planned peak memory of each step.
 """
 
 from __future__ import annotations
