@@ -71,6 +71,9 @@ def test_registry_and_errors():
         get_weighting("mgda", alpha=1.0)
     with pytest.raises(ValueError):
         get_weighting("mgda", normalization="bogus")
+    for name in ("gradnorm", "famo"):
+        with pytest.raises(ValueError, match=rf"{name}: optimizer='rmsprop' is not valid; choose one of"):
+            get_weighting(name, optimizer="rmsprop")
     for name, ctor in WEIGHTINGS.items():
         w = ctor([1.0, 1.0]) if name == "static" else ctor()
         assert w.name == name and w.needs in ("none", "jacobian", "representation")

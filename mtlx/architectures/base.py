@@ -53,9 +53,7 @@ class MTLModel(nn.Module):
         times. Returns ``(h, stacked)``: without the perturbation collection
         (every other weighting) ``z`` itself, ``stacked=False``, at no cost.
         """
-        if not (self.is_initializing() or self.has_variable("perturbations", "shared_rep")):
-            return z, False
-        return self.perturb("shared_rep", broadcast_copies(z, self.num_tasks)), True
+        return self._perturbed_copies("shared_rep", z, stacked=False)
 
     def column(self, i, spec, name):
         """The task-stacked version of block ``i`` (overridden by tensor_factorised)."""
@@ -78,10 +76,17 @@ class MTLModel(nn.Module):
         backward pass through the heads gives every ``dL_t/dh_t`` and only the
         layers below them are traversed once per task. Otherwise a no-op.
         """
-        if not (self.is_initializing() or self.has_variable("perturbations", "head_rep")):
-            return h, stacked_input
-        self.sow("intermediates", "head_input", h)
-        return self.perturb("head_rep", h if stacked_input else broadcast_copies(h, self.num_tasks)), True
+        return self._perturbed_copies("head_rep", h, stacked_input, sow_as="head_input")
+
+    def _perturbed_copies(self, name, h, stacked, sow_as=None):
+        """``(h, stacked)`` unchanged unless the train step passes perturbation
+        ``name``; then ``h`` (optionally sown as ``sow_as``) as T per-task
+        copies plus that perturbation, ``stacked=True``."""
+        if not (self.is_initializing() or self.has_variable("perturbations", name)):
+            return h, stacked
+        if sow_as:
+            self.sow("intermediates", sow_as, h)
+        return self.perturb(name, h if stacked else broadcast_copies(h, self.num_tasks)), True
 
     def heads(self, h, mask, stacked_input=True):
         """Task towers (``head_hidden``) and output layers, stacked over tasks.

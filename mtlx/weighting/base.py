@@ -31,6 +31,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import optax
 
 NEEDS = ("none", "jacobian", "representation")
 
@@ -55,3 +56,16 @@ def objective_weights(weighting: Weighting, losses: jnp.ndarray, params: Any) ->
     if weighting.objective is None:
         raise ValueError(f"weighting {weighting.name!r} has no objective")
     return jax.grad(weighting.objective)(losses, params)
+
+
+STATE_OPTIMIZERS = ("adam", "sgd")
+
+
+def state_optimizer(weighting: str, optimizer: str, lr: float, decay: float = 0.0) -> optax.GradientTransformation:
+    """The optimizer of a weighting's own state variables (GradNorm's weights,
+    FAMO's logits): ``decay * x`` added to the gradient (torch-style weight
+    decay), then Adam or a plain step, learning rate ``lr``."""
+    if optimizer not in STATE_OPTIMIZERS:
+        raise ValueError(f"{weighting}: optimizer={optimizer!r} is not valid; choose one of {STATE_OPTIMIZERS}")
+    scale = (optax.scale_by_adam(),) if optimizer == "adam" else ()
+    return optax.chain(optax.add_decayed_weights(decay), *scale, optax.scale(-lr))

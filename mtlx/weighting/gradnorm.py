@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtlx.weighting.base import Weighting
+from mtlx.weighting.base import Weighting, state_optimizer
 
 
 def gradnorm(alpha: float = 1.5, lr: float = 1e-3, optimizer: str = "adam",
@@ -32,12 +32,7 @@ def gradnorm(alpha: float = 1.5, lr: float = 1e-3, optimizer: str = "adam",
     is a plain gradient step), so the update is independent of the scale of
     ``||g_i||``. Returns ``direction=None``.
     """
-    if optimizer == "adam":
-        tx = optax.adam(lr)
-    elif optimizer == "sgd":
-        tx = optax.sgd(lr)
-    else:
-        raise ValueError(f"gradnorm: optimizer={optimizer!r} is not valid; choose 'adam' or 'sgd'")
+    tx = state_optimizer("gradnorm", optimizer, lr)
 
     def init(num_tasks):
         w = jnp.ones((num_tasks,), jnp.float32)

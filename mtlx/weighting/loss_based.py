@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtlx.weighting.base import Weighting, no_state
+from mtlx.weighting.base import Weighting, no_state, state_optimizer
 
 
 def equal() -> Weighting:
@@ -240,12 +240,7 @@ def famo(lr: float = 0.025, decay: float = 0.01, optimizer: str = "adam",
     also clips the shared-parameter gradient norm at 1.0; that belongs to the
     run's optimizer (e.g. ``optax.clip_by_global_norm``), not to this function.
     """
-    if optimizer == "adam":
-        tx = optax.chain(optax.add_decayed_weights(decay), optax.scale_by_adam(), optax.scale(-lr))
-    elif optimizer == "sgd":
-        tx = optax.chain(optax.add_decayed_weights(decay), optax.scale(-lr))
-    else:
-        raise ValueError(f"famo: optimizer={optimizer!r} is not valid; choose 'adam' or 'sgd'")
+    tx = state_optimizer("famo", optimizer, lr, decay)
 
     def init(num_tasks):
         xi = jnp.zeros((num_tasks,), jnp.float32)
