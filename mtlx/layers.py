@@ -272,11 +272,20 @@ class StackedBlock(nn.Module):
 
     spec: object
     n: int
+    tap: str = ""  # Dense only: perturbation name for the pre-activation (see __call__)
 
     @nn.compact
     def __call__(self, x, mask=None, stacked_input=True):
+        """With ``tap`` set (a Dense spec) and that perturbation passed, copy
+        t's pre-activation ``a_t = x W_t + b_t`` is perturbed as ``tap``: the
+        cotangent there is ``delta_t = dL/da_t``, and ``dL/dx_t = delta_t W_t^T``."""
         in_shape = x.shape[2:] if stacked_input else x.shape[1:]
         ref = jax.eval_shape(lambda: self.spec.init(jax.random.PRNGKey(0), in_shape))
         w = {name: self.param(name, lambda key, name=name: init_stacked(self.spec, key, self.n, in_shape)[name])
              for name in ref}
-        return apply_stacked(self.spec, w, x, mask, stacked_input)
+        if not (self.tap and (self.is_initializing() or self.has_variable("perturbations", self.tap))):
+            return apply_stacked(self.spec, w, x, mask, stacked_input)
+        if not isinstance(self.spec, Dense):
+            raise ValueError(f"StackedBlock.tap is for Dense blocks, got {type(self.spec).__name__}")
+        pre = apply_stacked(dataclasses.replace(self.spec, activation="none"), w, x, mask, stacked_input)
+        return _act(self.spec.activation)(self.perturb(self.tap, pre))

@@ -8,8 +8,10 @@ VJP evaluated at T cotangents with ``jax.vmap`` (optionally in chunks of the
 task axis), so the T backward passes are batched and never leave the device.
 Task t's loss reads only its own slice of the heads' input (``MTLModel.head_input``),
 so the heads are back-propagated once, for all tasks, and only the layers below
-them T times; MGDA-UB's representation rows come from one backward pass over
-per-task copies of the shared representation (``MTLModel.task_copies``).
+them T times. MGDA-UB's representation rows come from one backward pass to
+the pre-activations of a Dense first task layer (their Gram matrix formed
+without the rows where cheaper: ``_tap_gram``), else over per-task copies of
+the shared representation (``MTLModel.shared_representation``).
 The step is vmappable over a leading seed axis of ``state`` (and of ``batch``).
 """
 
@@ -24,12 +26,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax.traverse_util import flatten_dict, unflatten_dict
 from jax.flatten_util import ravel_pytree
 
 from mtlx import tasks as tasks_lib
 from mtlx.data import pipeline
 from mtlx.architectures import shared_mask
+from mtlx.architectures.base import REP_TAP
+from mtlx.weighting import solvers
 from mtlx.weighting.base import Weighting
+
+HIGHEST = jax.lax.Precision.HIGHEST
 
 
 @flax.struct.dataclass
@@ -119,6 +126,35 @@ def _task_cotangents(row, num_tasks: int, chunk: int):
     return jax.tree_util.tree_map(lambda r: r.reshape((-1,) + r.shape[2:])[:num_tasks], rows)
 
 
+def _tap_gram(deltas, params, ghost=None):
+    """MGDA-UB's Gram matrix ``M_ts = <dL_t/dz, dL_s/dz>`` (T, T) from the
+    cotangents ``delta_t`` (T, B, ..., h) at the tapped Dense layer's
+    pre-activation and its kernel ``W_t`` (T, d, h), found at the same module
+    path in ``params``: the rows are ``dL_t/dz = delta_t W_t^T``.
+
+    ``ghost`` (default: whichever takes fewer FLOPs) forms M without the
+    (T, B*d) rows: ``M_ts = sum_hk (W_t^T W_s)_hk (sum_b delta_t[b,h] delta_s[b,k])``,
+    two (Th x Th) matmuls - the ghost-norm identity (Goodfellow 2015; Li et
+    al. 2022, ghost clipping) taken across tasks instead of examples; with
+    ``Th`` small against ``d`` and the batch, it is several times cheaper.
+    """
+    (path, delta), = flatten_dict(deltas).items()
+    kernel = params
+    for k in path[:-1]:
+        kernel = kernel[k]
+    W = kernel["kernel"]                                       # (T, d, h)
+    T, d, h = W.shape
+    D = delta.reshape(T, -1, h)                                 # (T, N, h), N = batch (x tokens)
+    n = D.shape[1]
+    if ghost is None:
+        ghost = (T * h) ** 2 * (d + n) < T * n * d * (h + T)
+    if not ghost:
+        return solvers.gram(jnp.einsum("tnh,tdh->tnd", D, W, precision=HIGHEST).reshape(T, -1))
+    P = jnp.einsum("tdh,sdk->thsk", W, W, precision=HIGHEST)
+    Q = jnp.einsum("tnh,snk->thsk", D, D, precision=HIGHEST)
+    return jnp.einsum("thsk,thsk->ts", P, Q)
+
+
 def _flat_rows(rows):
     """(T, P) matrix from a pytree whose leaves have a leading task axis."""
     return jax.vmap(lambda r: ravel_pytree(r)[0])(rows)
@@ -144,20 +180,29 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
         return losses, jnp.asarray(penalty, jnp.float32), state.get("intermediates", {})
 
     def zero_perturbations(batch, name):
+        """Zeros for every perturbation called ``name`` (at any module path), or None."""
         shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch["inputs"]))["perturbations"]
-        return {name: jnp.zeros(shapes[name].shape, shapes[name].dtype)}
+        flat = {k: jnp.zeros(v.shape, v.dtype) for k, v in flatten_dict(flax.core.unfreeze(shapes)).items()
+                if k[-1] == name}
+        return unflatten_dict(flat) if flat else None
 
     def train_step(state: TrainState, batch):
         key, wkey = jax.random.split(state.key)
         mparams = state.params["model"]
         grads_or_none = None
-        if needs == "representation":
+        if needs == "representation" and (taps := zero_perturbations(batch, REP_TAP)) is not None:
+            # the Dense first task layer's pre-activations a_t perturbed (MTLModel.shared_representation):
+            # one backward at cotangent 1, through the layers above them only, gives delta_t = dL_t/da_t
+            (losses, penalty, _), vjp_tap = jax.vjp(lambda p, e: forward(p, e, batch), mparams, taps)
+            vjp_fn = lambda ct: vjp_tap((*ct, {}))[:1]
+            grads_or_none = _tap_gram(vjp_tap((jnp.ones(T), jnp.zeros(()), {}))[1], mparams)
+        elif needs == "representation":
             (losses, penalty), vjp_fn = jax.vjp(lambda p: forward(p, None, batch)[:2], mparams)
             # the same forward with T per-task copies of the representation, perturbed
             # (MTLModel.task_copies; XLA shares the layers below them): one backward at
             # cotangent 1 gives every row dL_t/dz, traversing only the layers above z
             _, vjp_rep = jax.vjp(lambda z: forward(mparams, z, batch)[0], zero_perturbations(batch, "shared_rep"))
-            grads_or_none = _flat_rows(vjp_rep(jnp.ones(T))[0])
+            grads_or_none = solvers.gram(_flat_rows(vjp_rep(jnp.ones(T))[0]))
         elif needs == "jacobian":
             mask = shared_mask(model, mparams)
             shared, specific = _split(mparams, mask)

@@ -1,5 +1,6 @@
 """The one train step: gradients, masks, compile-once, vmap over seeds, learning."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +13,7 @@ from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
 from mtlx.config import run_config
 from mtlx.data import get_task_set
 from mtlx.data.pipeline import BatchOrder, gather
-from mtlx.train import build_run, init_state, make_optimizer, make_train_step, train_and_evaluate
+from mtlx.train import _tap_gram, build_run, init_state, make_optimizer, make_train_step, train_and_evaluate
 from mtlx.weighting import get_weighting
 from mtlx.weighting.base import Weighting
 
@@ -86,31 +87,74 @@ def test_jacobian_chunks_equal_one_vmap():
     np.testing.assert_allclose(m1["info"]["grads"], m2["info"]["grads"], rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("arch,opts", [("hard", {"split": 2}), ("hard", {"split": 1}), ("mmoe", {"num_experts": 3})])
-def test_representation_gradients_are_per_task_gradients_of_the_shared_output(arch, opts):
-    """MGDA-UB's rows are dL_t/dz for the SHARED z (trunk output; MMoE's experts):
-    perturbing z itself, i.e. every task's copy by the same delta."""
-    ts = dense_set()
+REPRESENTATION_CASES = [  # (arch, opts, backbone, the module whose output is z, how MGDA-UB reads z)
+    ("hard", {}, "mlp", "shared_2", "tap: Dense head"), ("hard", {"split": 1}, "mlp", "shared_0", "tap: Dense column"),
+    ("hard", {"split": 1}, "cnn", "shared_0", "copies: Conv column"), ("hard", {"split": 2}, "cnn", "shared_1", "tap"),
+    ("hard", {}, "bilstm", "shared_2", "tap on tokens"),
+    ("hard", {"split": 2}, "bilstm", "shared_1", "copies: BiLSTM column"), ("mmoe", {"num_experts": 3}, "mlp", "expert_2", "copies")]
+
+
+@pytest.mark.parametrize("arch,opts,backbone,where,how", REPRESENTATION_CASES)
+def test_representation_gradients_are_per_task_gradients_of_the_shared_output(arch, opts, backbone, where, how):
+    """MGDA-UB's rows are dL_t/dz for the SHARED z (trunk output; MMoE's
+    experts), checked against jacrev of the losses w.r.t. a delta added to
+    that module's output (intercepted, independent of how the step gets them)."""
+    blocks, make = BACKBONES[backbone]
+    ts = make()
     batch = batch_of(ts)
-    model = build_model(arch, ts, MLP, **opts)
-    _, _, m = one_step(model, ts, probe_weighting([1.0, 1.0, 1.0], "representation"), batch)
-    variables = model.init(jax.random.PRNGKey(0), batch["inputs"])
-    copies = variables["perturbations"]["shared_rep"].shape
-    assert copies[0] == 3
-    params = init_state(model, get_weighting("equal"), make_optimizer(), 3, batch["inputs"], 0).params["model"]
+    T = ts.num_tasks
+    model = build_model(arch, ts, blocks, **opts)
+    st, _, m = one_step(model, ts, probe_weighting([1.0] * T, "representation"), batch)
+    params = st.params["model"]
+    perts = model.init(jax.random.PRNGKey(0), batch["inputs"])["perturbations"]
+    assert any(k in str(perts) for k in (("shared_rep_pre",) if how.startswith("tap") else ("'shared_rep'",)))
 
-    def losses_from_delta(delta):
-        perts = {"shared_rep": jnp.broadcast_to(delta, copies)}
-        preds, _ = model.apply({"params": params, "perturbations": perts}, batch["inputs"])
-        return tasks_lib.task_losses(ts.tasks, preds, batch)
+    def apply_with(delta):
+        def add_delta(next_fun, args, kwargs, context):
+            out = next_fun(*args, **kwargs)
+            return out + delta if context.method_name == "__call__" and context.module.name == where else out
 
-    J = jax.jacrev(losses_from_delta)(jnp.zeros(copies[1:])).reshape(3, -1)
+        with nn.intercept_methods(add_delta):
+            preds, _ = model.apply({"params": params}, batch["inputs"])
+        return preds
+
+    z_shape = {}
+
+    def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if context.method_name == "__call__" and context.module.name == where:
+            z_shape["z"] = out.shape
+        return out
+
+    with nn.intercept_methods(record):
+        model.apply({"params": params}, batch["inputs"])
+    J = jax.jacrev(lambda d: tasks_lib.task_losses(ts.tasks, apply_with(d), batch))(jnp.zeros(z_shape["z"]))
+    J = np.asarray(J.reshape(T, -1), np.float64)
     assert np.all(np.linalg.norm(J, axis=1) > 0)
-    np.testing.assert_allclose(m["info"]["grads"], J, rtol=1e-4, atol=1e-7)
-    # without the perturbation collection the copies cost nothing: same predictions either way
+    M = J @ J.T   # the weighting gets the Gram matrix of the rows
+    np.testing.assert_allclose(m["info"]["grads"], M, rtol=1e-4, atol=1e-6 * np.max(np.diag(M)))
+    # without the perturbation collection the tap / copies cost nothing: same predictions
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, perts)
     plain, _ = model.apply({"params": params}, batch["inputs"])
-    pert, _ = model.apply({"params": params, "perturbations": {"shared_rep": jnp.zeros(copies)}}, batch["inputs"])
+    pert, _ = model.apply({"params": params, "perturbations": zeros}, batch["inputs"])
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), plain, pert)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, plain, apply_with(jnp.zeros(z_shape["z"])))
+
+
+@pytest.mark.parametrize("ghost", [True, False])
+@pytest.mark.parametrize("shape", [(3, 5, 4), (3, 5, 7, 4), (12, 9, 2)])
+def test_tap_gram_with_and_without_the_rows(shape, ghost):
+    """Both ways of forming MGDA-UB's Gram from a tapped Dense layer equal the
+    Gram of the explicit rows dL_t/dz = delta_t W_t^T (float64 reference)."""
+    rng = np.random.default_rng(sum(shape))
+    T, h, d = shape[0], shape[-1], 6
+    delta = rng.standard_normal(shape).astype(np.float32)
+    W = rng.standard_normal((T, d, h)).astype(np.float32)
+    deltas = {"task_head_out": {"shared_rep_pre": jnp.asarray(delta)}}
+    params = {"task_head_out": {"kernel": jnp.asarray(W), "bias": jnp.zeros((T, h))}}
+    got = jax.jit(lambda a, p: _tap_gram(a, p, ghost=ghost))(deltas, params)
+    rows = np.einsum("t...h,tdh->t...d", delta.astype(np.float64), W.astype(np.float64)).reshape(T, -1)
+    np.testing.assert_allclose(got, rows @ rows.T, rtol=1e-5, atol=1e-5 * np.max(np.sum(rows**2, 1)))
 
 
 def test_masked_example_does_not_change_its_task_gradient():

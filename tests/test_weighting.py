@@ -133,11 +133,13 @@ def test_mgda_min_norm_point_brute_force(T, n):
 def test_mgda_ub_on_representation_gradients():
     rng = np.random.default_rng(3)
     assert get_weighting("mgda_ub").needs == "representation"
-    w, d, _, _ = run("mgda_ub", np.ones(T3), 2.0 * np.eye(T3, R6))     # orthogonal, equal norms
+    E = 2.0 * np.eye(T3, R6)                           # orthogonal, equal norms
+    w, d, _, _ = run("mgda_ub", np.ones(T3), E @ E.T)   # the step passes the rows' Gram matrix
     assert d is None
     np.testing.assert_allclose(np.asarray(w), np.full(T3, 1 / 3), atol=1e-6)
     Rg = rng.standard_normal((T3, R6))
-    w = np.asarray(run("mgda_ub", np.ones(T3), Rg)[0], np.float64)
+    w = np.asarray(run("mgda_ub", np.ones(T3), Rg @ Rg.T)[0], np.float64)
+    np.testing.assert_allclose(w, np.asarray(run("mgda", np.ones(T3), Rg)[0]), atol=1e-6)
     gw = Rg.T @ w
     assert np.all(w >= 0) and abs(w.sum() - 1) < 1e-6
     assert np.all(Rg @ gw >= gw @ gw - 1e-5 * np.max(np.sum(Rg * Rg, 1)))
@@ -510,10 +512,11 @@ def test_degenerate_gradients_stay_finite(name):
     """All-zero gradients (as with no shared parameters) and a task with a zero
     gradient: finite weights and directions; uniform fallbacks where the
     method is undefined."""
-    dim = R6 if get_weighting(name).needs == "representation" else P10
+    gram = get_weighting(name).needs == "representation"   # it gets the rows' Gram matrix
+    dim = R6 if gram else P10
     rng = np.random.default_rng(15)
     for G in [np.zeros((T3, dim)), np.concatenate([rng.standard_normal((2, dim)), np.zeros((1, dim))])]:
-        w, d, _, _ = run(name, np.ones(T3), G)
+        w, d, _, _ = run(name, np.ones(T3), G @ G.T if gram else G)
         assert np.all(np.isfinite(np.asarray(w))), (name, w)
         assert d is None or np.all(np.isfinite(np.asarray(d)))
         if not G.any():
@@ -550,6 +553,8 @@ def test_jit_vmap_over_seeds_matches_separate_calls(name):
         keys = jax.random.wrap_key_data(np.array([[0, i] for i in seeds], np.uint32))
         losses = f32(rng.uniform(0.2, 2.0, (S, T3)))
         grads = None if dim is None else f32(rng.standard_normal((S, T3, dim)))
+        if w.needs == "representation":   # the rows' Gram matrix
+            grads = f32(np.einsum("str,sur->stu", grads, grads))
         out_b = jax.tree.map(np.asarray, batched(losses, grads, states, keys))
         states = out_b[2]
         for s in range(S):

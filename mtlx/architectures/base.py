@@ -24,6 +24,8 @@ import jax.numpy as jnp
 
 from mtlx.layers import Dense, StackedBlock
 
+REP_TAP = "shared_rep_pre"  # MGDA-UB's tap on a Dense first task layer (MTLModel.shared_representation)
+
 
 class MTLModel(nn.Module):
     """Base: ``blocks`` (the shareable backbone), ``head_hidden`` (task towers),
@@ -45,24 +47,41 @@ class MTLModel(nn.Module):
     def input_mask(self, x):
         return (x > 0) if self.tokens else None
 
+    def shared_representation(self, z, next_spec):
+        """Where MGDA-UB differentiates (Sener & Koltun 2018, Sec. 3.3): the
+        shared representation ``z``, read next by task layers of kind
+        ``next_spec``. Returns ``(h, stacked, tap)`` for those layers.
+
+        A Dense first task layer is tapped (``tap='shared_rep_pre'``): when
+        the train step perturbs its pre-activation ``a_t = z W_t + b_t``, one
+        backward pass gives every ``delta_t = dL_t/da_t`` and the rows are
+        ``dL_t/dz = delta_t W_t^T``, at no extra forward cost. Other layers
+        read per-task copies of ``z`` (:meth:`task_copies`).
+        """
+        if isinstance(next_spec, Dense):
+            return z, False, REP_TAP
+        return (*self.task_copies(z), "")
+
     def task_copies(self, z):
         """The shared representation ``z`` as T per-task copies ``(T, ...)``,
         perturbed as ``'shared_rep'``: task t's loss reads copy t only, so ONE
-        backward pass gives every row ``dL_t/dz`` of MGDA-UB's matrix (Sener &
-        Koltun 2018, Sec. 3.3) through the task-specific layers once, not T
-        times. Returns ``(h, stacked)``: without the perturbation collection
-        (every other weighting) ``z`` itself, ``stacked=False``, at no cost.
+        backward pass gives every row ``dL_t/dz`` of MGDA-UB's matrix through
+        the task-specific layers once, not T times. Returns ``(h, stacked)``:
+        without the perturbation collection (every other weighting) ``z``
+        itself, ``stacked=False``, at no cost.
         """
         return self._perturbed_copies("shared_rep", z, stacked=False)
 
-    def column(self, i, spec, name):
+    def column(self, i, spec, name, tap=""):
         """The task-stacked version of block ``i`` (overridden by tensor_factorised)."""
-        return StackedBlock(spec, self.num_tasks, name=name)
+        return StackedBlock(spec, self.num_tasks, tap=tap, name=name)
 
-    def run_columns(self, h, mask, start=0, stacked_input=False, after_block=None):
-        """Blocks ``start..L-1`` as T columns; ``after_block(i, h)`` may mix them."""
+    def run_columns(self, h, mask, start=0, stacked_input=False, after_block=None, tap=""):
+        """Blocks ``start..L-1`` as T columns; ``after_block(i, h)`` may mix them;
+        ``tap`` is passed to the first (see :meth:`shared_representation`)."""
         for i in range(start, len(self.blocks)):
-            h = self.column(i, self.blocks[i], f"task_column_{i}")(h, mask, stacked_input=stacked_input)
+            extra = {"tap": tap} if tap and i == start else {}
+            h = self.column(i, self.blocks[i], f"task_column_{i}", **extra)(h, mask, stacked_input=stacked_input)
             stacked_input = True
             if after_block is not None:
                 h = after_block(i, h)
@@ -88,17 +107,20 @@ class MTLModel(nn.Module):
             self.sow("intermediates", sow_as, h)
         return self.perturb(name, h if stacked else broadcast_copies(h, self.num_tasks)), True
 
-    def heads(self, h, mask, stacked_input=True):
-        """Task towers (``head_hidden``) and output layers, stacked over tasks.
+    def heads(self, h, mask, stacked_input=True, tap=""):
+        """Task towers (``head_hidden``) and output layers, stacked over tasks;
+        ``tap`` is passed to the first (see :meth:`shared_representation`).
 
         Output widths are padded to the widest task and sliced back per task.
         """
         h, stacked_input = self.head_input(h, stacked_input)
-        for j, width in enumerate(self.head_hidden):
-            h = StackedBlock(Dense(width), self.num_tasks, name=f"task_head_{j}")(h, mask, stacked_input=stacked_input)
+        layers = [(Dense(width), f"task_head_{j}") for j, width in enumerate(self.head_hidden)]
+        layers.append((Dense(max(self.num_outputs), "none"), "task_head_out"))
+        for j, (spec, name) in enumerate(layers):
+            h = StackedBlock(spec, self.num_tasks, tap=tap if j == 0 else "", name=name)(
+                h, mask, stacked_input=stacked_input)
             stacked_input = True
-        out = StackedBlock(Dense(max(self.num_outputs), "none"), self.num_tasks, name="task_head_out")(
-            h, mask, stacked_input=stacked_input)
+        out = h
         return {name: out[t, ..., : self.num_outputs[t]] for t, name in enumerate(self.task_names)}
 
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 import flax.linen as nn
 
 from mtlx.architectures.base import MTLModel
-from mtlx.layers import Block
+from mtlx.layers import Block, Dense
 
 
 class Hard(MTLModel):
@@ -31,9 +31,9 @@ class Hard(MTLModel):
         h = x
         for i in range(self.depth):
             h = Block(self.blocks[i], name=f"shared_{i}")(h, mask)
-        stacked = False
-        if self.depth > 0:
-            h, stacked = self.task_copies(h)
+        stacked, tap = False, ""
         shared_input = self.depth == len(self.blocks)
-        h = self.run_columns(h, mask, start=self.depth, stacked_input=stacked)
-        return self.heads(h, mask, stacked_input=stacked or not shared_input), {}
+        if self.depth > 0:  # the heads start with a Dense layer
+            h, stacked, tap = self.shared_representation(h, Dense(1) if shared_input else self.blocks[self.depth])
+        h = self.run_columns(h, mask, start=self.depth, stacked_input=stacked, tap=tap)
+        return self.heads(h, mask, stacked_input=stacked or not shared_input, tap=tap if shared_input else ""), {}

@@ -11,8 +11,10 @@ A weighting is a NamedTuple of pure functions with an explicit state pytree
   "none"            -> None (loss-based weightings);
   "jacobian"        -> (T, P) per-task gradients of the shared parameters,
                        flattened (vmap of one VJP, inside the jitted step);
-  "representation"  -> (T, R) per-task gradients of the shared representation
-                       (MGDA-UB, Sener & Koltun 2018, Sec. 3.3).
+  "representation"  -> the (T, T) Gram matrix <dL_t/dz, dL_s/dz> of the
+                       per-task gradients of the shared representation z
+                       (MGDA-UB, Sener & Koltun 2018, Sec. 3.3); the step
+                       forms it without the rows where that is cheaper.
 ``weights`` (T,) scale the per-task losses. If ``direction`` is None the step
 back-propagates ``sum_t weights_t * L_t`` through every parameter. Otherwise
 ``direction`` (P,) replaces the shared parameters' gradient and the

@@ -25,7 +25,12 @@ def _normalizers(M, losses, normalization):
 
 def min_norm_weights(G, losses, normalization: str = "none", solver: str = "active_set"):
     """Weights ``w`` on the simplex minimising ``||sum_t w_t g_t / n_t||^2``."""
-    M = solvers.gram(jax.lax.stop_gradient(G))
+    return min_norm_weights_gram(solvers.gram(G), losses, normalization, solver)
+
+
+def min_norm_weights_gram(M, losses, normalization: str = "none", solver: str = "active_set"):
+    """:func:`min_norm_weights` from the Gram matrix ``M = G G^T``."""
+    M = jax.lax.stop_gradient(M).astype(jnp.float32)
     n = _normalizers(M, jax.lax.stop_gradient(losses).astype(jnp.float32), normalization)
     Mn = M / (n[:, None] * n[None, :])
     if solver == "active_set":
@@ -46,8 +51,10 @@ def _make(name, needs, normalization, solver):
     def init(num_tasks):
         return ()
 
+    solve = min_norm_weights_gram if needs == "representation" else min_norm_weights
+
     def combine(losses, grads, state, key):
-        w, norm = min_norm_weights(grads, losses, normalization, solver)
+        w, norm = solve(grads, losses, normalization, solver)
         return w.astype(losses.dtype), None, state, {"min_norm": norm}
 
     return Weighting(name, init, combine, needs)
@@ -79,10 +86,10 @@ def mgda(normalization: str = "none", solver: str = "active_set") -> Weighting:
 def mgda_ub(normalization: str = "none", solver: str = "active_set") -> Weighting:
     """MGDA-UB, Sener & Koltun (2018), Sec. 3.3: the same min-norm
     solve on the gradients w.r.t. the shared *representation*
-    (``needs="representation"``, a (T, R) matrix), an upper bound that needs
-    no per-task backward pass through the shared layers: the train step gets
-    all T rows from one backward pass through the task layers over per-task
-    copies of the representation. Returns the weights (simplex) and
+    (``needs="representation"``: their (T, T) Gram matrix), an upper bound
+    that needs no per-task backward pass through the shared layers: the train
+    step gets all T rows from one backward pass through the task layers (see
+    ``MTLModel.shared_representation``). Returns the weights (simplex) and
     ``direction=None``.
     """
     return _make("mgda_ub", "representation", normalization, solver)
