@@ -150,9 +150,10 @@ def _tap_gram(deltas, params, ghost=None):
         ghost = (T * h) ** 2 * (d + n) < T * n * d * (h + T)
     if not ghost:
         return solvers.gram(jnp.einsum("tnh,tdh->tnd", D, W, precision=HIGHEST).reshape(T, -1))
-    P = jnp.einsum("tdh,sdk->thsk", W, W, precision=HIGHEST)
-    Q = jnp.einsum("tnh,snk->thsk", D, D, precision=HIGHEST)
-    return jnp.einsum("thsk,thsk->ts", P, Q)
+    Wf, Df = W.transpose(1, 0, 2).reshape(d, T * h), D.transpose(1, 0, 2).reshape(n, T * h)
+    P = jnp.matmul(Wf.T, Wf, precision=HIGHEST)               # (Th, Th): W_t^T W_s blocks
+    Q = jnp.matmul(Df.T, Df, precision=HIGHEST)               # (Th, Th): delta_t^T delta_s blocks
+    return jnp.sum((P * Q).reshape(T, h, T, h), axis=(1, 3))
 
 
 def _flat_rows(rows):
