@@ -139,10 +139,7 @@ def _tap_gram(deltas, params, ghost=None):
     ``Th`` small against ``d`` and the batch, it is several times cheaper.
     """
     (path, delta), = flatten_dict(deltas).items()
-    kernel = params
-    for k in path[:-1]:
-        kernel = kernel[k]
-    W = kernel["kernel"]                                       # (T, d, h)
+    W = flatten_dict(params)[path[:-1] + ("kernel",)]          # (T, d, h)
     T, d, h = W.shape
     D = delta.reshape(T, -1, h)                                 # (T, N, h), N = batch (x tokens)
     n = D.shape[1]

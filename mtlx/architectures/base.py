@@ -47,10 +47,10 @@ class MTLModel(nn.Module):
     def input_mask(self, x):
         return (x > 0) if self.tokens else None
 
-    def shared_representation(self, z, next_spec):
+    def shared_representation(self, z, dense_next: bool):
         """Where MGDA-UB differentiates (Sener & Koltun 2018, Sec. 3.3): the
-        shared representation ``z``, read next by task layers of kind
-        ``next_spec``. Returns ``(h, stacked, tap)`` for those layers.
+        shared representation ``z``, read next by the task layers (Dense ones
+        if ``dense_next``). Returns ``(h, stacked, tap)`` for those layers.
 
         A Dense first task layer is tapped (``tap='shared_rep_pre'``): when
         the train step perturbs its pre-activation ``a_t = z W_t + b_t``, one
@@ -58,7 +58,7 @@ class MTLModel(nn.Module):
         ``dL_t/dz = delta_t W_t^T``, at no extra forward cost. Other layers
         read per-task copies of ``z`` (:meth:`task_copies`).
         """
-        if isinstance(next_spec, Dense):
+        if dense_next:
             return z, False, REP_TAP
         return (*self.task_copies(z), "")
 
@@ -120,8 +120,7 @@ class MTLModel(nn.Module):
             h = StackedBlock(spec, self.num_tasks, tap=tap if j == 0 else "", name=name)(
                 h, mask, stacked_input=stacked_input)
             stacked_input = True
-        out = h
-        return {name: out[t, ..., : self.num_outputs[t]] for t, name in enumerate(self.task_names)}
+        return {name: h[t, ..., : self.num_outputs[t]] for t, name in enumerate(self.task_names)}
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))

@@ -34,6 +34,7 @@ class Hard(MTLModel):
         stacked, tap = False, ""
         shared_input = self.depth == len(self.blocks)
         if self.depth > 0:  # the heads start with a Dense layer
-            h, stacked, tap = self.shared_representation(h, Dense(1) if shared_input else self.blocks[self.depth])
+            dense_next = shared_input or isinstance(self.blocks[self.depth], Dense)
+            h, stacked, tap = self.shared_representation(h, dense_next)
         h = self.run_columns(h, mask, start=self.depth, stacked_input=stacked, tap=tap)
         return self.heads(h, mask, stacked_input=stacked or not shared_input, tap=tap if shared_input else ""), {}
