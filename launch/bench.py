@@ -10,7 +10,8 @@ backbones at batch 256, two 10-way tasks; FLOPs per step from XLA's cost
 analysis; achieved FLOP/s against a 2048x2048 float32 matmul timed in the
 same interleaved rounds as the steps.
 Every part compiles all its steps first, then times them in 5 interleaved rounds
-(median per step), so that load changes on a shared machine hit all alike.
+(median per step), so that load changes on a shared machine hit all alike; each
+step is fed the state the previous one returned, as in training.
 weightings: for T tasks on a hard-sharing MLP, each weighting's step time over
 equal weighting's; the measured time of one forward plus T separate backward
 passes (a jitted VJP whose residuals are reused by T jitted backward calls: the
@@ -97,6 +98,20 @@ def compiled_step(model, ts, weighting, batch, tx=None):
     return compiled, state
 
 
+def threaded(step, state, *args):
+    """A zero-argument callable running ``state = step(state, *args)[0]`` (as
+    in training: each call gets the state the previous one returned, so
+    stateful weightings, e.g. warm-started solvers, run as they do in a run);
+    returns the new state."""
+    box = [state]
+
+    def call():
+        box[0] = step(box[0], *args)[0]
+        return box[0]
+
+    return call
+
+
 def cost(compiled):
     ca = compiled.cost_analysis()
     ca = ca[0] if isinstance(ca, (list, tuple)) else ca
@@ -117,7 +132,7 @@ def bench_architectures():
         for name in archs:
             model = build_model(name, ts, blocks, **({"subspaces": 2} if name == "sluice" else {}))
             compiled[name] = compiled_step(model, ts, get_weighting("equal"), batch)
-        calls = {n: (lambda c=c, st=st: c(st, batch)) for n, (c, st) in compiled.items()}
+        calls = {n: threaded(c, st, batch) for n, (c, st) in compiled.items()}
         calls["matmul"], matmul_flops = matmul_call()   # timed in the same interleaved rounds
         secs = time_all(calls, FLAGS.iters)
         peak = matmul_flops / secs["matmul"]
@@ -136,8 +151,8 @@ def bench_architectures():
 
 def loop_of_backwards(model, ts, batch, params=None, with_losses=False):
     """One forward + T separate backward passes (a jitted VJP whose residuals
-    are reused by T jitted backward calls), as a zero-argument callable
-    returning the T gradients (and first the losses, ``with_losses``)."""
+    are reused by T jitted backward calls), as a callable ``run(p=params)``
+    returning the T gradients at ``p`` (and first the losses, ``with_losses``)."""
     if params is None:
         params = model.init(jax.random.PRNGKey(0), batch["inputs"][:2])["params"]
 
@@ -149,8 +164,8 @@ def loop_of_backwards(model, ts, batch, params=None, with_losses=False):
     bwd = jax.jit(lambda vjp_fn, ct: vjp_fn(ct)[0])
     eye = jnp.eye(ts.num_tasks)
 
-    def run():
-        out, vjp_fn = fwd(params)
+    def run(p=params):
+        out, vjp_fn = fwd(p)
         grads = [bwd(vjp_fn, eye[t]) for t in range(ts.num_tasks)]
         return (out, grads) if with_losses else grads
 
@@ -161,7 +176,8 @@ def loop_step(model, ts, weighting, batch, tx=None):
     """A Jacobian weighting's whole step with its per-task gradients from the
     loop instead: :func:`loop_of_backwards` (full backward calls), then one
     jitted call that flattens the shared rows, combines and applies the same
-    Adam update - what a loop-based implementation of the step pays."""
+    Adam update - what a loop-based implementation of the step pays. A
+    zero-argument callable returning the new state (:func:`threaded`)."""
     tx = tx or make_optimizer("adam", 1e-3)
     state = init_state(model, weighting, tx, ts.num_tasks, batch["inputs"][:2], 0)
     params = state.params["model"]
@@ -172,15 +188,17 @@ def loop_step(model, ts, weighting, batch, tx=None):
     @jax.jit
     def finish(state, losses, grads):
         rows = jnp.stack([flat_shared(g)[0] for g in grads])
-        weights, direction, _, _ = weighting.combine(losses, rows, state.wstate, state.key)
+        key, wkey = jax.random.split(state.key)
+        weights, direction, wstate, _ = weighting.combine(losses, rows, state.wstate, wkey)
         g = jax.tree_util.tree_map(lambda *gs: sum(w * x for w, x in zip(weights, gs)), *grads)
         if direction is not None:
             g = jax.tree_util.tree_map(lambda k, a, b: a if k else b, mask, unravel(direction), g)
         updates, opt_state = tx.update({"model": g, "weighting": {}}, state.opt_state, state.params)
-        return optax.apply_updates(state.params, updates), opt_state
+        return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                             opt_state=opt_state, wstate=wstate, key=key), None
 
     loop = loop_of_backwards(model, ts, batch, params, with_losses=True)
-    return lambda: finish(state, *loop())
+    return threaded(lambda st: finish(st, *loop(st.params["model"])), state)
 
 
 def bench_weightings():
@@ -195,7 +213,7 @@ def bench_weightings():
         for name in names:
             w = weightings[name] = get_weighting(name, **({"weights": [1.0] * T} if name == "static" else {}))
             steps[name], needs[name] = compiled_step(model, ts, w, batch), w.needs
-        calls = {n: (lambda c=c, st=st: c(st, batch)) for n, (c, st) in steps.items()}
+        calls = {n: threaded(c, st, batch) for n, (c, st) in steps.items()}
         calls["loop"] = loop_of_backwards(model, ts, batch)
         for name in names:
             if needs[name] == "jacobian":

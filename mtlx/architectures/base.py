@@ -120,7 +120,9 @@ class MTLModel(nn.Module):
             h = StackedBlock(spec, self.num_tasks, tap=tap if j == 0 else "", name=name)(
                 h, mask, stacked_input=stacked_input)
             stacked_input = True
-        return {name: h[t, ..., : self.num_outputs[t]] for t, name in enumerate(self.task_names)}
+        width = h.shape[-1]
+        return {name: (p[0] if n == width else p[0, ..., :n])
+                for p, n, name in zip(jnp.split(h, self.num_tasks), self.num_outputs, self.task_names)}
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))

@@ -23,18 +23,28 @@ def _normalizers(M, losses, normalization):
     return jnp.where(n > 0, n, 1.0)
 
 
-def min_norm_weights(G, losses, normalization: str = "none", solver: str = "active_set"):
+def min_norm_weights(G, losses, normalization: str = "none", solver: str = "active_set", w0=None):
     """Weights ``w`` on the simplex minimising ``||sum_t w_t g_t / n_t||^2``."""
-    return min_norm_weights_gram(solvers.gram(G), losses, normalization, solver)
+    return min_norm_weights_gram(solvers.gram(G), losses, normalization, solver, w0)
 
 
-def min_norm_weights_gram(M, losses, normalization: str = "none", solver: str = "active_set"):
-    """:func:`min_norm_weights` from the Gram matrix ``M = G G^T``."""
+def min_norm_weights_gram(M, losses, normalization: str = "none", solver: str = "active_set", w0=None):
+    """:func:`min_norm_weights` from the Gram matrix ``M = G G^T``.
+
+    ``w0`` (active set only): a nearby solution, e.g. the previous step's
+    weights; the solve starts from its support (a few KKT solves instead of
+    about one per task in the optimum's support). All-zero ``w0`` means none:
+    the solve starts from the best vertex.
+    """
     M = jax.lax.stop_gradient(M).astype(jnp.float32)
     n = _normalizers(M, jax.lax.stop_gradient(losses).astype(jnp.float32), normalization)
     Mn = M / (n[:, None] * n[None, :])
     if solver == "active_set":
-        w = solvers.simplex_qp(Mn)
+        x0 = None
+        if w0 is not None:
+            vertex = jax.nn.one_hot(jnp.argmin(jnp.diag(Mn)), M.shape[0], dtype=jnp.float32)
+            x0 = jnp.where(jnp.sum(w0) > 0, w0.astype(jnp.float32), vertex)
+        w = solvers.simplex_qp(Mn, x0=x0)
     else:
         w = solvers.min_norm_frank_wolfe(Mn)
     # every gradient zero (e.g. no shared parameters): all points are optimal, use uniform
@@ -42,25 +52,26 @@ def min_norm_weights_gram(M, losses, normalization: str = "none", solver: str = 
     return w, jnp.sqrt(jnp.maximum(w @ Mn @ w, 0.0))
 
 
-def _make(name, needs, normalization, solver):
+def _make(name, needs, normalization, solver, warm_start):
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"{name}: normalization={normalization!r} is not valid; choose one of {NORMALIZATIONS}")
     if solver not in SOLVERS:
         raise ValueError(f"{name}: solver={solver!r} is not valid; choose one of {SOLVERS}")
+    warm = warm_start and solver == "active_set"
 
-    def init(num_tasks):
-        return ()
+    def init(num_tasks):  # the previous step's weights (zeros: none yet)
+        return {"weights": jnp.zeros((num_tasks,), jnp.float32)} if warm else ()
 
     solve = min_norm_weights_gram if needs == "representation" else min_norm_weights
 
     def combine(losses, grads, state, key):
-        w, norm = solve(grads, losses, normalization, solver)
-        return w.astype(losses.dtype), None, state, {"min_norm": norm}
+        w, norm = solve(grads, losses, normalization, solver, state["weights"] if warm else None)
+        return w.astype(losses.dtype), None, {"weights": w} if warm else state, {"min_norm": norm}
 
     return Weighting(name, init, combine, needs)
 
 
-def mgda(normalization: str = "none", solver: str = "active_set") -> Weighting:
+def mgda(normalization: str = "none", solver: str = "active_set", warm_start: bool = True) -> Weighting:
     """MGDA, Sener & Koltun (2018), Algorithm 2 (Sec. 3.1): the weights are the
     min-norm point of the convex hull of the task gradients of the shared
     parameters::
@@ -72,18 +83,21 @@ def mgda(normalization: str = "none", solver: str = "active_set") -> Weighting:
     shared gradient is exactly ``G^T w`` and task-specific parameters get
     their task's gradient scaled by ``w_t`` - as in the authors' code.
 
-    ``solver="active_set"`` (default): in-jit FISTA warm start + primal
-    active-set (see :mod:`mtlx.weighting.solvers`), accurate to float32
-    precision; ``solver="frank_wolfe"``: the paper's Algorithm 2 (exact line
+    ``solver="active_set"`` (default): the in-jit primal active-set method
+    of :mod:`mtlx.weighting.solvers`, accurate to float32 precision; with
+    ``warm_start`` (default) it starts from the previous step's weights, kept
+    in the state (the first step: the best vertex). The minimiser does not
+    depend on the start; where it is not unique (rank-deficient Gram), the
+    start may pick another minimiser of the same norm. ``solver="frank_wolfe"``: the paper's Algorithm 2 (exact line
     search of Algorithm 1, <= 250 iterations, stop at ||dw||_1 < 1e-5).
     ``normalization``: the reference code's optional gradient normalisers
     ("l2", "loss", "loss+"; default "none" = the paper); the weights are
     applied to the unnormalised losses, as in that code.
     """
-    return _make("mgda", "jacobian", normalization, solver)
+    return _make("mgda", "jacobian", normalization, solver, warm_start)
 
 
-def mgda_ub(normalization: str = "none", solver: str = "active_set") -> Weighting:
+def mgda_ub(normalization: str = "none", solver: str = "active_set", warm_start: bool = True) -> Weighting:
     """MGDA-UB, Sener & Koltun (2018), Sec. 3.3: the same min-norm
     solve on the gradients w.r.t. the shared *representation*
     (``needs="representation"``: their (T, T) Gram matrix), an upper bound
@@ -92,4 +106,4 @@ def mgda_ub(normalization: str = "none", solver: str = "active_set") -> Weightin
     ``MTLModel.shared_representation``). Returns the weights (simplex) and
     ``direction=None``.
     """
-    return _make("mgda_ub", "representation", normalization, solver)
+    return _make("mgda_ub", "representation", normalization, solver, warm_start)
