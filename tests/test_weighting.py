@@ -130,6 +130,30 @@ def test_mgda_min_norm_point_brute_force(T, n):
         assert np.all(G @ gw >= gw @ gw - 1e-5 * scale)
 
 
+def test_mgda_warm_start_reaches_the_cold_solution():
+    """Started from the previous step's weights (kept in the state), MGDA's
+    solve reaches the cold start's min-norm point on every step of a drifting
+    sequence of gradients, through changes of the optimal face and on
+    rank-deficient ones (T > rank: the weights need not be unique, the norm is)."""
+    rng = np.random.default_rng(21)
+    for rank in (P10, 2):
+        base, drift = rng.standard_normal((2, T3, rank))
+        state = get_weighting("mgda").init(T3)
+        assert not np.any(state["weights"])                   # none yet: the best vertex
+        for step in range(6):
+            G = pad(base + 0.4 * step * drift)
+            M = G @ G.T
+            w, _, state, info = run("mgda", np.ones(T3), G, state=state)
+            cold, _, cold_state, _ = run("mgda", np.ones(T3), G, warm_start=False)
+            assert cold_state == ()
+            w, cold = np.asarray(w, np.float64), np.asarray(cold, np.float64)
+            np.testing.assert_array_equal(np.asarray(state["weights"]), w)
+            assert np.all(w >= 0) and abs(w.sum() - 1) < 1e-6
+            assert abs(w @ M @ w - cold @ M @ cold) <= 1e-6 * np.max(np.diag(M))
+            if rank == P10:
+                np.testing.assert_allclose(w, cold, atol=1e-5)
+
+
 def test_mgda_ub_on_representation_gradients():
     rng = np.random.default_rng(3)
     assert get_weighting("mgda_ub").needs == "representation"
