@@ -133,8 +133,8 @@ def test_mgda_min_norm_point_brute_force(T, n):
 def test_mgda_warm_start_reaches_the_cold_solution():
     """Started from the previous step's weights (kept in the state), MGDA's
     solve reaches the cold start's min-norm point on every step of a drifting
-    sequence of gradients, through changes of the optimal face and on
-    rank-deficient ones (T > rank: the weights need not be unique, the norm is)."""
+    sequence of gradients, full-rank and rank-deficient (T > rank: the
+    weights need not be unique, the norm is)."""
     rng = np.random.default_rng(21)
     for rank in (P10, 2):
         base, drift = rng.standard_normal((2, T3, rank))
@@ -143,7 +143,7 @@ def test_mgda_warm_start_reaches_the_cold_solution():
         for step in range(6):
             G = pad(base + 0.4 * step * drift)
             M = G @ G.T
-            w, _, state, info = run("mgda", np.ones(T3), G, state=state)
+            w, _, state, _ = run("mgda", np.ones(T3), G, state=state)
             cold, _, cold_state, _ = run("mgda", np.ones(T3), G, warm_start=False)
             assert cold_state == ()
             w, cold = np.asarray(w, np.float64), np.asarray(cold, np.float64)

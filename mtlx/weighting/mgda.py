@@ -86,10 +86,12 @@ def mgda(normalization: str = "none", solver: str = "active_set", warm_start: bo
     ``solver="active_set"`` (default): the in-jit primal active-set method
     of :mod:`mtlx.weighting.solvers`, accurate to float32 precision; with
     ``warm_start`` (default) it starts from the previous step's weights, kept
-    in the state (the first step: the best vertex). The minimiser does not
-    depend on the start; where it is not unique (rank-deficient Gram), the
-    start may pick another minimiser of the same norm. ``solver="frank_wolfe"``: the paper's Algorithm 2 (exact line
-    search of Algorithm 1, <= 250 iterations, stop at ||dw||_1 < 1e-5).
+    in the state (the first step: the best vertex). The min-norm point does
+    not depend on the start; where the weights are not unique (rank-deficient
+    Gram) the start may pick others of the same norm, and rounding may differ
+    in the last bits. ``solver="frank_wolfe"``: the paper's Algorithm 2
+    (exact line search of Algorithm 1, <= 250 iterations, stop at
+    ||dw||_1 < 1e-5).
     ``normalization``: the reference code's optional gradient normalisers
     ("l2", "loss", "loss+"; default "none" = the paper); the weights are
     applied to the unnormalised losses, as in that code.
