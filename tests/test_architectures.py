@@ -10,7 +10,7 @@ from helpers import BACKBONES, MLP, batch_of, dense_set, image_set, token_set
 from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
 from mtlx.architectures.soft import trace_penalty
 from mtlx.layers import BiLSTM, Conv, Embed, im2col_conv, max_pool, xla_conv
-from mtlx.tasks import task_losses
+from mtlx.tasks import Task, TaskSet, task_losses
 
 KEY = jax.random.PRNGKey(0)
 
@@ -69,8 +69,22 @@ def test_hard_split_zero_equals_single_task(backbone):
     assert_trees_close(ga, gb)
 
 
-def test_hard_full_split_shares_trunk_and_matches_manual_forward():
-    ts = dense_set()
+def equal_width_set():
+    """dense_set's inputs with three 3-way classification tasks (one output width)."""
+    base = dense_set()
+    split = dict(base.splits["train"])
+    rng = np.random.default_rng(1)
+    names = ("a", "b", "c")
+    split["targets"] = {k: rng.integers(0, 3, len(split["inputs"])).astype(np.int32) for k in names}
+    split["weights"] = {k: np.ones(len(split["inputs"]), np.float32) for k in names}
+    return TaskSet("tiny_equal", tuple(Task(k, "classification", 3) for k in names), base.input_shape, "dense",
+                   splits={"train": split})
+
+
+@pytest.mark.parametrize("make_set", [dense_set, equal_width_set])
+def test_hard_full_split_shares_trunk_and_matches_manual_forward(make_set):
+    """Task t's prediction is head t's output (sliced to its width), for mixed and equal widths."""
+    ts = make_set()
     batch = batch_of(ts)
     hard = build_model("hard", ts, MLP)  # share every block
     p = init(hard, batch["inputs"])
@@ -78,10 +92,10 @@ def test_hard_full_split_shares_trunk_and_matches_manual_forward():
     for i, spec in enumerate(MLP):
         h = spec.apply(p[f"shared_{i}"], h)
     w = p["task_head_out"]
+    preds = hard.apply({"params": p}, batch["inputs"])[0]
     for t, task in enumerate(ts.tasks):
         manual = h @ w["kernel"][t] + w["bias"][t]
-        got = hard.apply({"params": p}, batch["inputs"])[0][task.name]
-        np.testing.assert_allclose(got, manual[:, : task.num_outputs], atol=1e-5)
+        np.testing.assert_allclose(preds[task.name], manual[:, : task.num_outputs], atol=1e-5)
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))

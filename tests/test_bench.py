@@ -24,10 +24,10 @@ def test_loop_step_applies_the_same_update_as_the_train_step(arch, name):
     tx = make_optimizer("sgd", 1.0)   # Adam's first step is sign(g): blind to errors in |g|
     compiled, state = bench.compiled_step(model, ts, w, batch, tx)
     vectorised, looped = bench.threaded(compiled, state, batch), bench.loop_step(model, ts, w, batch, tx)
+    first = lambda p: jax.tree_util.tree_leaves(p["model"])[0]
     for step in range(2):
         new, ref = vectorised(), looped()
         assert int(new.step) == int(ref.step) == step + 1
-        first = lambda p: jax.tree_util.tree_leaves(p["model"])[0]
         assert not np.allclose(first(new.params), first(state.params))
         jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                                (new.params["model"], new.wstate), (ref.params["model"], ref.wstate))
