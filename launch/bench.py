@@ -17,8 +17,10 @@ equal weighting's; the measured time of one forward plus T separate backward
 passes (a jitted VJP whose residuals are reused by T jitted backward calls: the
 loop a per-task backward pays; it has no optimizer update and no weighting,
 which every step pays on top); for each full-Jacobian weighting also that loop
-followed by the same combine and Adam update (a loop-based step); XLA's
-planned peak memory of each step.
+followed by the same combine and Adam update (a loop-based step); for MGDA
+also the same step with ghost=False (every shared layer's Jacobian rows
+formed; see ``mtlx.train.make_train_step``); XLA's planned peak memory of
+each step.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
 from mtlx.results import atomic_write_text, read_json, write_json
 from mtlx.tasks import Task, TaskSet
 from mtlx.train import init_state, make_optimizer, make_train_step
-from mtlx.weighting import WEIGHTINGS, get_weighting
+from mtlx.weighting import WEIGHTINGS, get_weighting, on_jacobian
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("parts", ["architectures", "weightings"], "which benchmarks to run ('' = only rewrite README.md)")
@@ -52,6 +54,7 @@ flags.DEFINE_list("architectures", [], "subset of architectures (default: all)")
 flags.DEFINE_list("weightings", [], "subset of weightings (default: all)")
 
 MLP = [{"kind": "dense", "features": 256}, {"kind": "dense", "features": 256}]
+FULL_JACOBIAN = ("jacobian", "gram")  # weightings of the per-task gradients of every shared parameter
 CNN = [{"kind": "conv", "features": 10, "kernel": 5}, {"kind": "conv", "features": 20, "kernel": 5},
        {"kind": "dense", "features": 50}]
 
@@ -90,10 +93,10 @@ def task_set(num_tasks, input_shape, kind):
                    splits={"train": split})
 
 
-def compiled_step(model, ts, weighting, batch, tx=None):
+def compiled_step(model, ts, weighting, batch, tx=None, **step_options):
     tx = tx or make_optimizer("adam", 1e-3)
     state = init_state(model, weighting, tx, ts.num_tasks, batch["inputs"][:2], 0)
-    step = jax.jit(make_train_step(model, ts.tasks, weighting, tx))
+    step = jax.jit(make_train_step(model, ts.tasks, weighting, tx, **step_options))
     compiled = step.lower(state, batch).compile()
     return compiled, state
 
@@ -189,7 +192,7 @@ def loop_step(model, ts, weighting, batch, tx=None):
     def finish(state, losses, grads):
         rows = jnp.stack([flat_shared(g)[0] for g in grads])
         key, wkey = jax.random.split(state.key)
-        weights, direction, wstate, _ = weighting.combine(losses, rows, state.wstate, wkey)
+        weights, direction, wstate, _ = on_jacobian(weighting)(losses, rows, state.wstate, wkey)
         g = jax.tree_util.tree_map(lambda *gs: sum(w * x for w, x in zip(weights, gs)), *grads)
         if direction is not None:
             g = jax.tree_util.tree_map(lambda k, a, b: a if k else b, mask, unravel(direction), g)
@@ -213,10 +216,12 @@ def bench_weightings():
         for name in names:
             w = weightings[name] = get_weighting(name, **({"weights": [1.0] * T} if name == "static" else {}))
             steps[name], needs[name] = compiled_step(model, ts, w, batch), w.needs
+        if "mgda" in names:   # the same step with every shared layer's rows formed (no ghost Gram)
+            steps["mgda:rows"] = compiled_step(model, ts, weightings["mgda"], batch, ghost=False)
         calls = {n: threaded(c, st, batch) for n, (c, st) in steps.items()}
         calls["loop"] = loop_of_backwards(model, ts, batch)
         for name in names:
-            if needs[name] == "jacobian":
+            if needs[name] in FULL_JACOBIAN:
                 calls["loop_step:" + name] = loop_step(model, ts, weightings[name], batch)
         secs = time_all(calls, FLAGS.iters)
         base, loop = secs["equal"], secs["loop"]
@@ -224,13 +229,15 @@ def bench_weightings():
             _, mem = cost(steps[name][0])
             sec = secs[name]
             loop_ms = 1e3 * secs.get("loop_step:" + name, float("nan"))
+            rows_ms = 1e3 * secs.get(name + ":rows", float("nan"))
             rows.append({"tasks": T, "weighting": name, "needs": needs[name], "ms_per_step": 1e3 * sec,
+                         "without_ghost_ms": rows_ms,
                          "ratio_to_equal": sec / base, "loop_fwd_plus_T_bwd_ms": 1e3 * loop,
                          "ratio_to_loop": sec / loop, "loop_step_ms": loop_ms,
                          "ratio_to_loop_step": 1e3 * sec / loop_ms, "peak_bytes": mem})
             print(f"T={T:3d} {name:12s} {1e3 * sec:8.2f} ms  x{sec / base:5.2f} equal  x{sec / loop:5.2f} loop "
                   f"(loop {1e3 * loop:.2f} ms)  x{1e3 * sec / loop_ms:5.2f} loop step  "
-                  f"peak {mem / 2**20 if mem else float('nan'):.1f} MiB", flush=True)
+                  f"peak {mem / 2**20 if mem else float('nan'):.1f} MiB  (without ghost {rows_ms:.2f} ms)", flush=True)
     return {"batch_size": FLAGS.batch_size, "rows": rows}
 
 
@@ -269,8 +276,8 @@ def summary(out_dir: str) -> str:
             for T in sorted({r["tasks"] for r in rows}):
                 sub = [r for r in rows if r["tasks"] == T]
                 ub = [r for r in sub if r["weighting"] == "mgda_ub"]
-                jac = [r["ratio_to_loop"] for r in sub if r["needs"] == "jacobian"]
-                jac_step = [r["ratio_to_loop_step"] for r in sub if r["needs"] == "jacobian" and "ratio_to_loop_step" in r]
+                jac = [r["ratio_to_loop"] for r in sub if r["needs"] in FULL_JACOBIAN]
+                jac_step = [r["ratio_to_loop_step"] for r in sub if r["needs"] in FULL_JACOBIAN and "ratio_to_loop_step" in r]
                 same = [r["ratio_to_equal"] for r in sub if r["weighting"] == "static"]
                 lines.append(f"- T={T}: mgda_ub / equal = {ub[0]['ratio_to_equal']:.2f}" if ub else f"- T={T}:")
                 if jac:

@@ -241,8 +241,18 @@ def shapes_through(blocks, in_shape):
 # --------------------------------------------------------------------------- flax wrappers
 
 
+GHOST_TAP, GHOST_IN = "ghost_pre", "ghost_in"  # a shared Dense block's tap (see Block)
+
+
 class Block(nn.Module):
-    """One block with its own (shared) parameters."""
+    """One block with its own (shared) parameters.
+
+    A Dense block is tapped for the train step's Gram matrix of per-task
+    gradients: when perturbation ``'ghost_pre'`` is passed, its input ``x``
+    (2-D, or 3-D for tokens) is sown as ``'ghost_in'`` and its pre-activation
+    ``a = x W + b`` perturbed, so that the cotangents there give every task's
+    kernel gradient ``x^T delta_t`` without forming it (``mtlx.train``).
+    """
 
     spec: object
 
@@ -251,7 +261,11 @@ class Block(nn.Module):
         in_shape = x.shape[1:]
         ref = jax.eval_shape(lambda: self.spec.init(jax.random.PRNGKey(0), in_shape))
         w = {name: self.param(name, lambda key, name=name: self.spec.init(key, in_shape)[name]) for name in ref}
-        return self.spec.apply(w, x, mask)
+        if not (isinstance(self.spec, Dense) and (self.is_initializing() or self.has_variable("perturbations", GHOST_TAP))):
+            return self.spec.apply(w, x, mask)
+        x = x.reshape(x.shape[0], -1) if x.ndim == 4 else x
+        self.sow("intermediates", GHOST_IN, jax.lax.stop_gradient(x))
+        return _act(self.spec.activation)(self.perturb(GHOST_TAP, x @ w["kernel"] + w["bias"]))
 
 
 def init_stacked(spec, key, n, in_shape):

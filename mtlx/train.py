@@ -8,7 +8,10 @@ VJP evaluated at T cotangents with ``jax.vmap`` (optionally in chunks of the
 task axis), so the T backward passes are batched and never leave the device.
 Task t's loss reads only its own slice of the heads' input (``MTLModel.head_input``),
 so the heads are back-propagated once, for all tasks, and only the layers below
-them T times. MGDA-UB's representation rows come from one backward pass to
+them T times. "gram" weightings get the Gram matrix of the rows; each shared
+Dense block's part of it, and its part of the combined gradient, come from its
+input and the T cotangents at its pre-activation where that takes fewer FLOPs
+than its rows (``_ghost_cheaper``), so those rows are never formed. MGDA-UB's representation rows come from one backward pass to
 the pre-activations of a Dense first task layer (their Gram matrix formed
 without the rows where cheaper: ``_tap_gram``), else over per-task copies of
 the shared representation (``MTLModel.shared_representation``).
@@ -18,6 +21,7 @@ The step is vmappable over a leading seed axis of ``state`` (and of ``batch``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Mapping
 
 import flax
@@ -33,6 +37,7 @@ from mtlx import tasks as tasks_lib
 from mtlx.data import pipeline
 from mtlx.architectures import shared_mask
 from mtlx.architectures.base import REP_TAP
+from mtlx.layers import GHOST_IN, GHOST_TAP
 from mtlx.weighting import solvers
 from mtlx.weighting.base import Weighting
 
@@ -99,15 +104,14 @@ def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, mixing_learn
 # --------------------------------------------------------------------------- the step
 
 
-def _split(tree, mask):
-    """Two pytrees of the same structure: leaves where mask is True / False (None elsewhere)."""
-    keep = jax.tree_util.tree_map(lambda m, x: x if m else None, mask, tree)
-    rest = jax.tree_util.tree_map(lambda m, x: None if m else x, mask, tree)
-    return keep, rest
+def _split(tree, labels, n):
+    """``n`` pytrees of ``tree``'s structure: part k holds the leaves labelled k (None elsewhere)."""
+    return tuple(jax.tree_util.tree_map(lambda l, x: x if l == k else None, labels, tree) for k in range(n))
 
 
-def _merge(a, b, mask):
-    return jax.tree_util.tree_map(lambda m, x, y: x if m else y, mask, a, b, is_leaf=lambda x: x is None)
+def _merge(parts, labels):
+    """Inverse of :func:`_split`."""
+    return jax.tree_util.tree_map(lambda l, *xs: xs[l], labels, *parts, is_leaf=lambda x: x is None)
 
 
 def _task_cotangents(row, num_tasks: int, chunk: int):
@@ -153,14 +157,72 @@ def _tap_gram(deltas, params, ghost=None):
     return jnp.sum((P * Q).reshape(T, h, T, h), axis=(1, 3))
 
 
+def _ghost_cheaper(T, n, d, h):
+    """Whether a Dense layer's Gram and combined kernel gradient cost fewer
+    multiply-adds by :func:`_dense_gram` / :func:`_dense_grads` than through
+    its T kernel-gradient rows (T x (d, h), their Gram, their combination)."""
+    return n * n * d + T * n * n * h + T * T * n * h + n * d * h < T * n * d * h + T * T * d * h + T * d * h
+
+
+def _dense_gram(x, deltas):
+    """The (T, T) Gram matrix of a Dense layer's per-task gradients (kernel
+    ``x^T delta_t`` and bias ``sum_n delta_t[n]``) from its input ``x``
+    (N, d) and the cotangents ``delta`` (T, N, h) at its pre-activation,
+    without the (T, d, h) rows: ``<x^T D_t, x^T D_s> = <D_t, (x x^T) D_s>``,
+    the ghost-norm identity (Goodfellow 2015; Li et al. 2022) taken across
+    tasks instead of examples."""
+    K = jnp.matmul(x, x.T, precision=HIGHEST)
+    KD = jnp.einsum("nm,tmh->tnh", K, deltas, precision=HIGHEST)
+    S = jnp.sum(deltas, axis=1)
+    return jnp.einsum("tnh,snh->ts", deltas, KD, precision=HIGHEST) + jnp.matmul(S, S.T, precision=HIGHEST)
+
+
+def _dense_grads(x, deltas, coef):
+    """The Dense layer's kernel and bias gradients of ``sum_t coef_t L_t``."""
+    D = jnp.tensordot(coef, deltas, axes=1)
+    return {"kernel": x.T @ D, "bias": jnp.sum(D, axis=0)}
+
+
+def _keys(path):
+    return tuple(getattr(p, "key", p) for p in path)
+
+
+def _ghost_layers(perts, params, labels, T, ghost=None):
+    """The tapped Dense blocks (``layers.Block``) whose Gram and gradients the
+    step forms from their input and pre-activation cotangents: the shared
+    ones where :func:`_ghost_cheaper` (``ghost=None``), or all / none of them
+    (``ghost=True`` / ``False``). Returns the perturbations without the
+    other taps, ``{module path: (d, h)}`` of those layers, and ``labels``
+    with their kernel and bias relabelled 2."""
+    flat_p, flat_w = flatten_dict(perts), flatten_dict(params)
+    labelled = {_keys(p): l for p, l in jax.tree_util.tree_leaves_with_path(labels)}
+    layers = {}
+    for k, v in list(flat_p.items()):
+        if k[-1] == GHOST_TAP:
+            d, h = flat_w[k[:-1] + ("kernel",)].shape
+            cheaper = _ghost_cheaper(T, math.prod(v.shape[:-1]), d, h) if ghost is None else ghost
+            if labelled[k[:-1] + ("kernel",)] == 0 and cheaper:
+                layers[k[:-1]] = (d, h)
+            else:
+                del flat_p[k]
+    labels = jax.tree_util.tree_map_with_path(lambda p, l: 2 if _keys(p)[:-1] in layers else l, labels)
+    return unflatten_dict(flat_p), layers, labels
+
+
 def _flat_rows(rows):
     """(T, P) matrix from a pytree whose leaves have a leading task axis."""
     return jax.vmap(lambda r: ravel_pytree(r)[0])(rows)
 
 
 def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTransformation,
-                    jacobian_chunk: int = 0) -> Callable:
-    """The pure train step ``(state, batch) -> (state, metrics)``; jit it once."""
+                    jacobian_chunk: int = 0, ghost: bool | None = None) -> Callable:
+    """The pure train step ``(state, batch) -> (state, metrics)``; jit it once.
+
+    ``jacobian_chunk``: tasks per vmapped backward (0: all at once).
+    ``ghost``: for "gram" weightings, form shared Dense blocks' Gram and
+    gradients without their rows where that is cheaper (None), always (True)
+    or never (False).
+    """
     task_list = tuple(task_list)
     T = len(task_list)
     needs = weighting.needs
@@ -177,12 +239,15 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
         penalty = sum(aux.values()) if aux else jnp.zeros(())
         return losses, jnp.asarray(penalty, jnp.float32), state.get("intermediates", {})
 
-    def zero_perturbations(batch, name):
-        """Zeros for every perturbation called ``name`` (at any module path), or None."""
+    def zero_perturbations(batch, *names):
+        """Zeros for every perturbation called one of ``names`` (at any module path), or None."""
         shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch["inputs"]))["perturbations"]
         flat = {k: jnp.zeros(v.shape, v.dtype) for k, v in flatten_dict(flax.core.unfreeze(shapes)).items()
-                if k[-1] == name}
+                if k[-1] in names}
         return unflatten_dict(flat) if flat else None
+
+    def has_penalty(mparams, batch):
+        return bool(jax.eval_shape(lambda: model.apply({"params": mparams}, batch["inputs"]))[1])
 
     def train_step(state: TrainState, batch):
         key, wkey = jax.random.split(state.key)
@@ -201,26 +266,36 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
             # cotangent 1 gives every row dL_t/dz, traversing only the layers above z
             _, vjp_rep = jax.vjp(lambda z: forward(mparams, z, batch)[0], zero_perturbations(batch, "shared_rep"))
             grads_or_none = solvers.gram(_flat_rows(vjp_rep(jnp.ones(T))[0]))
-        elif needs == "jacobian":
-            mask = shared_mask(model, mparams)
-            shared, specific = _split(mparams, mask)
-            perts = zero_perturbations(batch, "head_rep")
+        elif needs in ("jacobian", "gram"):
+            # labels: 0 shared (rows by autodiff), 1 task-specific, 2 a ghosted shared Dense layer
+            perts, ghost_layers = zero_perturbations(batch, "head_rep", GHOST_TAP if needs == "gram" else None), {}
+            labels = jax.tree_util.tree_map(lambda m: 0 if m else 1, shared_mask(model, mparams))
+            if needs == "gram" and not has_penalty(mparams, batch):
+                perts, ghost_layers, labels = _ghost_layers(perts, mparams, labels, T, ghost)
+            rest, specific, held = _split(mparams, labels, 3)
             (losses, penalty, inter), vjp_fn = jax.vjp(
-                lambda s, o, z: forward(_merge(s, o, mask), z, batch), shared, specific, perts)
+                lambda s, o, z: forward(_merge((s, o, held), labels), z, batch), rest, specific, perts)
             h = inter["head_input"][0]  # the heads' input (MTLModel.head_input)
-            no_h = jnp.zeros_like(h)
+            inter_ct = lambda ct: {**jax.tree_util.tree_map(jnp.zeros_like, inter), "head_input": (ct,)}
+            no_h = inter_ct(jnp.zeros_like(h))
             # one backward through the heads: C[t] = dL_t/dh_t (task t reads only its copy)
-            C = vjp_fn((jnp.ones(T), jnp.zeros(()), {"head_input": (no_h,)}))[2]["head_rep"]
+            C = vjp_fn((jnp.ones(T), jnp.zeros(()), no_h))[2]["head_rep"]
             per_task = C.shape == h.shape  # h stacked (T, B, ...) or shared (B, ...)
             ct_h = (lambda e: e.reshape((T,) + (1,) * (C.ndim - 1)) * C) if per_task else (
                 lambda e: jnp.tensordot(e, C, axes=1))
-            # Jacobian rows of the shared parameters: T backward passes below the heads only, vmapped
-            row = lambda e: vjp_fn((jnp.zeros(T), jnp.zeros(()), {"head_input": (ct_h(e),)}))[0]
-            if jax.tree_util.tree_leaves(shared):
-                rows = _task_cotangents(row, T, jacobian_chunk)
-                grads_or_none = _flat_rows(rows)
-            else:
-                rows, grads_or_none = None, jnp.zeros((T, 0))
+            # T backward passes below the heads only, vmapped: the Jacobian rows of the shared
+            # parameters, and the cotangents at the ghosted layers' pre-activations
+            def row(e):
+                g = vjp_fn((jnp.zeros(T), jnp.zeros(()), inter_ct(ct_h(e))))
+                return g[0], {k: flatten_dict(g[2])[k + (GHOST_TAP,)] for k in ghost_layers}
+            rows, deltas = _task_cotangents(row, T, jacobian_chunk)
+            G = _flat_rows(rows) if jax.tree_util.tree_leaves(rest) else jnp.zeros((T, 0))
+            flat_inter = flatten_dict(inter)
+            xs = {k: flat_inter[k + (GHOST_IN,)][0].reshape(-1, ghost_layers[k][0]) for k in ghost_layers}
+            ds = {k: deltas[k].reshape(T, -1, ghost_layers[k][1]) for k in ghost_layers}
+            grads_or_none = G
+            if needs == "gram":
+                grads_or_none = sum((_dense_gram(xs[k], ds[k]) for k in ghost_layers), solvers.gram(G))
         else:
             (losses, penalty), vjp_fn = jax.vjp(lambda p: forward(p, None, batch)[:2], mparams)
 
@@ -234,18 +309,22 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
             weights, direction, wstate, info = weighting.combine(losses_sg, grads_or_none, state.wstate, wkey)
         weights = jax.lax.stop_gradient(weights).astype(jnp.float32)
 
-        if needs == "jacobian":
+        if needs in ("jacobian", "gram"):
+            coef = direction if needs == "gram" else None   # the shared gradient is G^T coef
+            if coef is not None:
+                direction = solvers.combine_rows(coef, G)
             if direction is not None:
-                g_shared = ravel_pytree(shared)[1](direction)
-            elif rows is not None:
-                g_shared = jax.tree_util.tree_map(lambda r: jnp.tensordot(weights, r, axes=1), rows)
+                g_rest = ravel_pytree(rest)[1](direction)
             else:
-                g_shared = shared
-            g_specific = vjp_fn((weights, jnp.zeros(()), {"head_input": (no_h,)}))[1]  # heads + task columns
+                g_rest = jax.tree_util.tree_map(lambda r: jnp.tensordot(weights, r, axes=1), rows)
+            g_specific = vjp_fn((weights, jnp.zeros(()), no_h))[1]  # heads + task columns
             if traced["has_penalty"]:  # the penalty's gradient is not in the task Jacobian
-                pen = vjp_fn((jnp.zeros(T), jnp.ones(()), {"head_input": (no_h,)}))[:2]
-                g_shared, g_specific = jax.tree_util.tree_map(jnp.add, (g_shared, g_specific), pen)
-            mgrads = _merge(g_shared, g_specific, mask)
+                pen = vjp_fn((jnp.zeros(T), jnp.ones(()), no_h))[:2]
+                g_rest, g_specific = jax.tree_util.tree_map(jnp.add, (g_rest, g_specific), pen)
+            coef = weights if coef is None else coef
+            g_held = {k + (name,): g for k in ghost_layers for name, g in _dense_grads(xs[k], ds[k], coef).items()}
+            g_held = jax.tree_util.tree_map_with_path(lambda p, _: g_held.get(_keys(p)), labels)
+            mgrads = _merge((g_rest, g_specific, g_held), labels)
         else:
             mgrads = vjp_fn((weights, jnp.ones(())))[0]
 

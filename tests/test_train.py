@@ -19,21 +19,23 @@ from mtlx.weighting import get_weighting
 from mtlx.weighting.base import Weighting
 
 
-def probe_weighting(w, needs):
-    """A test weighting: fixed weights w; with a Jacobian, direction = J^T w; records J."""
+def probe_weighting(w, needs, coef=None):
+    """A test weighting: fixed loss weights w; with a Jacobian J, direction =
+    J^T w; with a Gram matrix ("gram"), direction = the coefficients ``coef``
+    of J^T coef; records what it was given (J, or the Gram matrix)."""
     w = jnp.asarray(w, jnp.float32)
 
     def combine(losses, grads, state, key):
-        direction = grads.T @ w if needs == "jacobian" else None
-        return w, direction, state, {"grads": grads}
+        direction = {"jacobian": lambda: grads.T @ w, "gram": lambda: None if coef is None else jnp.asarray(coef)}
+        return w, direction.get(needs, lambda: None)(), state, {"grads": grads}
 
     return Weighting("probe", lambda T: (), combine, needs)
 
 
-def one_step(model, ts, weighting, batch, lr=0.1, seed=0):
+def one_step(model, ts, weighting, batch, lr=0.1, seed=0, **step_options):
     tx = make_optimizer("sgd", lr)
     st = init_state(model, weighting, tx, ts.num_tasks, batch["inputs"], seed)
-    new, m = jax.jit(make_train_step(model, ts.tasks, weighting, tx))(st, batch)
+    new, m = jax.jit(make_train_step(model, ts.tasks, weighting, tx, **step_options))(st, batch)
     return st, new, m
 
 
@@ -43,18 +45,21 @@ JACOBIAN_CASES = [(a, {"num_experts": 2} if a in ("mmoe", "omoe") else {}, "mlp"
 
 
 @pytest.mark.parametrize("arch,opts,backbone", JACOBIAN_CASES)
-def test_jacobian_rows_and_update_against_per_task_gradients(arch, opts, backbone):
-    """The weighting sees rows = dL_t/d(shared params), one per task; the update
-    is -lr * (sum_t w_t dL_t/dtheta + dpenalty/dtheta) for EVERY parameter -- as
-    computed here from T separate jax.grad calls, and as static weighting's one
-    backward pass gives it."""
+@pytest.mark.parametrize("needs", ["jacobian", "gram"])
+def test_jacobian_rows_and_update_against_per_task_gradients(arch, opts, backbone, needs):
+    """The weighting sees rows = dL_t/d(shared params), one per task ("gram":
+    their Gram matrix, every shared Dense block's part formed without its
+    rows); the update is -lr * (sum_t w_t dL_t/dtheta + dpenalty/dtheta) for
+    EVERY parameter -- as computed here from T separate jax.grad calls, and
+    as static weighting's one backward pass gives it. A "gram" weighting's
+    coefficients c give the shared parameters sum_t c_t dL_t/dtheta instead."""
     blocks, make = BACKBONES[backbone]
     ts = make()
     batch = batch_of(ts)
     T = ts.num_tasks
     model = build_model(arch, ts, blocks, **opts)
     w = [0.3, 1.7, 0.5][:T]
-    st, new, m = one_step(model, ts, probe_weighting(w, "jacobian"), batch)
+    st, new, m = one_step(model, ts, probe_weighting(w, needs), batch, ghost=True)
     params = st.params["model"]
     mask = shared_mask(model, params)
 
@@ -67,25 +72,37 @@ def test_jacobian_rows_and_update_against_per_task_gradients(arch, opts, backbon
     shared_flat = lambda g: ravel_pytree(jax.tree_util.tree_map(lambda k, x: x if k else None, mask, g))[0]
     J = np.stack([shared_flat(g) for g in per_task])
     assert J.shape[1] == sum(x.size for x, k in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(mask)) if k)
-    np.testing.assert_allclose(m["info"]["grads"], J, rtol=2e-4, atol=1e-6)
+    if needs == "gram":
+        np.testing.assert_allclose(m["info"]["grads"], J @ J.T, rtol=2e-4, atol=1e-6 * np.abs(J @ J.T).max())
+    else:
+        np.testing.assert_allclose(m["info"]["grads"], J, rtol=2e-4, atol=1e-6)
     want = jax.tree_util.tree_map(lambda p, pen, *g: p - 0.1 * (sum(wi * gi for wi, gi in zip(w, g)) + pen),
                                   params, penalty, *per_task)
     close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
     jax.tree_util.tree_map(close, new.params["model"], want)
     _, new_static, _ = one_step(model, ts, get_weighting("static", weights=w), batch)
     jax.tree_util.tree_map(close, new.params["model"], new_static.params["model"])
+    if needs == "gram":
+        c = [0.9, -0.4, 1.3][:T]
+        _, new, _ = one_step(model, ts, probe_weighting(w, needs, coef=c), batch, ghost=True)
+        want = jax.tree_util.tree_map(
+            lambda k, p, pen, *g: p - 0.1 * (sum(wi * gi for wi, gi in zip(c if k else w, g)) + pen),
+            mask, params, penalty, *per_task)
+        jax.tree_util.tree_map(close, new.params["model"], want)
 
 
-def test_jacobian_chunks_equal_one_vmap():
+@pytest.mark.parametrize("arch,needs", [("cross_stitch", "jacobian"), ("hard", "gram")])
+def test_jacobian_chunks_equal_one_vmap(arch, needs):
     ts = dense_set()
     batch = batch_of(ts)
-    model = build_model("cross_stitch", ts, MLP)
-    w = probe_weighting([1.0, 1.0, 1.0], "jacobian")
+    model = build_model(arch, ts, MLP)
+    w = probe_weighting([1.0, 1.0, 1.0], needs)
     tx = make_optimizer("sgd", 0.1)
     st = init_state(model, w, tx, 3, batch["inputs"], 0)
-    _, m1 = jax.jit(make_train_step(model, ts.tasks, w, tx, jacobian_chunk=0))(st, batch)
-    _, m2 = jax.jit(make_train_step(model, ts.tasks, w, tx, jacobian_chunk=2))(st, batch)
+    (s1, m1), (s2, m2) = (jax.jit(make_train_step(model, ts.tasks, w, tx, jacobian_chunk=c, ghost=True))(st, batch)
+                          for c in (0, 2))
     np.testing.assert_allclose(m1["info"]["grads"], m2["info"]["grads"], rtol=1e-5, atol=1e-7)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), s1.params, s2.params)
 
 
 REPRESENTATION_CASES = [  # (arch, opts, backbone, the module whose output is z, how MGDA-UB reads z)

@@ -15,7 +15,7 @@ import optax
 import pytest
 import scipy.optimize
 
-from mtlx.weighting import WEIGHTINGS, get_weighting, objective_weights, solvers
+from mtlx.weighting import WEIGHTINGS, get_weighting, objective_weights, on_jacobian, solvers
 from mtlx.weighting.aligned_mtl import alignment_matrix
 from mtlx.weighting.graddrop import graddrop_direction
 from mtlx.weighting.pcgrad import pcgrad_coefficients, random_orders
@@ -37,11 +37,13 @@ _CACHE = {}
 
 
 def jitted(name, **opts):
-    """(weighting, jax.jit(weighting.combine)), cached per configuration."""
+    """(weighting, its jitted combine), cached per configuration: for "gram"
+    weightings on the Jacobian (:func:`on_jacobian`), with the direction
+    ``G^T c`` the train step takes."""
     config = (name, tuple(sorted(opts.items())))
     if config not in _CACHE:
         w = get_weighting(name, **opts)
-        _CACHE[config] = (w, jax.jit(w.combine))
+        _CACHE[config] = (w, jax.jit(on_jacobian(w)))
     return _CACHE[config]
 
 
@@ -76,7 +78,7 @@ def test_registry_and_errors():
             get_weighting(name, optimizer="rmsprop")
     for name, ctor in WEIGHTINGS.items():
         w = ctor([1.0, 1.0]) if name == "static" else ctor()
-        assert w.name == name and w.needs in ("none", "jacobian", "representation")
+        assert w.name == name and w.needs in ("none", "jacobian", "gram", "representation")
 
 
 # --------------------------------------------------------------------------
@@ -265,7 +267,7 @@ def test_cagrad_solves_the_dual_for_many_tasks():
     c = 0.5
     G = rng.standard_normal((12, 40)) * np.exp(rng.uniform(-1, 1, (12, 1))) + 0.5 * rng.standard_normal(40)
     d_ref, F_ref, F = _cagrad_reference(G, c)
-    _, direction, _, info = jax.jit(lambda G: get_weighting("cagrad", c=c).combine(
+    _, direction, _, info = jax.jit(lambda G: on_jacobian(get_weighting("cagrad", c=c))(
         jnp.ones(12), G, (), jax.random.PRNGKey(0)))(f32(G))
     assert F(np.asarray(info["dual_weights"], np.float64)) <= F_ref + 1e-5 * abs(F_ref) + 1e-6
     np.testing.assert_allclose(np.asarray(direction, np.float64) * (1 + c * c), d_ref, rtol=2e-3,
@@ -565,10 +567,10 @@ def test_degenerate_gradients_stay_finite(name):
 def test_jit_vmap_over_seeds_matches_separate_calls(name):
     opts = {"weights": (1.0, 2.0, 3.0)} if name == "static" else {}
     w, single = jitted(name, **opts)
-    batched = jax.jit(jax.vmap(w.combine))
+    batched = jax.jit(jax.vmap(on_jacobian(w)))
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     S = 3
-    dim = {"none": None, "jacobian": P10, "representation": R6}[w.needs]
+    dim = {"none": None, "jacobian": P10, "gram": P10, "representation": R6}[w.needs]
     state1 = jax.tree.map(np.asarray, w.init(T3))
     states = jax.tree.map(lambda x: np.stack([x] * S), state1)
     singles = [state1] * S
@@ -592,5 +594,5 @@ def test_jit_vmap_over_seeds_matches_separate_calls(name):
             weights, direction = out_s[0], out_s[1]
             assert weights.shape == (T3,) and np.all(np.isfinite(weights))
             if direction is not None:
-                assert w.needs == "jacobian" and direction.shape == (P10,)
+                assert w.needs in ("jacobian", "gram") and direction.shape == (P10,)
                 assert np.all(np.isfinite(direction))

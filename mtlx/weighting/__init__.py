@@ -1,13 +1,14 @@
 """Loss weightings: ``WEIGHTINGS`` maps a name to a constructor returning a Weighting.
 
 needs="none":           equal, static, uncertainty, dwa, rlw, gls, famo
-needs="jacobian":       gradnorm, mgda, pcgrad, cagrad, imtl, nash_mtl,
-                        aligned_mtl, upgrad, graddrop
+needs="gram":           gradnorm, mgda, pcgrad, cagrad, imtl, nash_mtl,
+                        aligned_mtl, upgrad
+needs="jacobian":       graddrop
 needs="representation": mgda_ub
 """
 
 from mtlx.weighting.aligned_mtl import aligned_mtl
-from mtlx.weighting.base import NEEDS, Weighting, objective_weights
+from mtlx.weighting.base import NEEDS, Weighting, objective_weights, on_jacobian
 from mtlx.weighting.cagrad import cagrad
 from mtlx.weighting.graddrop import graddrop
 from mtlx.weighting.gradnorm import gradnorm

@@ -6,7 +6,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtlx.weighting import solvers
 from mtlx.weighting.base import Weighting
 
 SCALE_MODES = ("min", "median", "rmse")
@@ -44,7 +43,7 @@ def alignment_matrix(M: jnp.ndarray, scale_mode: str = "min") -> jnp.ndarray:
 
 
 def aligned_mtl(scale_mode: str = "min", scale_heads: bool = False) -> Weighting:
-    """Aligned-MTL, Senushkin et al. (2023), Algorithm 1 (``needs="jacobian"``).
+    """Aligned-MTL, Senushkin et al. (2023), Algorithm 1 (``needs="gram"``).
 
     ``direction = sum_t g_hat_t = G^T W 1`` with ``G_hat = W G`` the aligned
     gradients (:func:`alignment_matrix`), i.e. the aligned gradients weighted
@@ -61,11 +60,10 @@ def aligned_mtl(scale_mode: str = "min", scale_heads: bool = False) -> Weighting
     if scale_mode not in SCALE_MODES:
         raise ValueError(f"aligned_mtl: scale_mode={scale_mode!r} is not valid; choose one of {SCALE_MODES}")
 
-    def combine(losses, grads, state, key):
-        G = jax.lax.stop_gradient(grads)
-        W = alignment_matrix(solvers.gram(G), scale_mode)
+    def combine(losses, M, state, key):
+        W = alignment_matrix(jax.lax.stop_gradient(M), scale_mode)
         coef = jnp.sum(W, axis=1)              # G_hat^T 1 = G^T W 1
         weights = coef if scale_heads else jnp.ones_like(coef)
-        return weights.astype(losses.dtype), solvers.combine_rows(coef, G), state, {"alignment_weights": coef}
+        return weights.astype(losses.dtype), coef, state, {"alignment_weights": coef}
 
-    return Weighting("aligned_mtl", lambda T: (), combine, "jacobian")
+    return Weighting("aligned_mtl", lambda T: (), combine, "gram")

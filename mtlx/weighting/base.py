@@ -11,14 +11,21 @@ A weighting is a NamedTuple of pure functions with an explicit state pytree
   "none"            -> None (loss-based weightings);
   "jacobian"        -> (T, P) per-task gradients of the shared parameters,
                        flattened (vmap of one VJP, inside the jitted step);
+  "gram"            -> the (T, T) Gram matrix ``G G^T`` of those gradients
+                       (weightings that act on the task gradients only
+                       through their inner products, and return the shared
+                       gradient as a combination ``G^T c`` of them); the
+                       step forms it without the rows where that is cheaper;
   "representation"  -> the (T, T) Gram matrix <dL_t/dz, dL_s/dz> of the
                        per-task gradients of the shared representation z
                        (MGDA-UB, Sener & Koltun 2018, Sec. 3.3); the step
                        forms it without the rows where that is cheaper.
 ``weights`` (T,) scale the per-task losses. If ``direction`` is None the step
 back-propagates ``sum_t weights_t * L_t`` through every parameter. Otherwise
-``direction`` (P,) replaces the shared parameters' gradient and the
+``direction`` replaces the shared parameters' gradient - a (P,) vector
+("jacobian"), or the (T,) coefficients ``c`` of ``G^T c`` ("gram") - and the
 task-specific parameters get the gradient of ``sum_t weights_t * L_t``.
+:func:`on_jacobian` runs any weighting on an explicit (T, P) Jacobian.
 ``info`` is a dict of scalars/arrays for logging (keep it small).
 
 A weighting with trainable parameters (uncertainty weighting) sets
@@ -35,7 +42,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-NEEDS = ("none", "jacobian", "representation")
+from mtlx.weighting import solvers
+
+NEEDS = ("none", "jacobian", "gram", "representation")
 
 
 class Weighting(NamedTuple):
@@ -45,6 +54,22 @@ class Weighting(NamedTuple):
     needs: str = "none"
     init_params: Optional[Callable[[int], Any]] = None
     objective: Optional[Callable[[jnp.ndarray, Any], jnp.ndarray]] = None
+
+
+def on_jacobian(weighting: Weighting) -> Callable:
+    """``combine`` of a "jacobian" or "gram" weighting as a function of the
+    (T, P) Jacobian ``G``: ``(losses, G, state, key) -> (weights, direction,
+    state, info)`` with ``direction`` a (P,) vector or None (``G^T weights``),
+    whichever the weighting needs - what the train step computes, written
+    out on an explicit ``G`` (tests, the benchmark's loop-based step)."""
+    if weighting.needs != "gram":
+        return weighting.combine
+
+    def combine(losses, G, state, key):
+        weights, coef, state, info = weighting.combine(losses, solvers.gram(G), state, key)
+        return weights, None if coef is None else solvers.combine_rows(coef, G), state, info
+
+    return combine
 
 
 def no_state(num_tasks: int):

@@ -99,7 +99,7 @@ def cagrad_coefficients(M: jnp.ndarray, c: float, *, grid: int = 16, rounds: int
 
 
 def cagrad(c: float = 0.5, rescale: int = 1) -> Weighting:
-    """CAGrad, Liu et al. (2021), Algorithm 1 (``needs="jacobian"``).
+    """CAGrad, Liu et al. (2021), Algorithm 1 (``needs="gram"``).
 
     ``direction = d / (1 + c^2)`` (``rescale=1``, the default of the authors'
     ``cagrad()`` function), ``d`` (``rescale=0``) or ``d / (1 + c)``
@@ -116,11 +116,8 @@ def cagrad(c: float = 0.5, rescale: int = 1) -> Weighting:
         raise ValueError(f"cagrad: rescale must be 0, 1 or 2, got {rescale}")
     factor = {0: 1.0, 1: 1.0 / (1.0 + c * c), 2: 1.0 / (1.0 + c)}[rescale]
 
-    def combine(losses, grads, state, key):
-        G = jax.lax.stop_gradient(grads)
-        M = solvers.gram(G)
-        coef, w = cagrad_coefficients(M, c)
-        direction = solvers.combine_rows(factor * coef, G)
-        return jnp.ones_like(losses), direction, state, {"dual_weights": w}
+    def combine(losses, M, state, key):
+        coef, w = cagrad_coefficients(jax.lax.stop_gradient(M), c)
+        return jnp.ones_like(losses), factor * coef, state, {"dual_weights": w}
 
-    return Weighting("cagrad", lambda T: (), combine, "jacobian")
+    return Weighting("cagrad", lambda T: (), combine, "gram")

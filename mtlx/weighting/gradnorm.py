@@ -14,8 +14,9 @@ def gradnorm(alpha: float = 1.5, lr: float = 1e-3, optimizer: str = "adam",
     """GradNorm, Chen et al. (2018), Algorithm 1 (the L_grad loss of its Sec. 3).
 
     Learned loss weights ``w`` (state, init 1). At step t, with ``g_i`` the
-    gradient of ``L_i`` w.r.t. the shared parameters (``needs="jacobian"``;
-    the paper uses the last shared layer, we use all shared parameters)::
+    gradient of ``L_i`` w.r.t. the shared parameters (``needs="gram"``: the
+    norms ``||g_i||`` are the root of the Gram matrix's diagonal; the paper
+    uses the last shared layer, we use all shared parameters)::
 
         G_i   = ||grad_W w_i L_i|| = w_i ||g_i||,        G_bar = mean_i G_i
         r_i   = Ltilde_i / mean_j Ltilde_j,              Ltilde_i = L_i(t) / L_i(0)
@@ -43,13 +44,12 @@ def gradnorm(alpha: float = 1.5, lr: float = 1e-3, optimizer: str = "adam",
             "started": jnp.zeros((), bool),
         }
 
-    def combine(losses, grads, state, key):
+    def combine(losses, M, state, key):
         T = losses.shape[0]
         L = jax.lax.stop_gradient(losses).astype(jnp.float32)
-        G = jax.lax.stop_gradient(grads).astype(jnp.float32)
         L0 = jnp.where(state["started"], state["initial_losses"], L)
         w = state["weights"]
-        norms = jnp.sqrt(jnp.sum(G * G, axis=1))
+        norms = jnp.sqrt(jnp.maximum(jnp.diag(jax.lax.stop_gradient(M).astype(jnp.float32)), 0.0))
         Gw = w * norms
         Gbar = jnp.mean(Gw)
         ratio = L / jnp.where(L0 > 0, L0, 1.0)
@@ -64,4 +64,4 @@ def gradnorm(alpha: float = 1.5, lr: float = 1e-3, optimizer: str = "adam",
         info = {"grad_loss": jnp.sum(jnp.abs(Gw - target))}
         return w.astype(losses.dtype), None, new_state, info
 
-    return Weighting("gradnorm", init, combine, "jacobian")
+    return Weighting("gradnorm", init, combine, "gram")

@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtlx.weighting import solvers
 from mtlx.weighting.base import Weighting
 
 
@@ -41,7 +40,7 @@ def imtl_g_weights(M: jnp.ndarray) -> jnp.ndarray:
 
 
 def imtl(loss_scaling: bool = False, lr: float = 1e-3) -> Weighting:
-    """IMTL-G (default) or hybrid IMTL (``loss_scaling=True``), ``needs="jacobian"``.
+    """IMTL-G (default) or hybrid IMTL (``loss_scaling=True``), ``needs="gram"``.
 
     IMTL-G: ``direction = sum_t alpha_t g_t`` with ``alpha`` from
     :func:`imtl_g_weights`; ``weights`` are ones (task-specific parameters
@@ -63,9 +62,8 @@ def imtl(loss_scaling: bool = False, lr: float = 1e-3) -> Weighting:
         s = jnp.zeros((num_tasks,), jnp.float32)
         return {"log_scale": s, "opt_state": tx.init(s)}
 
-    def combine(losses, grads, state, key):
-        G = jax.lax.stop_gradient(grads)
-        M = solvers.gram(G)
+    def combine(losses, M, state, key):
+        M = jax.lax.stop_gradient(M)
         if loss_scaling:
             s = state["log_scale"]
             scale = jnp.exp(s)
@@ -78,7 +76,6 @@ def imtl(loss_scaling: bool = False, lr: float = 1e-3) -> Weighting:
         else:
             alpha = imtl_g_weights(M)
             coef, new_state, weights = alpha, state, jnp.ones_like(losses)
-        direction = solvers.combine_rows(coef, G)
-        return weights.astype(losses.dtype), direction, new_state, {"alpha": alpha}
+        return weights.astype(losses.dtype), coef, new_state, {"alpha": alpha}
 
-    return Weighting("imtl", init, combine, "jacobian")
+    return Weighting("imtl", init, combine, "gram")

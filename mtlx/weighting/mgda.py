@@ -29,7 +29,7 @@ def min_norm_weights(G, losses, normalization: str = "none", solver: str = "acti
 
 
 def min_norm_weights_gram(M, losses, normalization: str = "none", solver: str = "active_set", w0=None):
-    """:func:`min_norm_weights` from the Gram matrix ``M = G G^T``.
+    """:func:`min_norm_weights` from the Gram matrix ``M = G G^T`` (all the solve reads).
 
     ``w0`` (active set only): a nearby solution, e.g. the previous step's
     weights; the solve starts from its support (a few KKT solves instead of
@@ -62,10 +62,8 @@ def _make(name, needs, normalization, solver, warm_start):
     def init(num_tasks):  # the previous step's weights (zeros: none yet)
         return {"weights": jnp.zeros((num_tasks,), jnp.float32)} if warm else ()
 
-    solve = min_norm_weights_gram if needs == "representation" else min_norm_weights
-
-    def combine(losses, grads, state, key):
-        w, norm = solve(grads, losses, normalization, solver, state["weights"] if warm else None)
+    def combine(losses, M, state, key):
+        w, norm = min_norm_weights_gram(M, losses, normalization, solver, state["weights"] if warm else None)
         return w.astype(losses.dtype), None, {"weights": w} if warm else state, {"min_norm": norm}
 
     return Weighting(name, init, combine, needs)
@@ -76,7 +74,7 @@ def mgda(normalization: str = "none", solver: str = "active_set", warm_start: bo
     min-norm point of the convex hull of the task gradients of the shared
     parameters::
 
-        w = argmin_{w in simplex} || sum_t w_t g_t ||^2        (needs="jacobian")
+        w = argmin_{w in simplex} || sum_t w_t g_t ||^2        (needs="gram": w^T M w)
 
     Returns those weights (non-negative, sum 1) and ``direction=None``: the
     step back-propagates ``sum_t w_t L_t`` through all parameters, so the
@@ -96,7 +94,7 @@ def mgda(normalization: str = "none", solver: str = "active_set", warm_start: bo
     ("l2", "loss", "loss+"; default "none" = the paper); the weights are
     applied to the unnormalised losses, as in that code.
     """
-    return _make("mgda", "jacobian", normalization, solver, warm_start)
+    return _make("mgda", "gram", normalization, solver, warm_start)
 
 
 def mgda_ub(normalization: str = "none", solver: str = "active_set", warm_start: bool = True) -> Weighting:

@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mtlx.weighting import solvers
 from mtlx.weighting.base import Weighting
 
 
@@ -86,7 +85,7 @@ def nash_weights(M: jnp.ndarray, *, max_iters: int = 100, tol: float = 1e-12, ri
 
 
 def nash_mtl(max_norm: float = 1.0, update_weights_every: int = 1, max_iters: int = 100) -> Weighting:
-    """Nash-MTL, Navon et al. (2022), Algorithm 1 (``needs="jacobian"``).
+    """Nash-MTL, Navon et al. (2022), Algorithm 1 (``needs="gram"``).
 
     ``alpha`` solves ``G G^T alpha = 1/alpha`` (:func:`nash_weights`);
     ``weights = alpha`` (the reference code back-propagates
@@ -105,19 +104,18 @@ def nash_mtl(max_norm: float = 1.0, update_weights_every: int = 1, max_iters: in
     def init(num_tasks):
         return {"alpha": jnp.ones((num_tasks,), jnp.float32), "step": jnp.zeros((), jnp.int32)}
 
-    def combine(losses, grads, state, key):
-        G = jax.lax.stop_gradient(grads)
+    def combine(losses, M, state, key):
+        M = jax.lax.stop_gradient(M).astype(jnp.float32)
         if update_weights_every == 1:
-            alpha = nash_weights(solvers.gram(G), max_iters=max_iters)
+            alpha = nash_weights(M, max_iters=max_iters)
         else:
             alpha = lax.cond(state["step"] % update_weights_every == 0,
-                             lambda: nash_weights(solvers.gram(G), max_iters=max_iters),
-                             lambda: state["alpha"])
-        d = solvers.combine_rows(alpha, G)
-        if max_norm > 0:
-            norm = jnp.sqrt(jnp.sum(jnp.square(d.astype(jnp.float32))))
-            d = d * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30)).astype(d.dtype)
+                             lambda: nash_weights(M, max_iters=max_iters), lambda: state["alpha"])
+        coef = alpha
+        if max_norm > 0:  # ||G^T alpha|| = sqrt(alpha^T M alpha)
+            norm = jnp.sqrt(jnp.maximum(alpha @ M @ alpha, 0.0))
+            coef = alpha * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30))
         new_state = {"alpha": alpha, "step": state["step"] + 1}
-        return alpha.astype(losses.dtype), d, new_state, {}
+        return alpha.astype(losses.dtype), coef, new_state, {}
 
-    return Weighting("nash_mtl", init, combine, "jacobian")
+    return Weighting("nash_mtl", init, combine, "gram")

@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mtlx.weighting import solvers
 from mtlx.weighting.base import Weighting
 
 
@@ -51,8 +50,8 @@ def pcgrad(reduction: str = "sum") -> Weighting:
     ``j != i`` in a random order drawn from ``key`` independently for each
     ``i`` (as the reference code's per-task shuffle). Conflicts are tested
     against the *original* ``g_j`` and the running projected ``g_i``.
-    ``direction = sum_i g_i^PC`` (``reduction="sum"``, the paper's update;
-    "mean" divides by T); ``weights`` are ones, so task-specific parameters get
+    ``direction = sum_i g_i^PC = G^T C^T 1`` (``needs="gram"``;
+    ``reduction="sum"``, the paper's update; "mean" divides by T); ``weights`` are ones, so task-specific parameters get
     the gradient of ``sum_t L_t`` (as in the reference code).
 
     Note: for T = 2 the result never conflicts with either original gradient;
@@ -62,15 +61,12 @@ def pcgrad(reduction: str = "sum") -> Weighting:
     if reduction not in ("sum", "mean"):
         raise ValueError(f"pcgrad: reduction={reduction!r} is not valid; choose 'sum' or 'mean'")
 
-    def combine(losses, grads, state, key):
-        G = jax.lax.stop_gradient(grads)
-        T = G.shape[0]
-        M = solvers.gram(G)
-        C = pcgrad_coefficients(M, random_orders(key, T))
+    def combine(losses, M, state, key):
+        T = M.shape[0]
+        C = pcgrad_coefficients(jax.lax.stop_gradient(M).astype(jnp.float32), random_orders(key, T))
         coef = jnp.sum(C, axis=0)
         if reduction == "mean":
             coef = coef / T
-        direction = solvers.combine_rows(coef, G)
-        return jnp.ones_like(losses), direction, state, {}
+        return jnp.ones_like(losses), coef, state, {}
 
-    return Weighting("pcgrad", lambda T: (), combine, "jacobian")
+    return Weighting("pcgrad", lambda T: (), combine, "gram")

@@ -36,7 +36,7 @@ def upgrad_weights(M: jnp.ndarray, norm_eps: float = 1e-4, reg_eps: float = 1e-4
 
 
 def upgrad(norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> Weighting:
-    """UPGrad (``needs="jacobian"``): ``direction = J^T w`` (the mean of the
+    """UPGrad (``needs="gram"``): ``direction = J^T w`` (the mean of the
     projections of the task gradients onto the dual cone of the Jacobian's
     rows, see :func:`upgrad_weights`), which has a non-negative inner product
     with every task gradient and equals the mean gradient when no pair
@@ -45,9 +45,8 @@ def upgrad(norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> Weighting:
     ``reg_eps`` are TorchJD's defaults.
     """
 
-    def combine(losses, grads, state, key):
-        G = jax.lax.stop_gradient(grads)
-        w = upgrad_weights(solvers.gram(G), norm_eps, reg_eps)
-        return jnp.ones_like(losses), solvers.combine_rows(w, G), state, {"aggregation_weights": w}
+    def combine(losses, M, state, key):
+        w = upgrad_weights(jax.lax.stop_gradient(M), norm_eps, reg_eps)
+        return jnp.ones_like(losses), w, state, {"aggregation_weights": w}
 
-    return Weighting("upgrad", lambda T: (), combine, "jacobian")
+    return Weighting("upgrad", lambda T: (), combine, "gram")
