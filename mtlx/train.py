@@ -11,10 +11,11 @@ so the heads are back-propagated once, for all tasks, and only the layers below
 them T times. "gram" weightings get the Gram matrix of the rows; each shared
 Dense block's part of it, and its part of the combined gradient, come from its
 input and the T cotangents at its pre-activation where that takes fewer FLOPs
-than its rows (``_ghost_cheaper``), so those rows are never formed. MGDA-UB's representation rows come from one backward pass to
-the pre-activations of a Dense first task layer (their Gram matrix formed
-without the rows where cheaper: ``_tap_gram``), else over per-task copies of
-the shared representation (``MTLModel.shared_representation``).
+than its rows (``_ghost_cheaper``), so those rows are never formed.
+MGDA-UB's representation rows come from one backward pass to the
+pre-activations of a Dense first task layer (their Gram matrix formed without
+the rows where cheaper: ``_tap_gram``), else over per-task copies of the
+shared representation (``MTLModel.shared_representation``).
 The step is vmappable over a leading seed axis of ``state`` (and of ``batch``).
 """
 

@@ -8,7 +8,7 @@ import pytest
 from flax.traverse_util import flatten_dict
 from jax.flatten_util import ravel_pytree
 
-from helpers import BACKBONES, MLP, batch_of, dense_set
+from helpers import BACKBONES, MLP, batch_of, dense_set, token_set
 from mtlx import tasks as tasks_lib
 from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
 from mtlx.config import run_config
@@ -16,6 +16,7 @@ from mtlx.data import get_task_set
 from mtlx.data.pipeline import BatchOrder, gather
 from mtlx.train import _tap_gram, build_run, init_state, make_optimizer, make_train_step, train_and_evaluate
 from mtlx.weighting import get_weighting
+from mtlx.layers import BiLSTM, Dense, Embed
 from mtlx.weighting.base import Weighting
 
 
@@ -41,7 +42,9 @@ def one_step(model, ts, weighting, batch, lr=0.1, seed=0, **step_options):
 
 JACOBIAN_CASES = [(a, {"num_experts": 2} if a in ("mmoe", "omoe") else {}, "mlp") for a in sorted(ARCHITECTURES)] + [
     ("hard", {"split": 1}, "mlp"), ("hard", {"split": 0}, "mlp"), ("hard", {}, "bilstm"), ("sluice", {}, "bilstm"),
-    ("hard", {"split": 2}, "cnn")]
+    ("hard", {"split": 2}, "cnn"), ("hard", {}, "dense_on_tokens")]
+# a shared Dense block reading (B, L, d) tokens: its Gram sums over B*L positions
+CASE_BACKBONES = {**BACKBONES, "dense_on_tokens": ((Embed(30, 8), Dense(6), BiLSTM(4)), token_set)}
 
 
 @pytest.mark.parametrize("arch,opts,backbone", JACOBIAN_CASES)
@@ -53,7 +56,7 @@ def test_jacobian_rows_and_update_against_per_task_gradients(arch, opts, backbon
     EVERY parameter -- as computed here from T separate jax.grad calls, and
     as static weighting's one backward pass gives it. A "gram" weighting's
     coefficients c give the shared parameters sum_t c_t dL_t/dtheta instead."""
-    blocks, make = BACKBONES[backbone]
+    blocks, make = CASE_BACKBONES[backbone]
     ts = make()
     batch = batch_of(ts)
     T = ts.num_tasks
