@@ -23,13 +23,9 @@ def _normalizers(M, losses, normalization):
     return jnp.where(n > 0, n, 1.0)
 
 
-def min_norm_weights(G, losses, normalization: str = "none", solver: str = "active_set", w0=None):
-    """Weights ``w`` on the simplex minimising ``||sum_t w_t g_t / n_t||^2``."""
-    return min_norm_weights_gram(solvers.gram(G), losses, normalization, solver, w0)
-
-
 def min_norm_weights_gram(M, losses, normalization: str = "none", solver: str = "active_set", w0=None):
-    """:func:`min_norm_weights` from the Gram matrix ``M = G G^T`` (all the solve reads).
+    """Weights ``w`` on the simplex minimising ``||sum_t w_t g_t / n_t||^2``,
+    from the Gram matrix ``M = G G^T`` (all the solve reads).
 
     ``w0`` (active set only): a nearby solution, e.g. the previous step's
     weights; the solve starts from its support (a few KKT solves instead of

@@ -51,8 +51,9 @@ def pcgrad(reduction: str = "sum") -> Weighting:
     ``i`` (as the reference code's per-task shuffle). Conflicts are tested
     against the *original* ``g_j`` and the running projected ``g_i``.
     ``direction = sum_i g_i^PC = G^T C^T 1`` (``needs="gram"``;
-    ``reduction="sum"``, the paper's update; "mean" divides by T); ``weights`` are ones, so task-specific parameters get
-    the gradient of ``sum_t L_t`` (as in the reference code).
+    ``reduction="sum"``, the paper's update; "mean" divides by T); ``weights``
+    are ones, so task-specific parameters get the gradient of ``sum_t L_t``
+    (as in the reference code).
 
     Note: for T = 2 the result never conflicts with either original gradient;
     for T >= 3 a later projection can re-introduce a conflict with an earlier
