@@ -286,7 +286,7 @@ def summary(out_dir: str) -> str:
                 if jac_step:
                     lines[-1] += (f"; / the same step with that loop's gradients (+ combine + update) = "
                                   f"{min(jac_step):.2f}-{max(jac_step):.2f}")
-                ghost = [r for r in sub if r["weighting"] == "mgda" and r.get("without_ghost_ms") == r.get("without_ghost_ms")]
+                ghost = [r for r in sub if r["weighting"] == "mgda" and np.isfinite(r.get("without_ghost_ms", np.nan))]
                 if ghost:
                     lines[-1] += (f"; mgda / mgda without the ghost Gram (ghost=False) = "
                                   f"{ghost[0]['ms_per_step'] / ghost[0]['without_ghost_ms']:.2f}")

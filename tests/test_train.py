@@ -15,8 +15,9 @@ from mtlx.config import run_config
 from mtlx.data import get_task_set
 from mtlx.data.pipeline import BatchOrder, gather
 from mtlx.train import _tap_gram, build_run, init_state, make_optimizer, make_train_step, train_and_evaluate
-from mtlx.weighting import get_weighting
 from mtlx.layers import BiLSTM, Dense, Embed
+from mtlx.tasks import Task, TaskSet
+from mtlx.weighting import get_weighting
 from mtlx.weighting.base import Weighting
 
 
@@ -106,6 +107,43 @@ def test_jacobian_chunks_equal_one_vmap(arch, needs):
                           for c in (0, 2))
     np.testing.assert_allclose(m1["info"]["grads"], m2["info"]["grads"], rtol=1e-5, atol=1e-7)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), s1.params, s2.params)
+
+
+def _shapes_in(jaxpr):
+    """The shapes of every value a (closed) jaxpr computes, nested jaxprs included."""
+    out = set()
+    for eqn in jaxpr.eqns:
+        out |= {tuple(v.aval.shape) for v in eqn.outvars if hasattr(v.aval, "shape")}
+        for p in eqn.params.values():
+            for sub in p if isinstance(p, (tuple, list)) else (p,):
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    out |= _shapes_in(sub)
+    return out
+
+
+def test_ghost_path_never_forms_the_kernel_rows():
+    """With the ghost Gram, a shared Dense layer's per-task kernel gradients
+    (T, d, h) are never computed; without it they are. ``ghost=None`` picks
+    per layer by cost: the wide first layer (d=200 > batch 24) is ghosted,
+    the narrow second (d=16) keeps its rows."""
+    rng = np.random.default_rng(0)
+    n, T = 24, 3
+    names = ("a", "b", "c")
+    split = {"inputs": rng.standard_normal((n, 200)).astype(np.float32),
+             "targets": {k: rng.integers(0, 2, n).astype(np.int32) for k in names},
+             "weights": {k: np.ones(n, np.float32) for k in names}}
+    ts = TaskSet("wide", tuple(Task(k, "classification", 2) for k in names), (200,), "dense", splits={"train": split})
+    model = build_model("hard", ts, (Dense(16), Dense(12)))
+    w = get_weighting("mgda")
+    tx = make_optimizer("sgd", 0.1)
+    st = init_state(model, w, tx, T, split["inputs"], 0)
+    wide, narrow = (T, 200, 16), (T, 16, 12)
+    shapes = {g: _shapes_in(jax.make_jaxpr(make_train_step(model, ts.tasks, w, tx, ghost=g))(st, split).jaxpr)
+              for g in (False, True, None)}
+    assert wide in shapes[False] and narrow in shapes[False]
+    assert wide not in shapes[True] and narrow not in shapes[True]
+    assert wide not in shapes[None] and narrow in shapes[None]
 
 
 REPRESENTATION_CASES = [  # (arch, opts, backbone, the module whose output is z, how MGDA-UB reads z)
