@@ -37,7 +37,7 @@ import optax
 from absl import app, flags
 from jax.flatten_util import ravel_pytree
 
-from mtlx import tasks as tasks_lib
+from mtlx import losses as losses_lib
 from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
 from mtlx.results import atomic_write_text, read_json, write_json
 from mtlx.tasks import Task, TaskSet
@@ -161,7 +161,7 @@ def loop_of_backwards(model, ts, batch, params=None, with_losses=False):
 
     def losses(p):
         preds, _ = model.apply({"params": p}, batch["inputs"])
-        return tasks_lib.task_losses(ts.tasks, preds, batch)
+        return losses_lib.task_losses(ts.tasks, preds, batch)
 
     fwd = jax.jit(lambda p: jax.vjp(losses, p))
     bwd = jax.jit(lambda vjp_fn, ct: vjp_fn(ct)[0])

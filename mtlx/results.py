@@ -1,11 +1,50 @@
-"""Run store: JSON/JSONL files written atomically (temp file, then rename)."""
+"""THE run-directory schema: its one writer and its one reader.
+
+An experiment directory (``workdir``) holds::
+
+  experiment.json         the experiment (``write_experiment``): name, smoke,
+                          paper, grid {architectures, weightings, seeds,
+                          sweep, num_runs, baseline}, runs [{run_id,
+                          architecture, weighting, seed, sweep}], run (the
+                          defaults every run starts from)
+  <run_id>/config.json    the run config, written when the run starts
+  <run_id>/metrics.jsonl  curves: one JSON record a line, {"step", "kind":
+                          "train"|"eval", ...}
+  <run_id>/checkpoints/   orbax checkpoints (mtlx.checkpoint)
+  <run_id>/error.txt      the traceback of a run that crashed
+  <run_id>/summary.json   written LAST and atomically: marks the run finished
+                          (``status`` "done" or "failed", ``metrics`` per task,
+                          ``tasks`` {task: {main_metric, higher_is_better}},
+                          architecture/weighting labels and registry names,
+                          seed, sweep, config, wall time, ...)
+
+Nothing else in mtlx writes or parses these files. Every file is written
+through a temp file and a rename (JSON/JSONL, never pickle), so a reader never
+sees half a file and a kill never loses an old one.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import tempfile
+from typing import Any, Mapping
+
+EXPERIMENT = "experiment.json"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+CHECKPOINTS = "checkpoints"
+ERROR = "error.txt"
+FIGURES = "figures"
+
+DONE, FAILED = "done", "failed"
+INCOMPLETE, NOT_STARTED = "incomplete", "not started"  # set by the reader only
+STATUSES = (DONE, FAILED)
+
+# --------------------------------------------------------------------------- plain files
 
 
 def _clean(x):
@@ -60,6 +99,10 @@ def read_jsonl(path: str) -> list:
     return out
 
 
+def _jsonl_line(record: Mapping) -> str:
+    return json.dumps(_clean(dict(record)), sort_keys=True) + "\n"
+
+
 class JsonlWriter:
     """Appends one JSON record a line (CLU-style metric writer)."""
 
@@ -69,7 +112,7 @@ class JsonlWriter:
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps(_clean(record), sort_keys=True) + "\n")
+            f.write(_jsonl_line(record))
             f.flush()
 
 
@@ -78,4 +121,142 @@ def truncate_jsonl(path: str, step: int) -> None:
     if not os.path.exists(path):
         return
     keep = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
-    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
+    atomic_write_text(path, "".join(_jsonl_line(r) for r in keep))
+
+
+# --------------------------------------------------------------------------- one run directory
+
+
+def run_path(workdir: str, run_id: str) -> str:
+    return os.path.join(workdir, run_id)
+
+
+def checkpoint_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, CHECKPOINTS)
+
+
+def write_config(run_dir: str, config: Mapping) -> None:
+    write_json(os.path.join(run_dir, CONFIG), config)
+
+
+def read_config(run_dir: str) -> dict:
+    return read_json(os.path.join(run_dir, CONFIG))
+
+
+def metrics_writer(run_dir: str) -> JsonlWriter:
+    return JsonlWriter(os.path.join(run_dir, METRICS))
+
+
+def read_metrics(run_dir: str, kind: str | None = None) -> list[dict]:
+    """The curve records of a run, optionally only those of ``kind`` ('train' / 'eval')."""
+    recs = read_jsonl(os.path.join(run_dir, METRICS))
+    return recs if kind is None else [r for r in recs if r.get("kind") == kind]
+
+
+def truncate_metrics(run_dir: str, step: int) -> None:
+    truncate_jsonl(os.path.join(run_dir, METRICS), step)
+
+
+def write_error(run_dir: str, text: str) -> None:
+    atomic_write_text(os.path.join(run_dir, ERROR), text)
+
+
+def write_summary(run_dir: str, summary: Mapping) -> None:
+    """The run's summary, written LAST: its presence marks the run finished."""
+    if summary.get("status") not in STATUSES:
+        raise ValueError(f"summary status={summary.get('status')!r} is not valid; choose one of {list(STATUSES)}")
+    write_json(os.path.join(run_dir, SUMMARY), summary)
+
+
+def read_summary(run_dir: str) -> dict | None:
+    """The run's summary, or None when it has none (or an unreadable one: treated as unfinished)."""
+    path = os.path.join(run_dir, SUMMARY)
+    if not os.path.exists(path):
+        return None
+    try:
+        return dict(read_json(path))
+    except (OSError, ValueError):
+        return None
+
+
+def clear_run(run_dir: str) -> None:
+    """Remove a run's outputs (summary, curves, error, checkpoints) to run it again from scratch."""
+    for name in (SUMMARY, METRICS, ERROR):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+    shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the experiment directory
+
+
+def write_experiment(workdir: str, experiment: Mapping) -> None:
+    write_json(os.path.join(workdir, EXPERIMENT), experiment)
+
+
+def read_experiment(workdir: str) -> dict:
+    """``<workdir>/experiment.json`` as written by ``write_experiment``; {} when absent."""
+    path = os.path.join(workdir, EXPERIMENT)
+    return dict(read_json(path)) if os.path.exists(path) else {}
+
+
+def _dotted(cfg: Any, field: str):
+    cur = cfg
+    for part in field.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _unfinished(run_dir: str, grid_entry: Mapping | None, sweep_fields) -> dict:
+    """A run directory without a summary: labels from the grid list, else from its config."""
+    if grid_entry is not None:
+        s = {k: grid_entry.get(k) for k in ("architecture", "weighting", "seed")}
+        s["sweep"] = dict(grid_entry.get("sweep") or {})
+    else:
+        cfg = read_config(run_dir)
+        s = {"architecture": _dotted(cfg, "architecture.name"), "weighting": _dotted(cfg, "weighting.name"),
+             "seed": cfg.get("seed"), "sweep": {f: _dotted(cfg, f) for f in sweep_fields}}
+    s.update(status=INCOMPLETE, failure="no summary.json (still running or killed)")
+    return s
+
+
+def load_runs(workdir: str) -> list[dict]:
+    """Every run of ``workdir``: its summary plus ``run_id``, ``dir`` and ``workdir``.
+
+    A directory counts as a run when it holds summary.json or config.json
+    (searched recursively, not inside hidden folders or ``figures/``). A run
+    without a summary (still running, or killed) comes back with ``status:
+    "incomplete"``, and a run of experiment.json's ``runs`` list without a
+    directory with ``status: "not started"``; their labels, seed and sweep
+    come from that list (else from config.json), so that they are counted
+    and listed but never averaged. Sorted by directory.
+    """
+    exp = read_experiment(workdir)
+    sweep_fields = list(((exp.get("grid") or {}).get("sweep") or {}).keys())
+    grid = {r["run_id"]: r for r in exp.get("runs") or []}
+    runs = []
+    for root, dirs, files in os.walk(workdir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != FIGURES)
+        if os.path.abspath(root) == os.path.abspath(workdir):
+            continue
+        rid = os.path.basename(root)
+        if SUMMARY in files:
+            s = read_summary(root) or {"status": INCOMPLETE, "failure": "unreadable summary.json"}
+        elif CONFIG in files:
+            s = _unfinished(root, grid.get(rid), sweep_fields)
+        else:
+            continue
+        dirs[:] = []  # a run dir is a leaf
+        s.update(dir=root, workdir=workdir, run_id=s.get("run_id") or rid, sweep=s.get("sweep") or {})
+        runs.append(s)
+    seen = {r["run_id"] for r in runs}
+    for rid, g in grid.items():
+        if rid not in seen:
+            runs.append({"status": NOT_STARTED, "run_id": rid, "architecture": g.get("architecture"),
+                         "weighting": g.get("weighting"), "seed": g.get("seed"), "sweep": dict(g.get("sweep") or {}),
+                         "failure": "no run directory", "dir": run_path(workdir, rid), "workdir": workdir})
+    runs.sort(key=lambda r: r["dir"])
+    return runs

@@ -4,6 +4,9 @@ A batch is ``{"inputs": x, "targets": {task: y}, "weights": {task: w}}`` where
 ``w`` is a per-example 0/1 mask: an example without a label for a task has
 ``w = 0`` there and contributes nothing to that task's loss or metrics.
 
+The JAX losses and the host-side metrics live in ``mtlx.losses``; this module
+imports no JAX, so that the report can read metric directions from it.
+
 Task kinds
   classification  softmax cross-entropy; y int (B,); metric accuracy.
   binary          sigmoid cross-entropy on ``num_outputs`` independent labels
@@ -19,11 +22,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 KINDS = ("classification", "binary", "regression", "tagging")
+LOSS = "loss"  # every task's eval metrics also hold its loss (lower is better)
 
 # metric name -> higher_is_better, per kind (the first metric is the main one).
 METRICS = {
@@ -108,96 +108,9 @@ class TaskSet:
         return self.splits[name]
 
 
-# --------------------------------------------------------------------------- losses
-
-
-def _masked_mean(values: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
-    """sum(mask * values) / max(sum(mask), 1): a task with no labelled example has loss 0."""
-    mask = mask.astype(values.dtype)
-    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def per_example_loss(task: Task, pred: jnp.ndarray, target: jnp.ndarray):
-    """Per-example loss and the per-example validity (tagging: token counts).
-
-    Returns ``(loss (B,), count (B,))`` where count is the number of labelled
-    positions that contributed (1 for non-sequence tasks).
-    """
-    if task.kind == "classification":
-        logp = jax.nn.log_softmax(pred.astype(jnp.float32), axis=-1)
-        nll = -jnp.take_along_axis(logp, target.astype(jnp.int32)[:, None], axis=-1)[:, 0]
-        return nll, jnp.ones_like(nll)
-    if task.kind == "binary":
-        logits = pred.astype(jnp.float32).reshape(pred.shape[0], -1)
-        y = target.astype(jnp.float32).reshape(logits.shape)
-        bce = jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-        return jnp.mean(bce, axis=-1), jnp.ones(logits.shape[0])
-    if task.kind == "regression":
-        p = pred.astype(jnp.float32).reshape(pred.shape[0], -1)
-        y = target.astype(jnp.float32).reshape(p.shape)
-        se = jnp.mean((p - y) ** 2, axis=-1)
-        return se, jnp.ones_like(se)
-    # tagging: pred (B, L, C), target (B, L) with -1 padding.
-    valid = (target >= 0).astype(jnp.float32)
-    logp = jax.nn.log_softmax(pred.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(logp, jnp.maximum(target, 0).astype(jnp.int32)[..., None], axis=-1)[..., 0]
-    return jnp.sum(nll * valid, axis=-1), jnp.sum(valid, axis=-1)
-
-
-def task_loss(task: Task, pred, target, weight) -> jnp.ndarray:
-    """Masked mean loss of one task (tagging: mean over labelled tokens)."""
-    loss, count = per_example_loss(task, pred, target)
-    w = weight.astype(jnp.float32)
-    return jnp.sum(loss * w) / jnp.maximum(jnp.sum(count * w), 1.0)
-
-
-def task_losses(tasks, preds: Mapping, batch: Mapping) -> jnp.ndarray:
-    """Stacked (T,) vector of masked per-task losses, in task order."""
-    return jnp.stack([task_loss(t, preds[t.name], batch["targets"][t.name], batch["weights"][t.name]) for t in tasks])
-
-
-# --------------------------------------------------------------------------- metrics (host, numpy)
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC by the rank statistic (Mann-Whitney U), ties averaged."""
-    scores = np.asarray(scores, np.float64)
-    labels = np.asarray(labels).astype(bool)
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def compute_metrics(task: Task, pred: np.ndarray, target: np.ndarray, weight: np.ndarray) -> dict[str, float]:
-    """Metrics of one task over the examples with weight 1."""
-    pred, target = np.asarray(pred), np.asarray(target)
-    keep = np.asarray(weight) > 0
-    pred, target = pred[keep], target[keep]
-    out: dict[str, float] = {}
-    if len(target) == 0:
-        return {m: float("nan") for m in task.metrics}
-    loss, count = per_example_loss(task, jnp.asarray(pred), jnp.asarray(target))
-    out["loss"] = float(np.sum(loss) / max(float(np.sum(count)), 1.0))
-    if task.kind == "classification":
-        out["accuracy"] = float(np.mean(pred.argmax(-1) == target))
-    elif task.kind == "binary":
-        logits = pred.reshape(len(pred), -1)
-        y = target.reshape(logits.shape)
-        out["accuracy"] = float(np.mean((logits > 0) == (y > 0.5)))
-        aucs = [roc_auc(logits[:, k], y[:, k] > 0.5) for k in range(logits.shape[1])]
-        out["auc"] = float(np.nanmean(aucs)) if not all(np.isnan(aucs)) else float("nan")
-    elif task.kind == "regression":
-        p = pred.reshape(len(pred), -1)
-        out["mse"] = float(np.mean((p - target.reshape(p.shape)) ** 2))
-    else:
-        valid = target >= 0
-        out["accuracy"] = float(np.sum((pred.argmax(-1) == target) & valid) / max(valid.sum(), 1))
-    return out
+def higher_is_better(kind: str, metric: str) -> bool | None:
+    """Whether a larger ``metric`` of a task of ``kind`` is better; the eval loss is lower-is-better;
+    None for a metric the table does not know."""
+    if metric == LOSS:
+        return False
+    return METRICS.get(kind, {}).get(metric)

@@ -34,7 +34,7 @@ import optax
 from flax.traverse_util import flatten_dict, unflatten_dict
 from jax.flatten_util import ravel_pytree
 
-from mtlx import tasks as tasks_lib
+from mtlx import losses as losses_lib
 from mtlx.data import pipeline
 from mtlx.architectures import shared_mask
 from mtlx.architectures.base import REP_TAP
@@ -235,7 +235,7 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
         if perturbations is not None:
             variables["perturbations"] = perturbations
         (preds, aux), state = model.apply(variables, batch["inputs"], mutable=["intermediates"])
-        losses = tasks_lib.task_losses(task_list, preds, batch)
+        losses = losses_lib.task_losses(task_list, preds, batch)
         traced["has_penalty"] = bool(aux)  # static: known once traced
         penalty = sum(aux.values()) if aux else jnp.zeros(())
         return losses, jnp.asarray(penalty, jnp.float32), state.get("intermediates", {})
@@ -379,7 +379,7 @@ def evaluate(eval_step, mparams, split, task_list, batch_size: int = 1024) -> di
         for t in task_list:
             preds[t.name].append(np.asarray(out[t.name]))
     whole = split if isinstance(split, Mapping) else pipeline.gather(split, np.arange(n))
-    return {t.name: tasks_lib.compute_metrics(t, np.concatenate(preds[t.name]), whole["targets"][t.name],
+    return {t.name: losses_lib.compute_metrics(t, np.concatenate(preds[t.name]), whole["targets"][t.name],
                                               whole["weights"][t.name]) for t in task_list}
 
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from helpers import MLP, dense_set, token_set
-from mtlx import tasks as tasks_lib
+from mtlx import losses as losses_lib
 from mtlx.architectures import build_model, check_heads
 from mtlx.config import run_config
-from mtlx.tasks import Task, roc_auc
+from mtlx.losses import roc_auc
+from mtlx.tasks import Task
 from mtlx.train import build_run
 
 
@@ -29,14 +30,14 @@ def test_softmax_and_sigmoid_losses_differ_as_defined():
     cls = Task("c", "classification", 3)
     multi = Task("m", "binary", 3)
     w = jnp.ones(1)
-    ce = tasks_lib.task_loss(cls, logits, jnp.array([0]), w)
+    ce = losses_lib.task_loss(cls, logits, jnp.array([0]), w)
     np.testing.assert_allclose(ce, -jax.nn.log_softmax(logits)[0, 0], rtol=1e-6)
     y = jnp.array([[1.0, 0.0, 1.0]])
-    bce = tasks_lib.task_loss(multi, logits, y, w)
+    bce = losses_lib.task_loss(multi, logits, y, w)
     p = jax.nn.sigmoid(logits)
     np.testing.assert_allclose(bce, -jnp.mean(y * jnp.log(p) + (1 - y) * jnp.log(1 - p)), rtol=1e-5)
     # large logits stay finite (log-sum-exp form)
-    assert np.isfinite(float(tasks_lib.task_loss(multi, 1e4 * logits, y, w)))
+    assert np.isfinite(float(losses_lib.task_loss(multi, 1e4 * logits, y, w)))
 
 
 def test_tagging_loss_ignores_padding_and_masked_sentences():
@@ -44,20 +45,20 @@ def test_tagging_loss_ignores_padding_and_masked_sentences():
     rng = np.random.default_rng(1)
     pred = jnp.asarray(rng.standard_normal((2, 5, 4)), jnp.float32)
     tgt = jnp.array([[1, 2, 3, -1, -1], [0, 1, -1, -1, -1]])
-    full = tasks_lib.task_loss(t, pred, tgt, jnp.ones(2))
+    full = losses_lib.task_loss(t, pred, tgt, jnp.ones(2))
     logp = jax.nn.log_softmax(pred)
     tokens = [(0, 0, 1), (0, 1, 2), (0, 2, 3), (1, 0, 0), (1, 1, 1)]
     np.testing.assert_allclose(full, -np.mean([logp[b, i, c] for b, i, c in tokens]), rtol=1e-6)
     changed = pred.at[:, 3:].set(100.0)  # padding positions do not matter
-    np.testing.assert_allclose(tasks_lib.task_loss(t, changed, tgt, jnp.ones(2)), full, rtol=1e-6)
-    only_first = tasks_lib.task_loss(t, pred, tgt, jnp.array([1.0, 0.0]))
+    np.testing.assert_allclose(losses_lib.task_loss(t, changed, tgt, jnp.ones(2)), full, rtol=1e-6)
+    only_first = losses_lib.task_loss(t, pred, tgt, jnp.array([1.0, 0.0]))
     np.testing.assert_allclose(only_first, -np.mean([logp[b, i, c] for b, i, c in tokens[:3]]), rtol=1e-6)
 
 
 def test_metrics_direction_and_values():
     reg = Task("r", "regression", 1)
     assert not reg.higher_is_better("mse") and Task("c", "classification", 3).higher_is_better("accuracy")
-    m = tasks_lib.compute_metrics(reg, np.array([[1.0], [2.0], [9.0]]), np.array([1.0, 0.0, 0.0]), np.array([1, 1, 0]))
+    m = losses_lib.compute_metrics(reg, np.array([[1.0], [2.0], [9.0]]), np.array([1.0, 0.0, 0.0]), np.array([1, 1, 0]))
     assert m["mse"] == pytest.approx(2.0)  # the weight-0 example is not counted
 
 

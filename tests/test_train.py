@@ -9,7 +9,7 @@ from flax.traverse_util import flatten_dict
 from jax.flatten_util import ravel_pytree
 
 from helpers import BACKBONES, MLP, batch_of, dense_set, token_set
-from mtlx import tasks as tasks_lib
+from mtlx import losses as losses_lib
 from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
 from mtlx.config import run_config
 from mtlx.data import get_task_set
@@ -69,7 +69,7 @@ def test_jacobian_rows_and_update_against_per_task_gradients(arch, opts, backbon
 
     def objective(p, t):
         preds, aux = model.apply({"params": p}, batch["inputs"])
-        return tasks_lib.task_losses(ts.tasks, preds, batch)[t] if t >= 0 else sum(aux.values(), jnp.zeros(()))
+        return losses_lib.task_losses(ts.tasks, preds, batch)[t] if t >= 0 else sum(aux.values(), jnp.zeros(()))
 
     per_task = [jax.grad(objective)(params, t) for t in range(T)]
     penalty = jax.grad(objective)(params, -1)
@@ -184,7 +184,7 @@ def test_representation_gradients_are_per_task_gradients_of_the_shared_output(ar
         return preds
 
     plain = apply_with(0.0)
-    J = jax.jacrev(lambda d: tasks_lib.task_losses(ts.tasks, apply_with(d), batch))(jnp.zeros(seen["z"]))
+    J = jax.jacrev(lambda d: losses_lib.task_losses(ts.tasks, apply_with(d), batch))(jnp.zeros(seen["z"]))
     J = np.asarray(J.reshape(T, -1), np.float64)
     assert np.all(np.linalg.norm(J, axis=1) > 0)
     M = J @ J.T   # the weighting gets the Gram matrix of the rows
@@ -220,7 +220,7 @@ def test_masked_example_does_not_change_its_task_gradient():
     def grads(b):
         def loss(p, t):
             preds, _ = model.apply({"params": p}, b["inputs"])
-            return tasks_lib.task_losses(ts.tasks, preds, b)[t]
+            return losses_lib.task_losses(ts.tasks, preds, b)[t]
         return [jax.grad(loss)(params, t) for t in range(3)]
 
     masked = jax.tree_util.tree_map(np.copy, batch)
@@ -273,7 +273,7 @@ def test_mixing_units_get_their_own_learning_rate():
 
     def total(p):
         preds, _ = model.apply({"params": p}, batch["inputs"])
-        return jnp.sum(tasks_lib.task_losses(ts.tasks, preds, batch))
+        return jnp.sum(losses_lib.task_losses(ts.tasks, preds, batch))
 
     g = jax.grad(total)(st.params["model"])
     for k, lr in (("mix_stitch_0", 1.0), ("task_column_0", 0.01)):
@@ -295,7 +295,7 @@ def test_short_run_lowers_every_task_loss_on_mmoe_synthetic(arch):
     test = run.task_set.splits["test"]
     st0 = init_state(run.model, run.weighting, run.tx, 2, test["inputs"][:2], 0)
     preds0, _ = run.model.apply({"params": st0.params["model"]}, test["inputs"])
-    before = {t.name: tasks_lib.compute_metrics(t, preds0[t.name], test["targets"][t.name], test["weights"][t.name])["mse"]
+    before = {t.name: losses_lib.compute_metrics(t, preds0[t.name], test["targets"][t.name], test["weights"][t.name])["mse"]
               for t in run.task_set.tasks}
     summary = train_and_evaluate(cfg)
     for t in run.task_set.tasks:
