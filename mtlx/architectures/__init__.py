@@ -38,6 +38,8 @@ try:  # registered here so that every name lives in one dict
 except ImportError:  # pragma: no cover
     pass
 
+BASELINE = "single_task"  # the architecture a grid's delta_m compares against by default (grid.baseline)
+
 _CLASS = {"soft_l2": Soft, "soft_trace": Soft, "mmoe": MoE, "omoe": MoE}
 
 
