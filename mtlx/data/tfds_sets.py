@@ -19,14 +19,16 @@ Images are float32 in [0, 1], (H, W, C). Unknown options or values raise
 ValueError; missing or corrupt source files raise
 ``tfds_builders.SourceFileError`` (a FileNotFoundError) or
 ``CorruptSourceError`` (a ValueError) naming the file and its origin.
+
+The functions are registered in ``mtlx.data.TASK_SETS``; their building
+blocks (``built``, ``read_splits``, ``StreamingSplit``, ...) live in
+``mtlx.data.tfds_reading``; ``mtlx.data``'s docstring says how to add one.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
-import pathlib
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -45,6 +47,19 @@ from mtlx.data.tfds_builders import (
     omniglot_alphabets as omniglot_lib,
     one_vs_all as one_vs_all_lib,
 )
+from mtlx.data.tfds_reading import (
+    SPLITS,
+    StreamingSplit,
+    batch,
+    builder_info,
+    built,
+    choice,
+    images,
+    read_splits,
+    source_dir,
+    stack,
+    task_set_fn,
+)
 from mtlx.tasks import Task, TaskSet
 
 one_vs_all_accuracy = one_vs_all_lib.one_vs_all_accuracy
@@ -58,187 +73,27 @@ SUBDIRS = {
     "celeb_a": "celeb_a",
     "cifar100": "cifar100",
 }
-SPLITS = ("train", "validation", "test")
-READ_CHUNK = 4096
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _choice(option: str, value: Any, choices) -> Any:
-    if value not in choices:
-        raise ValueError(f"option {option}={value!r} is not valid; choose one of {list(choices)}")
-    return value
-
-
-def _task_set_fn(fn: Callable[..., TaskSet]) -> Callable[..., TaskSet]:
-    """Keyword-only options; an unknown one is a ValueError listing the valid ones."""
-    valid = list(inspect.signature(fn).parameters)
-
-    @functools.wraps(fn)
-    def wrapper(*args, **options) -> TaskSet:
-        if args:
-            raise ValueError(f"{fn.__name__} takes keyword options only: {valid}")
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ValueError(f"{fn.__name__}: unknown option(s) {unknown}; valid options are {valid}")
-        return fn(**options)
-
-    return wrapper
-
-
-def _source_dir(manual_dir, subdir: str):
-    if manual_dir is None:
-        return None
-    root = pathlib.Path(manual_dir).expanduser()
-    return root / subdir if (root / subdir).is_dir() else root
-
-
-def _built(cls, config, manual_dir, subdir: str, data_dir):
-    """The builder, after building its files unless they already exist."""
-    builder = cls(config=config, data_dir=data_dir, source_dir=_source_dir(manual_dir, subdir))
-    builder.download_and_prepare()
-    return builder
-
-
-def _images(u8: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """uint8 (N, H, W, C) -> float32 in [0, 1], optionally PIL-bilinear resized to ``size``."""
-    if size is not None and u8.shape[1:3] != tuple(size):
-        u8 = np.stack([common.resize_uint8(im, size) for im in u8])
-    return u8.astype(np.float32) / 255.0
-
-
-def _batch(inputs, targets: dict, weights: dict | None = None, **extra) -> dict:
-    n = len(inputs)
-    weights = weights if weights is not None else {t: np.ones(n, np.float32) for t in targets}
-    return {"inputs": inputs, "targets": targets, "weights": weights, **extra}
-
-
-def _stack(records: Sequence[dict], key: str, dtype=None) -> np.ndarray:
-    return np.stack([np.asarray(r[key], dtype) for r in records])
-
-
-def _concat(parts: Sequence[Any]):
-    """Concatenates batch dicts leaf-wise along axis 0, keeping the keys' order."""
-    if isinstance(parts[0], dict):
-        return {k: _concat([p[k] for p in parts]) for k in parts[0]}
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
-
-
-def _read_generic(source, rows: list[int]) -> list[dict]:
-    """Rows through TFDS's own decoding (any data source, mocks included)."""
-    try:
-        return list(source.__getitems__(rows))
-    except (TypeError, AttributeError):  # tfds.testing.mock_data's sources lack a working __getitems__
-        return [source[i] for i in rows]
-
-
-def _read_fast(source, rows: list[int]) -> list[dict]:
-    """Rows of a flat-featured TFDS ArrayRecord source, several times faster than ``_read_generic``.
-
-    Reads the raw records, parses the tf.train.Example protos and decodes each
-    feature with its own ``decode_example_np``; skips TFDS's generic per-record
-    flattening, which dominates its reading time.
-    """
-    from tensorflow_datasets.proto import tf_example_pb2
-
-    features = source.dataset_info.features
-    infos = features.get_serialized_info()
-    out = []
-    for raw in source.data_source.__getitems__(rows):
-        proto = tf_example_pb2.Example.FromString(raw).features.feature
-        record = {}
-        for key, info in infos.items():
-            kind = proto[key].WhichOneof("kind")
-            values = getattr(proto[key], kind).value if kind else []
-            value = values[0] if info.shape == () else np.asarray(values, info.np_dtype)
-            record[key] = features[key].decode_example_np(value)
-        out.append(record)
-    return out
-
-
-def _same_record(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
-
-
-def _fast_reading_works(source) -> bool:
-    """Whether ``_read_fast`` applies to ``source`` and agrees with TFDS's decoding of its first row."""
-    try:
-        infos = source.dataset_info.features.get_serialized_info()
-        if not len(source) or not all(isinstance(i, tfds.features.TensorInfo) for i in infos.values()):
-            return False
-        return _same_record(_read_fast(source, [0])[0], _read_generic(source, [0])[0])
-    except Exception:  # any surprise (mocks, nested features, other formats): use TFDS's decoding
-        return False
-
-
-class StreamingSplit:
-    """Rows of a TFDS data source, turned into the batch layout on access.
-
-    ``split[indices]`` reads those rows (``indices`` index this split, which may
-    be a subset of the source) and applies ``transform(records) -> batch``.
-    Picklable when ``transform`` is (module-level functions and partials are).
-    """
-
-    def __init__(self, source, transform: Callable[[list], dict], indices: np.ndarray | None = None):
-        self.source = source
-        self.transform = transform
-        self.indices = np.arange(len(source)) if indices is None else np.asarray(indices, np.int64)
-        self.read = _read_fast if _fast_reading_works(source) else _read_generic
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, indices) -> dict:
-        rows = self.indices[np.atleast_1d(np.asarray(indices, np.int64))]
-        return self.transform(self.read(self.source, rows.tolist()))
-
-    def materialise(self, chunk: int = READ_CHUNK) -> dict:
-        """The whole split as one dict of numpy arrays."""
-        if len(self) == 0:
-            raise ValueError("cannot load an empty split")
-        parts = [self[np.arange(s, min(s + chunk, len(self)))] for s in range(0, len(self), chunk)]
-        return _concat(parts)
-
-
-def _splits(builder, transform, in_memory: bool = True) -> dict:
-    sources = builder.as_data_source()
-    out = {s: StreamingSplit(sources[s], transform) for s in SPLITS}
-    return {s: v.materialise() for s, v in out.items()} if in_memory else out
-
-
-def _info(builder, paper: str, **extra) -> dict:
-    meta = builder.info.metadata or {}
-    return {
-        "paper": paper,
-        "builder": f"{builder.name}/{builder.builder_config.name}" if builder.builder_config else builder.name,
-        "data_dir": str(builder.data_dir),
-        "source": meta.get("source"),
-        "splits": meta.get("splits"),
-        "num_examples": {s: builder.info.splits[s].num_examples for s in SPLITS},
-        **extra,
-    }
 
 
 # --------------------------------------------------------------------------- MNIST family
 
 
 def _multi_transform(records):
-    return _batch(
-        _images(_stack(records, "image")),
-        {side: _stack(records, side, np.int32) for side in ("left", "right")},
+    return batch(
+        images(stack(records, "image")),
+        {side: stack(records, side, np.int32) for side in ("left", "right")},
     )
 
 
 def _multi(cls, base: str, manual_dir, data_dir, seed: int) -> TaskSet:
-    builder = _built(cls, cls.config_for(f"seed{seed}", seed=seed), manual_dir, SUBDIRS[base], data_dir)
+    builder = built(cls, cls.config_for(f"seed{seed}", seed=seed), manual_dir, SUBDIRS[base], data_dir)
     return TaskSet(
         name=builder.name,
         tasks=(Task("left", "classification", 10), Task("right", "classification", 10)),
         input_shape=(28, 28, 1),
         input_kind="image",
-        splits=_splits(builder, _multi_transform),
-        info=_info(
+        splits=read_splits(builder, _multi_transform),
+        info=builder_info(
             builder,
             "Sener & Koltun 2018, Multi-Task Learning as Multi-Objective Optimization",
             differences="canvas 36x36 with the second item at (8, 8) and bilinear resize (the MGDA code: offset 6, nearest)",
@@ -246,39 +101,39 @@ def _multi(cls, base: str, manual_dir, data_dir, seed: int) -> TaskSet:
     )
 
 
-@_task_set_fn
+@task_set_fn
 def multi_mnist(*, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0) -> TaskSet:
     """MultiMNIST: tasks ``left`` and ``right`` (10 classes each), 28x28x1 images."""
     return _multi(MultiMnist, "mnist", manual_dir, data_dir, seed)
 
 
-@_task_set_fn
+@task_set_fn
 def multi_fashion(*, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0) -> TaskSet:
     """MultiFashion: the MultiMNIST recipe over Fashion-MNIST; tasks ``left``, ``right``."""
     return _multi(MultiFashion, "fashion_mnist", manual_dir, data_dir, seed)
 
 
 def _one_vs_all_transform(records):
-    return _batch(_images(_stack(records, "image")), one_vs_all_lib.one_vs_all_targets(_stack(records, "label")))
+    return batch(images(stack(records, "image")), one_vs_all_lib.one_vs_all_targets(stack(records, "label")))
 
 
-@_task_set_fn
+@task_set_fn
 def one_vs_all(*, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0, base: str = "mnist") -> TaskSet:
     """Ten binary tasks ``is_0``..``is_9`` on MNIST or Fashion-MNIST (Yang & Hospedales 2017).
 
     Evaluate the multi-class accuracy with ``one_vs_all_accuracy(scores (N, 10),
     labels)``, labels = argmax of the stacked ``is_k`` targets.
     """
-    _choice("base", base, tuple(mnist_source.SOURCES))
+    choice("base", base, tuple(mnist_source.SOURCES))
     config = OneVsAll.config_for(f"{base}_seed{seed}", base=base, seed=seed)
-    builder = _built(OneVsAll, config, manual_dir, SUBDIRS[base], data_dir)
+    builder = built(OneVsAll, config, manual_dir, SUBDIRS[base], data_dir)
     return TaskSet(
         name=f"one_vs_all_{base}",
         tasks=tuple(Task(f"is_{k}", "binary", 1) for k in range(one_vs_all_lib.NUM_CLASSES)),
         input_shape=(28, 28, 1),
         input_kind="image",
-        splits=_splits(builder, _one_vs_all_transform),
-        info=_info(
+        splits=read_splits(builder, _one_vs_all_transform),
+        info=builder_info(
             builder,
             "Yang & Hospedales 2017, Deep Multi-task Representation Learning: A Tensor Factorisation Approach",
             evaluation="multi-class accuracy = mtlx.data.tfds_sets.one_vs_all_accuracy(scores of is_0..is_9, class labels)",
@@ -290,17 +145,17 @@ def one_vs_all(*, manual_dir: str | None = None, data_dir: str | None = None, se
 
 
 def _omniglot_transform(records, num_alphabets: int, names: Sequence[str]):
-    alphabet = _stack(records, "alphabet", np.int64)
-    character = _stack(records, "character", np.int32)
+    alphabet = stack(records, "alphabet", np.int64)
+    character = stack(records, "character", np.int32)
     own = alphabet[:, None] == np.arange(num_alphabets)[None, :]
-    return _batch(
-        _images(_stack(records, "image")),
+    return batch(
+        images(stack(records, "image")),
         {name: np.where(own[:, a], character, 0).astype(np.int32) for a, name in enumerate(names)},
         {name: own[:, a].astype(np.float32) for a, name in enumerate(names)},
     )
 
 
-@_task_set_fn
+@task_set_fn
 def omniglot_alphabets(
     *, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0, subset: str = "all"
 ) -> TaskSet:
@@ -309,9 +164,9 @@ def omniglot_alphabets(
     ``subset``: 'all' (50 alphabets, the paper's), 'background', 'evaluation',
     'small1', 'small2', 'small' (small1 + small2: 8 distinct alphabets).
     """
-    _choice("subset", subset, tuple(omniglot_lib.SUBSETS))
+    choice("subset", subset, tuple(omniglot_lib.SUBSETS))
     config = OmniglotAlphabets.config_for(f"{subset}_seed{seed}", subset=subset, seed=seed)
-    builder = _built(OmniglotAlphabets, config, manual_dir, SUBDIRS["omniglot"], data_dir)
+    builder = built(OmniglotAlphabets, config, manual_dir, SUBDIRS["omniglot"], data_dir)
     meta = builder.info.metadata
     names = [omniglot_lib.task_name(a) for a in meta["alphabets"]]
     transform = functools.partial(_omniglot_transform, num_alphabets=len(names), names=names)
@@ -320,8 +175,8 @@ def omniglot_alphabets(
         tasks=tuple(Task(n, "classification", k) for n, k in zip(names, meta["num_characters"])),
         input_shape=(28, 28, 1),
         input_kind="image",
-        splits=_splits(builder, transform),
-        info=_info(
+        splits=read_splits(builder, transform),
+        info=builder_info(
             builder,
             "Yang & Hospedales 2017, Deep Multi-task Representation Learning: A Tensor Factorisation Approach",
             alphabets=dict(zip(names, meta["alphabets"])),
@@ -335,15 +190,15 @@ def omniglot_alphabets(
 
 
 def _census_transform(records, tasks: Sequence[str]):
-    return _batch(_stack(records, "features", np.float32), {t: _stack(records, t, np.float32) for t in tasks})
+    return batch(stack(records, "features", np.float32), {t: stack(records, t, np.float32) for t in tasks})
 
 
-@_task_set_fn
+@task_set_fn
 def census_income(*, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0, group: int = 1) -> TaskSet:
     """MMoE's Census-Income task pairs: group 1 = (income_50k, never_married), 2 = (college, never_married)."""
-    _choice("group", group, tuple(census_lib.GROUPS))
+    choice("group", group, tuple(census_lib.GROUPS))
     config = CensusIncome.config_for(f"seed{seed}", seed=seed)
-    builder = _built(CensusIncome, config, manual_dir, SUBDIRS["census_income"], data_dir)
+    builder = built(CensusIncome, config, manual_dir, SUBDIRS["census_income"], data_dir)
     meta = builder.info.metadata
     tasks = census_lib.GROUPS[group]
     return TaskSet(
@@ -351,8 +206,8 @@ def census_income(*, manual_dir: str | None = None, data_dir: str | None = None,
         tasks=tuple(Task(t, "binary", 1) for t in tasks),
         input_shape=(len(meta["feature_names"]),),
         input_kind="dense",
-        splits=_splits(builder, functools.partial(_census_transform, tasks=tasks)),
-        info=_info(
+        splits=read_splits(builder, functools.partial(_census_transform, tasks=tasks)),
+        info=builder_info(
             builder,
             "Ma et al. 2018, Modeling Task Relationships in Multi-task Learning with Multi-gate Mixture-of-Experts",
             group=group,
@@ -387,10 +242,10 @@ def _conll_transform(records, max_len: int, max_word_len: int, vocab_size: int):
     words = [np.where(np.asarray(r["words"]) < vocab_size, r["words"], conll_lib.UNK) for r in records]
     chars = np.stack([_char_grid(r["chars"], r["word_lengths"], max_len, max_word_len) for r in records])
     targets = {t: _pad([r[t] for r in records], max_len, -1) for t in conll_lib.TASKS}
-    return _batch(_pad(words, max_len, conll_lib.PAD), targets, chars=chars)
+    return batch(_pad(words, max_len, conll_lib.PAD), targets, chars=chars)
 
 
-@_task_set_fn
+@task_set_fn
 def conll2003_tagging(
     *,
     manual_dir: str | None = None,
@@ -409,7 +264,7 @@ def conll2003_tagging(
     for option, value in (("max_len", max_len), ("max_word_len", max_word_len), ("min_count", min_count)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"option {option}={value!r} must be a positive integer")
-    builder = _built(Conll2003Tagging, None, manual_dir, SUBDIRS["conll2003"], data_dir)
+    builder = built(Conll2003Tagging, None, manual_dir, SUBDIRS["conll2003"], data_dir)
     meta = builder.info.metadata
     counts = np.asarray(meta["word_counts"])
     vocab_size = 2 + int(np.sum(counts[2:] >= min_count))  # ids are ranked by count
@@ -421,8 +276,8 @@ def conll2003_tagging(
         input_shape=(max_len,),
         input_kind="tokens",
         vocab_size=vocab_size,
-        splits=_splits(builder, transform),
-        info=_info(
+        splits=read_splits(builder, transform),
+        info=builder_info(
             builder,
             "CoNLL-2003 (Tjong Kim Sang & De Meulder 2003) POS/chunk/NER, as in Søgaard & Goldberg 2016 and Ruder et al. 2019",
             labels={t: list(meta["labels"][t]) for t in conll_lib.TASKS},
@@ -443,19 +298,19 @@ def _catalog_sources(name: str, splits: Sequence[str], manual_dir, data_dir) -> 
     """``{split: data source}`` of a TFDS catalog data set (prepared on first use)."""
     kwargs = {}
     if manual_dir is not None:
-        config = tfds.download.DownloadConfig(manual_dir=str(_source_dir(manual_dir, SUBDIRS[name])))
+        config = tfds.download.DownloadConfig(manual_dir=str(source_dir(manual_dir, SUBDIRS[name])))
         kwargs["download_and_prepare_kwargs"] = {"download_config": config}
     return dict(zip(splits, tfds.data_source(name, split=list(splits), data_dir=data_dir, **kwargs)))
 
 
 def _celeb_a_transform(records, attributes: Sequence[str], size: tuple[int, int]):
-    return _batch(
-        _images(_stack(records, "image"), size),
+    return batch(
+        images(stack(records, "image"), size),
         {a: np.asarray([r["attributes"][a] for r in records], np.float32) for a in attributes},
     )
 
 
-@_task_set_fn
+@task_set_fn
 def celeb_a(*, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0, image_size: int = 64) -> TaskSet:
     """CelebA's 40 binary attributes as tasks (Sener & Koltun 2018); splits stream from TFDS.
 
@@ -486,13 +341,13 @@ def celeb_a(*, manual_dir: str | None = None, data_dir: str | None = None, seed:
 
 
 def _cifar100_transform(records):
-    return _batch(
-        _images(_stack(records, "image")),
-        {"coarse": _stack(records, "coarse_label", np.int32), "fine": _stack(records, "label", np.int32)},
+    return batch(
+        images(stack(records, "image")),
+        {"coarse": stack(records, "coarse_label", np.int32), "fine": stack(records, "label", np.int32)},
     )
 
 
-@_task_set_fn
+@task_set_fn
 def cifar100(
     *,
     manual_dir: str | None = None,
@@ -529,14 +384,3 @@ def cifar100(
         },
     )
 
-
-TFDS_TASK_SETS = {
-    "multi_mnist": multi_mnist,
-    "multi_fashion": multi_fashion,
-    "one_vs_all": one_vs_all,
-    "omniglot_alphabets": omniglot_alphabets,
-    "census_income": census_income,
-    "conll2003_tagging": conll2003_tagging,
-    "celeb_a": celeb_a,
-    "cifar100": cifar100,
-}

@@ -136,6 +136,9 @@ class SeedConfig(tfds.core.BuilderConfig):
     seed: int = 0
 
 
+BUILDERS: dict[str, type] = {}  # TFDS name -> every concrete mtlx builder class defined so far
+
+
 class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of mtlx's builders: ArrayRecord files, an optional local ``source_dir``.
 
@@ -143,7 +146,14 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     a directory reads the files from there and never touches the network.
     Build-time options live in the builder config (``BUILDER_CONFIG_CLASS``),
     whose name encodes them, so each setting is built once per data_dir.
+    Defining a subclass registers it, like TFDS does, under its ``name`` in
+    ``BUILDERS`` (and in TFDS); ``skip_registration=True`` marks a shared base.
     """
+
+    def __init_subclass__(cls, skip_registration: bool = False, **kwargs):
+        super().__init_subclass__(skip_registration=skip_registration, **kwargs)
+        if not skip_registration:
+            BUILDERS[cls.name] = cls
 
     VERSION = tfds.core.Version("1.0.0")
     HOMEPAGE = ""
