@@ -1,7 +1,10 @@
 """The JAX losses (masked per-task means) and the host-side metrics of a task.
 
 A batch is ``{"inputs": x, "targets": {task: y}, "weights": {task: w}}`` with
-``w`` a per-example 0/1 mask (see ``mtlx.tasks``).
+``w`` a per-example 0/1 mask (see ``mtlx.tasks``): an example with ``w = 0``
+adds nothing to that task's loss or metrics. The losses are what the train
+step differentiates; ``compute_metrics`` runs on the host (numpy) at eval time
+and reports the same loss as ``LOSS`` next to the task's metrics.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from mtlx.tasks import LOSS, Task
 def per_example_loss(task: Task, pred: jnp.ndarray, target: jnp.ndarray):
     """Per-example loss and the per-example validity (tagging: token counts).
 
+    classification: softmax cross-entropy of the int target; binary: sigmoid
+    cross-entropy in its log-sum-exp form, averaged over the ``num_outputs``
+    labels; regression: squared error averaged over outputs; tagging: the
+    softmax cross-entropy summed over the tokens whose target is not -1.
     Returns ``(loss (B,), count (B,))`` where count is the number of labelled
     positions that contributed (1 for non-sequence tasks).
     """
@@ -75,7 +82,9 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def compute_metrics(task: Task, pred: np.ndarray, target: np.ndarray, weight: np.ndarray) -> dict[str, float]:
-    """Metrics of one task over the examples with weight 1."""
+    """``{LOSS, *task.metrics}`` of one task over the examples with weight > 0 (all NaN, without
+    ``LOSS``, when there are none); binary: accuracy at logit 0, AUC averaged over the labels
+    that have both classes."""
     pred, target = np.asarray(pred), np.asarray(target)
     keep = np.asarray(weight) > 0
     pred, target = pred[keep], target[keep]

@@ -54,13 +54,16 @@ class Task:
 
     @property
     def metrics(self) -> tuple[str, ...]:
+        """The metrics evaluation reports for this task (besides ``LOSS``), main metric first."""
         return tuple(METRICS[self.kind])
 
     @property
     def main_metric(self) -> str:
+        """The metric tables compare (and the Δm of the report averages)."""
         return self.metrics[0]
 
     def higher_is_better(self, metric: str | None = None) -> bool:
+        """Direction of ``metric`` (default: the main metric); one of ``self.metrics``."""
         return METRICS[self.kind][metric or self.main_metric]
 
 
@@ -103,14 +106,19 @@ class TaskSet:
         return len(self.tasks)
 
     def split(self, name: str):
+        """Split ``name``; an unknown name is a ValueError listing the splits there are."""
         if name not in self.splits:
             raise _choice_error(f"split of task set {self.name!r}", name, self.splits)
         return self.splits[name]
 
 
 def higher_is_better(kind: str, metric: str) -> bool | None:
-    """Whether a larger ``metric`` of a task of ``kind`` is better; the eval loss is lower-is-better;
-    None for a metric the table does not know."""
+    """Whether a larger ``metric`` of a task of ``kind`` is better.
+
+    The eval loss (``LOSS``) is lower-is-better for every kind; a metric that
+    ``METRICS`` does not list for ``kind`` gives None (the report leaves its
+    direction unmarked).
+    """
     if metric == LOSS:
         return False
     return METRICS.get(kind, {}).get(metric)

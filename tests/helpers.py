@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from mtlx.data.synthetic import mmoe_synthetic, synthetic_classification
+from mtlx.data.synthetic import mmoe_synthetic, synthetic_classification  # noqa: F401 (re-exported for tests)
 from mtlx.layers import BiLSTM, Conv, Dense, Embed
 from mtlx.tasks import Task, TaskSet
 

@@ -4,6 +4,7 @@ import gzip
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from mtlx.data.tfds_builders import common, conll2003_tagging, multi_mnist, omniglot_alphabets, one_vs_all
 from mtlx.data.tfds_builders import census_income as census_lib
@@ -96,3 +97,13 @@ def test_conll_parse_skips_docstart_and_normalises():
     assert conll2003_tagging.normalise("Year1996") == "year0000"
     with pytest.raises(common.CorruptSourceError, match="line 3"):
         conll2003_tagging.parse(["a NN I-NP O", "", "b NN"])
+
+
+def test_builders_register_themselves_under_their_tfds_names():
+    from mtlx.data.tfds_builders import BUILDERS
+
+    assert set(BUILDERS) == {"multi_mnist", "multi_fashion", "one_vs_all", "omniglot_alphabets", "census_income", "conll2003_tagging"}
+    for name, cls in BUILDERS.items():
+        assert cls.name == name and issubclass(cls, common.Builder)
+        assert tfds.builder_cls(name) is cls  # registered with TFDS too: tfds.builder(name) finds it
+    assert multi_mnist.MultiMnistBase not in BUILDERS.values()  # a shared base (skip_registration) is not a builder

@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import fixtures_tfds as fx
-from mtlx.data import tfds_sets
+from mtlx.data import TASK_SETS, tfds_reading, tfds_sets
 from mtlx.data.tfds_builders import census_income as census_lib
 from mtlx.data.tfds_builders import common, multi_mnist
 from mtlx.tasks import TaskSet
@@ -288,7 +288,7 @@ def test_conll_min_count_and_unseen_label(conll_dir, data_dir, tmp_path):
 )
 def test_missing_source_file_is_named(tmp_path, name, options, missing):
     with pytest.raises(FileNotFoundError, match=missing) as err:
-        tfds_sets.TFDS_TASK_SETS[name](manual_dir=str(tmp_path), data_dir=str(tmp_path / "data"), **options)
+        TASK_SETS[name](manual_dir=str(tmp_path), data_dir=str(tmp_path / "data"), **options)
     assert "http" in str(err.value) and "Expected files" in str(err.value)
 
 
@@ -306,7 +306,8 @@ def test_unknown_options_are_value_errors():
         tfds_sets.omniglot_alphabets(subset="everything")
     with pytest.raises(ValueError, match="max_len"):
         tfds_sets.conll2003_tagging(max_len=0)
-    assert set(tfds_sets.TFDS_TASK_SETS) == {
+    assert set(TASK_SETS) == {
+        "mmoe_synthetic", "synthetic_classification",
         "multi_mnist", "multi_fashion", "one_vs_all", "omniglot_alphabets",
         "census_income", "conll2003_tagging", "celeb_a", "cifar100",
     }  # fmt: skip
@@ -349,7 +350,7 @@ def test_fast_reading_matches_tfds_decoding(census_test_only, data_dir):
     from mtlx.data.tfds_builders import CensusIncome
 
     source = CensusIncome(config=CensusIncome.config_for("seed0", seed=0), data_dir=data_dir).as_data_source()["train"]
-    assert tfds_sets._fast_reading_works(source)
+    assert tfds_reading.fast_reading_works(source)
     rows = list(range(len(source)))
-    fast, generic = tfds_sets._read_fast(source, rows), tfds_sets._read_generic(source, rows)
-    assert all(tfds_sets._same_record(a, b) for a, b in zip(fast, generic))
+    fast, generic = tfds_reading.read_fast(source, rows), tfds_reading.read_generic(source, rows)
+    assert all(tfds_reading.same_record(a, b) for a, b in zip(fast, generic))
