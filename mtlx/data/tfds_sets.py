@@ -33,20 +33,17 @@ from typing import Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtlx.data.tfds_builders import (
-    CensusIncome,
-    Conll2003Tagging,
-    MultiFashion,
-    MultiMnist,
-    OmniglotAlphabets,
-    OneVsAll,
-    common,
-    census_income as census_lib,
-    conll2003_tagging as conll_lib,
-    mnist_source,
-    omniglot_alphabets as omniglot_lib,
-    one_vs_all as one_vs_all_lib,
-)
+from mtlx.data.tfds_builders import census_income as census_lib
+from mtlx.data.tfds_builders import common, mnist_source
+from mtlx.data.tfds_builders import conll2003_tagging as conll_lib
+from mtlx.data.tfds_builders import omniglot_alphabets as omniglot_lib
+from mtlx.data.tfds_builders import one_vs_all as one_vs_all_lib
+from mtlx.data.tfds_builders.census_income import CensusIncome
+from mtlx.data.tfds_builders.conll2003_tagging import Conll2003Tagging
+from mtlx.data.tfds_builders.multi_fashion import MultiFashion
+from mtlx.data.tfds_builders.multi_mnist import MultiMnist
+from mtlx.data.tfds_builders.omniglot_alphabets import OmniglotAlphabets
+from mtlx.data.tfds_builders.one_vs_all import OneVsAll
 from mtlx.data.tfds_reading import (
     SPLITS,
     StreamingSplit,
@@ -384,3 +381,11 @@ def cifar100(
         },
     )
 
+
+def __getattr__(name: str):
+    """``TFDS_TASK_SETS``, the old second registry, kept readable for this release: use ``mtlx.data.TASK_SETS``."""
+    if name == "TFDS_TASK_SETS":
+        from mtlx.data import TASK_SETS
+
+        return {k: fn for k, fn in TASK_SETS.items() if fn.__module__ == __name__}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -311,6 +311,8 @@ def test_unknown_options_are_value_errors():
         "multi_mnist", "multi_fashion", "one_vs_all", "omniglot_alphabets",
         "census_income", "conll2003_tagging", "celeb_a", "cifar100",
     }  # fmt: skip
+    # the old name of the TFDS part of the registry still reads (for this release)
+    assert tfds_sets.TFDS_TASK_SETS == {k: v for k, v in TASK_SETS.items() if "synthetic" not in k}
 
 
 # --------------------------------------------------------------------------- TFDS catalog (mock data)
