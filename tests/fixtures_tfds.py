@@ -13,7 +13,6 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from mtlx.data.tfds_builders import common
 from mtlx.data.tfds_builders import census_income as census_lib
 
 
@@ -34,8 +33,15 @@ def labels_for(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 10, n).astype(np.uint8)
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """A uint8 array as idx bytes (LeCun's format: 0, 0, 0x08 = uint8, ndim; big-endian uint32 dims; data)."""
+    array = np.ascontiguousarray(array, np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    return header + array.tobytes()
+
+
 def write_idx_gz(path: pathlib.Path, array: np.ndarray):
-    path.write_bytes(gzip.compress(common.idx_bytes(array)))
+    path.write_bytes(gzip.compress(idx_bytes(array)))
 
 
 def write_mnist_like(root: pathlib.Path, n_train: int = 40, n_test: int = 20, train: bool = True, csv: bool = False):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+import fixtures_tfds as fx
 from mtlx.data.tfds_builders import common, conll2003_tagging, multi_mnist, omniglot_alphabets, one_vs_all
 from mtlx.data.tfds_builders import census_income as census_lib
 
@@ -40,9 +41,9 @@ def test_compose_pairs_within_split_and_resizes():
 
 def test_idx_round_trip_and_bad_magic(tmp_path):
     array = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
-    np.testing.assert_array_equal(common.parse_idx(common.idx_bytes(array)), array)
-    assert common.idx_bytes(array)[:4] == bytes([0, 0, 8, 3])
-    assert common.idx_bytes(np.zeros(5, np.uint8))[:4] == bytes([0, 0, 8, 1])
+    np.testing.assert_array_equal(common.parse_idx(fx.idx_bytes(array)), array)
+    assert fx.idx_bytes(array)[:4] == bytes([0, 0, 8, 3])
+    assert fx.idx_bytes(np.zeros(5, np.uint8))[:4] == bytes([0, 0, 8, 1])
     bad = tmp_path / "train-images-idx3-ubyte.gz"
     bad.write_bytes(gzip.compress(b"\x12\x34\x08\x03" + b"\0" * 20))
     with pytest.raises(common.CorruptSourceError, match="train-images-idx3-ubyte.gz"):

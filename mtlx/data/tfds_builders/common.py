@@ -95,13 +95,6 @@ def read_idx(path) -> np.ndarray:
     return parse_idx(read_bytes(path), str(path))
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Encodes a uint8 array as an idx file (the inverse of ``parse_idx``; used by tests)."""
-    array = np.ascontiguousarray(array, np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    return header + array.tobytes()
-
-
 def carve(n: int, fractions: Sequence[float], seed: int, *keys: int) -> list[np.ndarray]:
     """Splits ``range(n)`` by a seeded permutation into parts of the given fractions.
 
