@@ -24,7 +24,7 @@ from mtlx.report.figure_data import learning_curve_data, mixing_data, sweep_plot
 from mtlx.report.figures import FIGURES, Figure, plot_all
 from mtlx.report.plotting import colours_for
 from mtlx.report.tables import (
-    _table_model, fmt_mean_std, markdown_table, render_csv, render_latex, render_markdown, table_model,
+    fmt_mean_std, markdown_table, render_csv, render_latex, render_markdown, table_model,
     write_tables)
 
 __all__ = [
@@ -32,5 +32,5 @@ __all__ = [
     "delta_m", "find_baseline", "fmt_mean_std", "fmt_value", "has_baseline", "learning_curve_data", "load_experiment",
     "load_runs", "markdown_table", "match_paper", "mean_std", "metric_columns", "metric_direction", "mixing_data",
     "plot_all", "render_csv", "render_latex", "render_markdown", "short_field", "sweep_label", "sweep_plot_data",
-    "table_model", "task_meta", "task_sections", "tasks_by_sweep", "tradeoff_data", "write_tables", "_table_model",
+    "table_model", "task_meta", "task_sections", "tasks_by_sweep", "tradeoff_data", "write_tables",
 ]

@@ -178,7 +178,8 @@ def _metric_hib(hib: Mapping, task: str, metric: str) -> bool:
 
 
 def _orders(runs, exp) -> tuple[list, list, dict]:
-    """Architecture labels (the baseline first, then the grid's order, then first appearance), weightings, sweep values."""
+    """Architecture labels (the baseline first, then the grid's order, then first appearance), weightings and
+    sweep values, in order."""
     grid = grid_of(exp)
     archs = [_label(a) for a in grid.get("architectures") or []]
     weights = [_label(w) for w in grid.get("weightings") or []]
@@ -215,7 +216,8 @@ def _failure_text(f) -> str:
     if isinstance(f, Mapping):
         where = ", ".join(f"{k} {f[k]}" for k in ("step", "task") if f.get(k) is not None)
         rest = {k: v for k, v in f.items() if k not in ("step", "task", "message")}
-        f = str(f.get("message", "")) + (f" ({where})" if where else "") + "".join(f"; {k}: {v}" for k, v in rest.items())
+        f = (str(f.get("message", "")) + (f" ({where})" if where else "")
+             + "".join(f"; {k}: {v}" for k, v in rest.items()))
     f = str(f).strip().splitlines()
     return (f[-1] if f else "")[:200]
 
@@ -349,9 +351,11 @@ def _attach_delta_m(rows) -> None:
         main_hib = {t: _metric_hib(row["higher_is_better"], t, main[t]) for t in tasks}
         b = {t: base["metrics"][t][main[t]]["mean"] for t in tasks}
         row["delta_m"] = delta_m({t: row["metrics"][t][main[t]]["mean"] for t in tasks}, b, main_hib)
-        per_seed = [delta_m({t: (m.get(t) or {}).get(main[t]) for t in tasks}, b, main_hib) for m in row["per_run_metrics"]]
+        per_seed = [delta_m({t: (m.get(t) or {}).get(main[t]) for t in tasks}, b, main_hib)
+                    for m in row["per_run_metrics"]]
         row["delta_m_seed_std"] = mean_std(per_seed)["std"]
-        row["baseline"] = f"{base['architecture']}/{base['weighting']}" + (f" ({sweep_label(base['sweep'])})" if base["sweep"] else "")
+        row["baseline"] = (f"{base['architecture']}/{base['weighting']}"
+                           + (f" ({sweep_label(base['sweep'])})" if base["sweep"] else ""))
 
 
 def has_baseline(rows) -> bool:

@@ -48,7 +48,8 @@ class Figure(NamedTuple):
 
 
 def _bars_panel(ax, ctx, skey, t, k, hib, sub) -> dict:
-    d = {key: (ms["mean"], ms["std"], r["n"]) for key, r in sub.items() for ms in [metric_of(r, t, k)] if ms is not None}
+    d = {key: (ms["mean"], ms["std"], r["n"]) for key, r in sub.items()
+         for ms in [metric_of(r, t, k)] if ms is not None}
     # the weightings run at this sweep value only (a sweep may pair some with one value)
     groups = [w for w in ctx.weightings if any(key[1] == w for key in d)] if ctx.many_w else [None]
 

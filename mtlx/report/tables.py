@@ -164,8 +164,6 @@ def table_model(workdir: str, select: str = "final", include_loss: bool = False)
     return tm
 
 
-_table_model = table_model  # the old private name
-
 
 # --------------------------------------------------------------------------- cells
 
@@ -362,7 +360,10 @@ def markdown_table(workdir: str, select: str = "final") -> str:
 
 
 def write_tables(workdir: str, select: str = "final") -> dict:
-    """Write table.md, table.tex, table.csv into ``workdir`` atomically; returns {'md'|'tex'|'csv': path, 'markdown': text}."""
+    """Write table.md, table.tex, table.csv into ``workdir`` atomically.
+
+    Returns {'md'|'tex'|'csv': path, 'markdown': text}.
+    """
     tm = table_model(workdir, select)
     md = render_markdown(tm)
     paths = {}
