@@ -3,27 +3,40 @@ r"""Paper figures of an experiment directory, written as PNGs into RUN_DIR/figur
   python -m launch.plot RUN_DIR [--tasks a,b] [--select final|best_validation]
 
 Reads run directories only. Figures that do not apply (no sweep, no mixing
-weights, one task, no single_task baseline) are skipped with a printed note.
-See mtlx.report.plot_all for the list.
+weights, one task, no baseline) are skipped with a printed note.
+See mtlx.report.figures.FIGURES for the list.
+
+The flags are defined when this file runs as the program (``define_flags``),
+not on import: launch.bench has a --tasks flag of its own, and both modules
+may be imported in one process (the tests do).
 """
 
 from absl import app, flags
 
 from mtlx import report
 
-_TASKS = flags.DEFINE_list("tasks", None, "two task names for the trade-off scatter (default: the first two tasks).")
-_SELECT = flags.DEFINE_enum("select", "final", sorted(report.SELECT),
-                            "final: test metrics at the last step; best_validation: test metrics at the best "
-                            "validation step.")
+
+def define_flags() -> None:
+    flags.DEFINE_list("tasks", None, "two task names for the trade-off scatter (default: the first two tasks).")
+    flags.DEFINE_enum("select", "final", sorted(report.SELECT),
+                      "final: test metrics at the last step; best_validation: test metrics at the best "
+                      "validation step.")
+
+
+def plot(workdir: str, tasks=None, select: str = "final", echo=print) -> dict:
+    """Write the figures of ``workdir``; print a note per skipped figure and a line per file written."""
+    written = report.plot_all(workdir, tasks=tasks, select=select, log=lambda m: echo(f"note: {m}"))
+    for path in written.values():
+        echo(f"wrote {path}")
+    return written
 
 
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("usage: python -m launch.plot RUN_DIR [--tasks a,b]")
-    written = report.plot_all(argv[1], tasks=_TASKS.value, select=_SELECT.value, log=lambda m: print(f"note: {m}"))
-    for path in written.values():
-        print(f"wrote {path}")
+    plot(argv[1], tasks=flags.FLAGS.tasks, select=flags.FLAGS.select)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

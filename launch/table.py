@@ -3,7 +3,7 @@ r"""Comparison table of an experiment directory: markdown to stdout, table.{md,t
   python -m launch.table RUN_DIR [--select final|best_validation]
 
 Reads run directories only (summary.json of each run, experiment.json); see
-mtlx/report.py for the conventions (mean ± std over seeds, delta_m, best
+mtlx/report/ for the conventions (mean ± std over seeds, delta_m, best
 entry in bold, paper numbers, failed runs).
 """
 
@@ -16,13 +16,19 @@ _SELECT = flags.DEFINE_enum("select", "final", sorted(report.SELECT),
                             "validation step.")
 
 
+def table(workdir: str, select: str = "final", echo=print) -> dict:
+    """Write table.{md,tex,csv} into ``workdir`` and print the markdown; returns ``report.write_tables``'s paths."""
+    paths = report.write_tables(workdir, select=select)
+    echo(paths["markdown"], end="")
+    for ext in ("md", "tex", "csv"):
+        logging.info("wrote %s", paths[ext])
+    return paths
+
+
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("usage: python -m launch.table RUN_DIR [--select final|best_validation]")
-    paths = report.write_tables(argv[1], select=_SELECT.value)
-    print(paths["markdown"], end="")
-    for ext in ("md", "tex", "csv"):
-        logging.info("wrote %s", paths[ext])
+    table(argv[1], select=_SELECT.value)
 
 
 if __name__ == "__main__":

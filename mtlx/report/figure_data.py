@@ -1,0 +1,95 @@
+"""The numbers each figure draws, from runs and rows (no matplotlib): curves, sweep lines, trade-offs, mixing."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from mtlx import results
+from mtlx.report.aggregate import SELECT, _is_done, _num, _sweep_key, metric_of
+
+DELTA_M_PANEL = "__delta_m__"  # sweep_plot_data's pseudo-task holding delta_m
+
+
+def _seed_curves(runs) -> dict:
+    """{(sweep_key, architecture, weighting): [{task: {step: training loss}} per finished seed]}."""
+    curves: dict = {}
+    for r in runs:
+        if not _is_done(r):
+            continue
+        recs = results.read_metrics(r["dir"], "train")
+        if not recs:
+            continue
+        by_task: dict = {}
+        for x in recs:
+            for t, v in (x.get("losses") or {}).items():
+                by_task.setdefault(t, {})[int(x["step"])] = _num(v)
+        curves.setdefault((_sweep_key(r["sweep"]), r.get("architecture"), r.get("weighting")), []).append(by_task)
+    return curves
+
+
+def learning_curve_data(runs: Sequence[dict]) -> dict:
+    """Training loss per task over steps, over the finished seeds of each group.
+
+    Returns {(sweep_key, architecture, weighting): {task: {"steps": array,
+    "mean": array, "std": array (ddof=1; 0 when one seed), "n": int}}} on the
+    steps every seed logged.
+    """
+    out = {}
+    for key, seeds in _seed_curves(runs).items():
+        out[key] = {}
+        for t in sorted({t for s in seeds for t in s}, key=lambda t: list(seeds[0]).index(t) if t in seeds[0] else 1e9):
+            per = [s[t] for s in seeds if t in s]
+            steps = sorted(set.intersection(*(set(p) for p in per)))
+            a = np.asarray([[p[s] for s in steps] for p in per], np.float64)
+            out[key][t] = {"steps": np.asarray(steps), "mean": a.mean(0),
+                           "std": a.std(0, ddof=1) if len(per) > 1 else np.zeros(len(steps)), "n": len(per)}
+    return out
+
+
+def sweep_plot_data(rows, field: str) -> dict:
+    """{(architecture, weighting): {task: (x values, means, stds)}} + delta_m under task DELTA_M_PANEL."""
+    out: dict = {}
+    for r in rows:
+        if r["n"] == 0 or field not in r["sweep"]:
+            continue
+        d = out.setdefault((r["architecture"], r["weighting"]), {})
+        for t, k in r["main_metric"].items():
+            ms = metric_of(r, t, k)
+            if ms is None:
+                continue
+            d.setdefault(t, []).append((r["sweep"][field], ms["mean"], ms["std"]))
+        if r["delta_m"] is not None:
+            d.setdefault(DELTA_M_PANEL, []).append((r["sweep"][field], r["delta_m"], _num(r["delta_m_seed_std"])))
+    return out
+
+
+def tradeoff_data(runs, tasks: Sequence[str], select: str = "final") -> dict:
+    """{(sweep_key, architecture, weighting): [(metric of task a, metric of task b) per finished run]}."""
+    a, b = tasks
+    out: dict = {}
+    for r in runs:
+        if not _is_done(r):
+            continue
+        m = r.get(SELECT[select]) or r.get("metrics") or {}
+        info = r.get("tasks") or {}
+        if a not in info or b not in info:
+            continue
+        pa = _num((m.get(a) or {}).get(info[a]["main_metric"]))
+        pb = _num((m.get(b) or {}).get(info[b]["main_metric"]))
+        out.setdefault((_sweep_key(r["sweep"]), r.get("architecture"), r.get("weighting")), []).append((pa, pb))
+    return out
+
+
+def mixing_data(runs, architecture: str) -> dict:
+    """{(sweep_key, weighting): {param name: mean over finished seeds (array)}} for one architecture."""
+    acc: dict = {}
+    for r in runs:
+        if not _is_done(r) or r.get("architecture") != architecture or not r.get("mixing"):
+            continue
+        g = acc.setdefault((_sweep_key(r["sweep"]), r.get("weighting")), {})
+        for k, v in r["mixing"].items():
+            g.setdefault(k, []).append(np.asarray(v, np.float64))
+    return {g: {k: np.mean(np.stack(vs), 0) for k, vs in d.items() if len({v.shape for v in vs}) == 1}
+            for g, d in acc.items()}

@@ -1,0 +1,477 @@
+"""Every figure of an experiment, registered once in ``FIGURES``; ``plot_all`` draws those that apply.
+
+A figure kind is a ``Figure(name, applies, draw)``: ``applies(ctx)`` returns
+the files to draw, as ``(key, file stem, argument)`` triples, or a string
+saying why none applies; ``draw(ctx, path, argument)`` writes one PNG and
+returns the numbers it drew. A new figure kind is one draw function and one
+line in ``FIGURES``. ``name`` is the file stem, with ``<placeholders>`` where
+one kind writes several files (one per swept field, task pair, architecture).
+
+Figures (PNG, in ``<workdir>/figures/``): main_metric_bars, delta_m (needs a
+baseline), learning_curves (needs train records), sweep_<field> (needs
+exactly one swept field taking two values or more), tradeoff_<a>_vs_<b>
+(needs two tasks; one per distinct pair of each sweep value's first two
+tasks, or the ``tasks`` asked for), mixing_<architecture> (per architecture
+with learned mixing weights). Per-task panels follow each sweep value's own
+tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from mtlx import results, taps
+from mtlx.report.aggregate import (
+    _metric_hib, _num, aggregate, fmt_value, has_baseline, metric_of, short_field, task_meta, task_sections,
+    tasks_by_sweep)
+from mtlx.report.figure_data import (
+    DELTA_M_PANEL, learning_curve_data, mixing_data, sweep_plot_data, tradeoff_data)
+from mtlx.report.plotting import (
+    PANEL_H, PANEL_W, STYLE, Context, axis_label, bar_legend, grouped_bars, line_legend, plt, save, subplots,
+    task_axes, weighting_handles, zoom)
+from mtlx.report.tables import slug
+
+
+class Figure(NamedTuple):
+    name: str
+    applies: Callable  # ctx -> [(key, file stem, argument)] or a reason string
+    draw: Callable  # (ctx, path, argument) -> the numbers drawn
+
+
+# --------------------------------------------------------------------------- main metric bars
+
+
+def _bars_panel(ax, ctx, skey, t, k, hib, sub) -> dict:
+    d = {key: (ms["mean"], ms["std"], r["n"]) for key, r in sub.items()
+         for ms in [metric_of(r, t, k)] if ms is not None}
+    # the weightings run at this sweep value only (a sweep may pair some with one value)
+    groups = [w for w in ctx.weightings if any(key[1] == w for key in d)] if ctx.many_w else [None]
+
+    def get(g, a):
+        v = d.get((a, g if g is not None else ctx.weightings[0]))
+        return None if v is None else (v[0], v[1])
+
+    grouped_bars(ax, groups, ctx.archs, get, ctx.colour.get)
+    many = len(groups) > 2
+    ax.set_xticklabels([str(g) for g in groups] if ctx.many_w else [""], rotation=50 if many else 0,
+                       ha="right" if many else "center", fontsize="small" if many else None)
+    if not ctx.many_w:
+        ax.tick_params(axis="x", length=0)
+    zoom(ax, [v[0] for v in d.values()], [v[1] if math.isfinite(v[1]) else 0 for v in d.values()])
+    ax.set_ylabel(axis_label(t, k, _metric_hib(hib, t, k)))
+    ax.grid(axis="x", visible=False)
+    ax.set_title(t if not skey else f"{t}  ({ctx.sweep_title(skey)})")
+    return d
+
+
+def figure_metric_bars(ctx, path: str, _=None) -> dict:
+    """Main metric per task: bars per architecture (x groups = weightings), error bars = std over seeds.
+
+    One row of panels per sweep value, one column per task (no sweep: the
+    tasks wrapped at 3 a row). Returns
+    {(sweep_key, task): {(arch, weighting): (mean, std, n)}}.
+    """
+    rows = ctx.rows
+    per_sweep = tasks_by_sweep(rows)  # a sweep may change the task set: each row of panels has its own tasks
+    ncols = max([len(per_sweep.get(s, ((),))[0]) for s in ctx.sweep_keys] + [0])
+    fig, axes = task_axes(len(ctx.sweep_keys), ncols)
+    data = {}
+    for i, skey in enumerate(ctx.sweep_keys):
+        tasks, main, hib = per_sweep.get(skey, ([], {}, {}))
+        for j in range(len(tasks), ncols):
+            axes[(i, j)].set_visible(False)
+        sub = {(r["architecture"], r["weighting"]): r for r in rows if r["sweep_key"] == skey and r["n"] > 0}
+        for j, t in enumerate(tasks):
+            data[(skey, t)] = _bars_panel(axes[(i, j)], ctx, skey, t, main[t], hib, sub)
+    bar_legend(fig, ctx)
+    save(fig, path)
+    return data
+
+
+# --------------------------------------------------------------------------- delta_m
+
+
+def figure_delta_m(ctx, path: str, _=None) -> dict:
+    """Delta_m% per multi-task architecture (x groups = sweep values, else weightings); error bars = seed std."""
+    mtl = [a for a in ctx.archs if a not in ctx.baselines]
+    fig, axes = subplots(1, 1)
+    fig.set_size_inches(max(PANEL_W, 0.9 + 0.35 * len(mtl) * max(len(ctx.sweep_keys), len(ctx.weightings))), PANEL_H)
+    ax = axes[0][0]
+    d = {(r["sweep_key"], r["architecture"], r["weighting"]): (r["delta_m"], _num(r["delta_m_seed_std"]))
+         for r in ctx.rows if r["delta_m"] is not None and r["architecture"] not in ctx.baselines}
+    if len(ctx.sweep_keys) > 1:
+        groups = [(s, w) for s in ctx.sweep_keys for w in ctx.weightings]
+        one = len(ctx.sweep_fields) == 1
+        labels = [(fmt_value(ctx.sweeps[s][ctx.sweep_fields[0]]) if one else ctx.sweep_title(s))
+                  + (f"\n{w}" if ctx.many_w else "") for s, w in groups]
+    else:
+        groups = [(ctx.sweep_keys[0], w) for w in ctx.weightings]
+        labels = [w if ctx.many_w else "" for _, w in groups]
+    grouped_bars(ax, groups, mtl, lambda g, a: d.get((g[0], a, g[1])), ctx.colour.get)
+    ax.set_xticklabels(labels, rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylabel(ctx.delta_m_label())
+    ax.grid(axis="x", visible=False)
+    if len(ctx.sweep_keys) > 1:
+        ax.set_xlabel(", ".join(short_field(f, ctx.sweep_fields) for f in ctx.sweep_fields))
+    bar_legend(fig, ctx, mtl)
+    save(fig, path)
+    return d
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+def _curve_panel(ax, ctx, data, skey, t) -> None:
+    """One task's training-loss curves at one sweep value: a line (mean) and band (± std) per group."""
+    ys = []
+    for a in ctx.archs:
+        for w in ctx.weightings:
+            c = data.get((skey, a, w), {}).get(t)
+            if c is None:
+                continue
+            ax.plot(c["steps"], c["mean"], color=ctx.colour[a], linestyle=ctx.ls[w], label=ctx.name(a, w))
+            ax.fill_between(c["steps"], c["mean"] - c["std"], c["mean"] + c["std"], color=ctx.colour[a],
+                            alpha=0.18, linewidth=0)
+            ys.append(c["mean"])
+    allv = np.concatenate(ys) if ys else np.array([])
+    allv = allv[np.isfinite(allv)]
+    if allv.size and allv.min() > 0 and allv.max() / allv.min() > 30:
+        ax.set_yscale("log")
+
+
+def _curve_columns(ctx, data) -> tuple[dict, bool]:
+    """{sweep_key: tasks of its column}, and whether every column has the same tasks."""
+    tasks, by_sweep = [], {}  # a sweep may change the task set: each column has the tasks of its sweep value
+    for (skey, _, _), v in data.items():
+        tasks += [t for t in v if t not in tasks]
+        mine = by_sweep.setdefault(skey, [])
+        mine += [t for t in v if t not in mine]
+    same = all(set(v) == set(tasks) for v in by_sweep.values())
+    return {s: (tasks if same else by_sweep.get(s, [])) for s in ctx.sweep_keys}, same
+
+
+def figure_learning_curves(ctx, path: str, _=None) -> dict:
+    """Rows = tasks, columns = sweep values: training loss vs step, mean over seeds ± std band, line per architecture.
+
+    When the sweep changes the task set, each column holds its sweep value's own tasks (titled per panel).
+    """
+    data = learning_curve_data(ctx.runs)
+    col_tasks, same = _curve_columns(ctx, data)
+    nrows = max([len(v) for v in col_tasks.values()] + [0])
+    flat = len(ctx.sweep_keys) == 1  # no sweep: the tasks side by side, wrapped at 3
+    if flat:
+        fig, flat_axes = task_axes(1, len(col_tasks[ctx.sweep_keys[0]]))
+    else:
+        fig, axes = subplots(nrows, len(ctx.sweep_keys), sharex=True)
+    for j, skey in enumerate(ctx.sweep_keys):
+        tasks = col_tasks[skey]
+        if not flat:
+            for i in range(len(tasks), nrows):
+                axes[i][j].set_visible(False)
+        for i, t in enumerate(tasks):
+            ax = flat_axes[(0, i)] if flat else axes[i][j]
+            _curve_panel(ax, ctx, data, skey, t)
+            if j == 0 or flat:
+                ax.set_ylabel(f"{t} training loss (↓ better)" if same else "training loss (↓ better)")
+            if i == len(tasks) - 1 or flat:
+                ax.set_xlabel("step")
+            if not same:  # each column has its own tasks: name them in every panel
+                ax.set_title(f"{t}  ({ctx.sweep_title(skey)})" if skey else t)
+            elif skey:
+                ax.set_title(ctx.sweep_title(skey) if i == 0 else "")
+    line_legend(fig, ctx, weighting_handles(ctx, markers=False))
+    save(fig, path)
+    return data
+
+
+# --------------------------------------------------------------------------- sweep lines
+
+
+def _sweep_panel(ax, ctx, data, p, pos) -> None:
+    for a in ctx.archs:
+        if p == DELTA_M_PANEL and a in ctx.baselines:
+            continue
+        for w in ctx.weightings:
+            pts = sorted(data.get((a, w), {}).get(p, []), key=lambda x: pos(x[0]))
+            if pts:
+                ax.errorbar([pos(x) for x, _, _ in pts], [m for _, m, _ in pts],
+                            yerr=[s if math.isfinite(s) else 0.0 for _, _, s in pts], color=ctx.colour[a],
+                            linestyle=ctx.ls[w], marker=ctx.marker[w], markersize=3, capsize=2, label=ctx.name(a, w))
+
+
+def figure_sweep(ctx, path: str, field: str) -> dict:
+    """Main metric (one panel per task, plus Δm%) vs the swept value; error bars = std over seeds.
+
+    When the sweep changes the task set, a task's panel has points at the values where the task exists.
+    """
+    rows = ctx.rows
+    data = sweep_plot_data(rows, field)
+    _, main, hib = task_meta(rows)  # every task of any sweep value; a task's line has the values where it exists
+    panels = list(main) + ([DELTA_M_PANEL] if any(DELTA_M_PANEL in d for d in data.values()) else [])
+    uniform = len(task_sections(rows)) <= 1
+    values = []
+    for r in rows:
+        if field in r["sweep"] and r["sweep"][field] not in values:
+            values.append(r["sweep"][field])
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    pos = (lambda v: float(v)) if numeric else (lambda v: values.index(v))
+    fig, axes = subplots(1, len(panels))
+    for j, p in enumerate(panels):
+        ax = axes[0][j]
+        _sweep_panel(ax, ctx, data, p, pos)
+        if not numeric:
+            ax.set_xticks(range(len(values)))
+            ax.set_xticklabels([fmt_value(v) for v in values])
+        if not uniform:  # a task may exist at some values only: every panel spans all of them
+            xs = [pos(v) for v in values]
+            pad = 0.08 * (max(xs) - min(xs)) if max(xs) > min(xs) else 0.5
+            ax.set_xlim(min(xs) - pad, max(xs) + pad)
+            ax.set_xticks(xs)
+            ax.set_xticklabels([fmt_value(v) for v in values])
+        ax.set_xlabel(short_field(field, ctx.sweep_fields))
+        if p == DELTA_M_PANEL:
+            ax.axhline(0.0, color="black", linewidth=0.8)
+            ax.set_ylabel(ctx.delta_m_label())
+        else:
+            ax.set_ylabel(axis_label(p, main[p], _metric_hib(hib, p, main[p])))
+    line_legend(fig, ctx, weighting_handles(ctx))
+    save(fig, path)
+    return data
+
+
+# --------------------------------------------------------------------------- trade-off
+
+
+def figure_tradeoff(ctx, path: str, tasks: Sequence[str], sweep_keys: Sequence[tuple] | None = None) -> dict:
+    """Task a's main metric vs task b's, one small point per run, a large one per group mean (± std).
+
+    One panel per sweep value (``sweep_keys``, default: those whose rows have both tasks).
+    """
+    data = tradeoff_data(ctx.runs, tasks, ctx.select)
+    _, main, hib = task_meta([r for r in ctx.rows if all(t in r["main_metric"] for t in tasks)] or ctx.rows)
+    a, b = tasks
+    if sweep_keys is None:
+        sweep_keys = [s for s in ctx.sweep_keys if all(t in ctx.tasks.get(s, ((),))[0] for t in tasks)]
+    fig, axes = subplots(1, len(sweep_keys))
+    for j, skey in enumerate(sweep_keys):
+        ax = axes[0][j]
+        for arch in ctx.archs:
+            for w in ctx.weightings:
+                pts = np.asarray(data.get((skey, arch, w), []), np.float64).reshape(-1, 2)
+                if not len(pts):
+                    continue
+                ax.scatter(pts[:, 0], pts[:, 1], s=9, color=ctx.colour[arch], marker=ctx.marker[w], alpha=0.45,
+                           linewidths=0)
+                mx, my = pts.mean(0)
+                sx, sy = (pts.std(0, ddof=1) if len(pts) > 1 else (0.0, 0.0))
+                ax.errorbar([mx], [my], xerr=[sx], yerr=[sy], color=ctx.colour[arch], marker=ctx.marker[w],
+                            markersize=5, markeredgecolor="black", markeredgewidth=0.5, capsize=1.5, elinewidth=0.7)
+        ax.set_xlabel(axis_label(a, main[a], _metric_hib(hib, a, main[a]), vertical=False))
+        ax.set_ylabel(axis_label(b, main[b], _metric_hib(hib, b, main[b])))
+        if skey:
+            ax.set_title(ctx.sweep_title(skey))
+    line_legend(fig, ctx, weighting_handles(ctx))
+    save(fig, path)
+    return data
+
+
+def tradeoff_pairs(ctx_tasks, tasks: Sequence[str] | None) -> list[list[str]]:
+    """The task pairs of the trade-off figures: ``tasks`` (checked: two tasks of one sweep value), else
+    each sweep value's first two tasks, one pair per distinct pair. ``ctx_tasks``: ``tasks_by_sweep``."""
+    if max(len(v[0]) for v in ctx_tasks.values()) < 2:
+        return []
+    if tasks:
+        task_list = task_meta_union(ctx_tasks)
+        pair = list(tasks)
+        unknown = [t for t in pair if t not in task_list]
+        if len(pair) != 2 or unknown or not any(all(t in v[0] for t in pair) for v in ctx_tasks.values()):
+            raise ValueError(f"--tasks needs two of {task_list} (of one sweep value), got {pair}")
+        return [pair]
+    pairs = []
+    for v in ctx_tasks.values():
+        if len(v[0]) >= 2 and list(v[0][:2]) not in pairs:
+            pairs.append(list(v[0][:2]))
+    return pairs
+
+
+def task_meta_union(ctx_tasks) -> list[str]:
+    """Every task of any sweep value, in first-seen order."""
+    return list(dict.fromkeys(t for v in ctx_tasks.values() for t in v[0]))
+
+
+# --------------------------------------------------------------------------- mixing weights
+
+
+def _unit_order(name: str):
+    kind, _, idx = name.rpartition("_")
+    return (0 if "stitch" in name else 1 if "alpha" in name else 2, int(idx) if idx.isdigit() else 10**6, name)
+
+
+def _unit_title(name: str) -> str:
+    return name[len(taps.MIX_PREFIX):] if taps.is_mixing(name) else name
+
+
+def _mix_ticks(unit: str, shape, tasks):
+    T = len(tasks)
+    if "beta" in unit:
+        return list(tasks)[: shape[0]], [f"L{i}" for i in range(shape[1])]
+    if shape[0] == T:
+        return list(tasks), list(tasks)
+    if T and shape[0] % T == 0:
+        G = shape[0] // T
+        labs = [f"{t}:{g}" for t in tasks for g in range(G)]
+        return labs, labs
+    return [str(i) for i in range(shape[0])], [str(i) for i in range(shape[1])]
+
+
+def _heatmap(ax, m, full, u, tick_tasks, vmax):
+    """One unit's heatmap; per-channel units (3-d) are averaged over channels. Returns (image, title)."""
+    title = _unit_title(u)
+    if m.ndim == 3:
+        m = m.mean(-1)
+        title += f" (mean of {full.shape[-1]} ch.)"
+    im = ax.imshow(m, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+    rl, cl = _mix_ticks(u, m.shape, tick_tasks)
+    ax.set_yticks(range(m.shape[0]))
+    ax.set_yticklabels(rl, fontsize=6)
+    ax.set_xticks(range(m.shape[1]))
+    ax.set_xticklabels(cl, fontsize=6, rotation=90 if m.shape[1] > 3 else 0)
+    if max(m.shape) <= 6:
+        for (y, x), v in np.ndenumerate(m):
+            ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=5.5,
+                    color="white" if abs(v) > 0.6 * vmax else "black")
+    return im, title
+
+
+def figure_mixing(ctx, path: str, architecture: str, tasks: Sequence[str] | None = None) -> dict:
+    """Heatmaps of learned mixing weights (mean over seeds): one column per unit, one row per (sweep, weighting).
+
+    Cross-stitch (T x T, rows = receiving task, columns = source task;
+    per-channel units are averaged over channels), sluice alpha
+    ((task, subspace) pairs) and beta (task x layer). ``tasks`` labels the
+    ticks; None: each sweep value's own tasks (a sweep may change them).
+    """
+    data = mixing_data(ctx.runs, architecture)
+    groups = [(s, w) for s in ctx.sweep_keys for w in ctx.weightings if (s, w) in data]
+    units = sorted({k for d in data.values() for k in d}, key=_unit_order)
+    shapes = {u: next(d[u].shape for d in data.values() if u in d) for u in units}
+    widths = [max(1.9, 0.24 * shapes[u][1] + 1.1) for u in units]
+    height = max([1.9] + [0.24 * shapes[u][0] + 1.1 for u in units])
+    fig, axes = subplots(len(groups), len(units), gridspec_kw={"width_ratios": widths})
+    fig.set_size_inches(sum(widths), height * len(groups) + 0.3)
+    vmax = max([float(np.max(np.abs(m if m.ndim == 2 else m.mean(-1)))) for d in data.values() for m in d.values()]
+               + [1e-6])
+    im = None
+    for i, g in enumerate(groups):
+        head = ([g[1]] if ctx.many_w else []) + ([ctx.sweep_title(g[0])] if g[0] else [])
+        for j, u in enumerate(units):
+            ax = axes[i][j]
+            ax.grid(False)
+            if data[g].get(u) is None:
+                ax.axis("off")
+                continue
+            tick_tasks = tasks if tasks is not None else ctx.tasks.get(g[0], ((),))[0]
+            im, title = _heatmap(ax, data[g][u], data[g][u], u, tick_tasks, vmax)
+            ax.set_title(title + ("\n" + ", ".join(head) if head and j == 0 else ""), fontsize=7)
+            if j == 0:
+                ax.set_ylabel("to (task)" if "beta" not in u else "task")
+            if i == len(groups) - 1:
+                ax.set_xlabel("layer" if "beta" in u else "from")
+    if im is not None:
+        fig.tight_layout()
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02, label="mixing weight")
+    fig.suptitle(f"{architecture}: learned mixing weights (mean over seeds)", y=1.02, fontsize=8)
+    save(fig, path)
+    return data
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def _always(ctx):
+    return [("main_metric_bars", "main_metric_bars", None)]
+
+
+def _delta_m_applies(ctx):
+    if has_baseline(ctx.rows) and any(r["architecture"] not in ctx.baselines and r["delta_m"] is not None
+                                      for r in ctx.rows):
+        return [("delta_m", "delta_m", None)]
+    return "no baseline (experiment.json's grid.baseline) or no multi-task run to compare with"
+
+
+def _curves_applies(ctx):
+    return [("learning_curves", "learning_curves", None)] if learning_curve_data(ctx.runs) else \
+        "no training records in metrics.jsonl"
+
+
+def _sweep_applies(ctx):
+    fields = ctx.sweep_fields
+    if not fields:
+        return "the experiment has no sweep"
+    if len(fields) > 1:
+        return f"{len(fields)} swept fields ({', '.join(fields)}); a line plot needs exactly one"
+    if len({json.dumps(r["sweep"][fields[0]]) for r in ctx.rows}) < 2:
+        return f"{fields[0]} takes one value only"
+    return [("sweep", f"sweep_{slug(short_field(fields[0]))}", fields[0])]
+
+
+def _tradeoff_applies(ctx):
+    if not ctx.pairs:
+        return "one task only"
+    return [("tradeoff" if n == 0 else f"tradeoff_{a}_vs_{b}", f"tradeoff_{slug(a)}_vs_{slug(b)}", [a, b])
+            for n, (a, b) in enumerate(ctx.pairs)]
+
+
+def _mixing_applies(ctx):
+    archs = [a for a in ctx.archs if mixing_data(ctx.runs, a)]
+    return [(f"mixing_{a}", f"mixing_{slug(a)}", a) for a in archs] or "no run has learned mixing weights"
+
+
+def _draw_mixing(ctx, path, architecture):
+    uniform = len(task_sections(ctx.rows)) == 1  # else a swept option changes the task set
+    return figure_mixing(ctx, path, architecture, task_meta(ctx.rows)[0] if uniform else None)
+
+
+FIGURES = [
+    Figure("main_metric_bars", _always, figure_metric_bars),
+    Figure("delta_m", _delta_m_applies, figure_delta_m),
+    Figure("learning_curves", _curves_applies, figure_learning_curves),
+    Figure("sweep_<field>", _sweep_applies, figure_sweep),
+    Figure("tradeoff_<a>_vs_<b>", _tradeoff_applies, figure_tradeoff),
+    Figure("mixing_<architecture>", _mixing_applies, _draw_mixing),
+]
+
+
+def plot_all(workdir: str, tasks: Sequence[str] | None = None, select: str = "final", log=print) -> dict:
+    """Write every figure of ``FIGURES`` that applies into ``<workdir>/figures/``; returns {key: path}.
+
+    ``tasks`` picks the trade-off pair (two tasks of one sweep value; checked
+    before any figure is drawn). A figure that does not apply is skipped with
+    a note via ``log``.
+    """
+    exp = results.read_experiment(workdir)
+    runs = results.load_runs(workdir)
+    live = [r for r in aggregate(runs, select=select, experiment=exp) if r["n"] > 0]
+    if not live:
+        log(f"no finished runs under {workdir}: no figures")
+        return {}
+    ctx = Context(runs, live, exp, select, tradeoff_pairs(tasks_by_sweep(live), tasks))
+    out_dir = os.path.join(workdir, results.FIGURES)
+    written: dict = {}
+    with plt().rc_context(STYLE):
+        for fig in FIGURES:
+            todo = fig.applies(ctx)
+            if isinstance(todo, str):
+                log(f"skip {re.sub(r'<[^>]+>', '*', fig.name)}.png: {todo}")
+                continue
+            for key, stem, arg in todo:
+                written[key] = os.path.join(out_dir, f"{stem}.png")
+                fig.draw(ctx, written[key], arg)
+    return written

@@ -1,0 +1,374 @@
+"""The comparison table of an experiment directory, as markdown, LaTeX and CSV.
+
+Conventions (the numbers are ``aggregate``'s):
+  * mean ± std over the finished seeds, n beside; failed, unfinished and not
+    started runs counted in a ``failed`` column and listed under the table.
+  * Best entry per column within each sweep value: bold in markdown and
+    LaTeX; the CSV keeps every number plain (so it parses back exactly) and
+    lists the columns in which a row is best in its ``best`` column,
+    ';'-separated (e.g. ``a/accuracy;delta_m``).
+  * A sweep that changes the task set: markdown shows one ``### <sweep
+    values> — tasks: ...`` sub-heading and table per task list, LaTeX one
+    tabular per list (a spanning title row) in one float, and the CSV one
+    file with the union of the columns, empty cells where a row's task list
+    lacks the task, and a ``tasks`` column. With one task list (the usual
+    case) the output is one plain table.
+  * Paper numbers are printed beside ours in ``paper: <column>`` columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from typing import Sequence
+
+from mtlx import results
+from mtlx.report.aggregate import (
+    PAPER_SWEEP_TAG, _metric_hib, _num, aggregate, baseline_fallback, baseline_label, best_marks,
+    compares_weightings, experiment_name, fmt_value, has_baseline, match_paper, metric_columns, metric_of,
+    short_field, sweep_label, task_meta, task_sections)
+
+# --------------------------------------------------------------------------- number formats
+
+
+def _decimals(mean: float) -> int:
+    if not math.isfinite(mean) or mean == 0:
+        return 4
+    return int(min(8, max(0, 3 - math.floor(math.log10(abs(mean))))))
+
+
+def fmt_mean_std(ms, pm: str = " ± ") -> str:
+    m, s = ms["mean"], ms["std"]
+    if not math.isfinite(m):
+        return "–"
+    d = _decimals(m)
+    return f"{m:.{d}f}" + (f"{pm}{s:.{d}f}" if math.isfinite(s) else "")
+
+
+def fmt_num(v) -> str:
+    v = _num(v)
+    if not math.isfinite(v):
+        return "–"
+    return f"{v:.{_decimals(v)}f}"
+
+
+def fmt_params(v) -> str:
+    v = _num(v)
+    if not math.isfinite(v):
+        return "–"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if v >= 1e3:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:.0f}"
+
+
+def slug(s) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s))
+
+
+# --------------------------------------------------------------------------- the table model
+
+
+def _section_title(rows, tasks, fields) -> str:
+    """Sub-heading of one task-list section: the sweep values it covers and its tasks."""
+    const = [f for f in fields if rows and all(f in r["sweep"] for r in rows)
+             and len({json.dumps(r["sweep"][f], sort_keys=True) for r in rows}) == 1]
+    if const:
+        where = ", ".join(f"{short_field(f, fields)}={fmt_value(rows[0]['sweep'][f])}" for f in const)
+    else:
+        labels = []
+        for r in rows:
+            lab = sweep_label(r["sweep"], fields) if r["sweep"] else ""
+            if lab and lab not in labels:
+                labels.append(lab)
+        where = "; ".join(labels)
+    return (f"{where} — " if where else "") + ("tasks: " + ", ".join(tasks) if tasks else "no tasks")
+
+
+def _section_model(tm, idx: Sequence[int], include_loss: bool, multi: bool) -> dict:
+    """The part of the table model one task-list section needs (its rows, columns, marks, paper numbers)."""
+    rows = [tm["rows"][i] for i in idx]
+    prows = [tm["prows"][i] for i in idx]
+    cols = metric_columns(rows, include_loss)
+    tasks = task_meta(rows)[0]
+    # several sections: only the paper columns that some row of this one has (paper columns may be per task)
+    pcols = [c for c in tm["pcols"] if any(p and c in p for p in prows)] if multi else list(tm["pcols"])
+    return {"rows": rows, "cols": cols, "marks": best_marks(rows, cols), "prows": prows, "pcols": pcols,
+            "with_dm": has_baseline(rows), "sweep_fields": tm["sweep_fields"], "tasks": tasks,
+            "title": _section_title(rows, tasks, tm["sweep_fields"])}
+
+
+def _notes(tm, select: str) -> list[str]:
+    """The lines under the table: what the numbers are, Δm%'s baseline, paper numbers."""
+    rows, base = tm["rows"], baseline_label(tm["exp"])
+    what = "final test metrics" if select == "final" else "test metrics at the best validation step"
+    notes = [f"{what}; mean ± std over seeds (ddof=1), n = finished seeds"
+             + ("; failed = failed, unfinished or not started runs (not averaged)" if tm["failed"] else "")
+             + "; bold = best per column within each sweep value."]
+    if len(tm["sections"]) > 1:
+        notes.append("The sweep changes the task set: one table per task list; Δm% and bold compare rows "
+                     "of one table only.")
+    if tm["with_dm"]:
+        only = baseline_fallback(rows)
+        notes.append(f"Δm% (Maninis et al. 2019) vs {base} with the same weighting"
+                     + (f" (else '{only}')" if only is not None else "")
+                     + " and sweep value, on seed-mean main metrics; higher is better.")
+        notes += [f"No {base} baseline for {sec['title']}: Δm% omitted there."
+                  for sec in tm["sections"] if not sec["with_dm"]]
+    elif rows and base is None:
+        notes.append("No baseline in this experiment (experiment.json's grid.baseline is not set): Δm% omitted.")
+    elif rows:
+        notes.append(f"No {base} baseline in this experiment: Δm% omitted.")
+    return notes + _paper_notes(tm)
+
+
+def _paper_notes(tm) -> list[str]:
+    if not tm["pcols"]:
+        return []
+    paper = tm["exp"].get("paper") or {}
+    how = "weighting" if compares_weightings(tm["rows"]) else "architecture"
+    if any(PAPER_SWEEP_TAG.search(str(k)) for k in paper.get("rows") or {} if k not in tm["unmatched"]):
+        how += " label and sweep value (keys like 'mmoe [group=1]')"
+    else:
+        how += " label"
+    notes = [f"paper: numbers reported in the paper, matched by {how}."
+             + (f" {paper.get('note')}" if paper.get("note") else "")]
+    if tm["unmatched"]:
+        notes.append(f"paper rows without a matching run: {', '.join(tm['unmatched'])}.")
+    return notes
+
+
+def table_model(workdir: str, select: str = "final", include_loss: bool = False) -> dict:
+    """Everything the three table formats need, computed once.
+
+    ``sections``: one per distinct task list (``task_sections``), each with
+    its own columns, best marks and paper columns; one section is the usual
+    single table.
+    """
+    exp = results.read_experiment(workdir)
+    runs = results.load_runs(workdir)
+    rows = aggregate(runs, select=select, experiment=exp)
+    cols = metric_columns(rows, include_loss)
+    pcols, prows, unmatched = match_paper(rows, exp.get("paper"))
+    tm = {"exp": exp, "runs": runs, "rows": rows, "cols": cols, "with_dm": has_baseline(rows),
+          "marks": best_marks(rows, cols), "pcols": pcols, "prows": prows, "unmatched": unmatched,
+          "sweep_fields": sorted({k for r in rows for k in r["sweep"]}),
+          "failed": [(r, f) for r in rows for f in r["failed"]], "name": experiment_name(exp, runs, workdir)}
+    groups = task_sections(rows)
+    tm["sections"] = [_section_model(tm, idx, include_loss, len(groups) > 1) for idx in groups]
+    tm["notes"] = _notes(tm, select)
+    return tm
+
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def _header_cells(tm, arrow_up: str, arrow_down: str) -> list[str]:
+    rows = tm["rows"]
+    hib = task_meta(rows)[2]
+    head = [short_field(f, tm["sweep_fields"]) for f in tm["sweep_fields"]] + ["architecture", "weighting", "n"]
+    if any(r["failed"] for r in rows):
+        head.append("failed")
+    head += [f"{t} {k} {arrow_up if _metric_hib(hib, t, k) else arrow_down}" for t, k in tm["cols"]]
+    if tm["with_dm"]:
+        head.append(f"Δm% {arrow_up}")
+    head.append("params")
+    head += [f"paper: {c}" for c in tm["pcols"]]
+    return head
+
+
+def _body_cells(tm, bold, pm: str, dm_fmt=lambda v: f"{v:+.2f}") -> list[list[str]]:
+    out = []
+    any_failed = any(r["failed"] for r in tm["rows"])
+    for r, mk, pr in zip(tm["rows"], tm["marks"], tm["prows"]):
+        cells = [fmt_value(r["sweep"].get(f, "")) for f in tm["sweep_fields"]]
+        cells += [str(r["architecture"]), str(r["weighting"]), str(r["n"])]
+        if any_failed:
+            cells.append(str(len(r["failed"])))
+        for t, k in tm["cols"]:
+            ms = metric_of(r, t, k)
+            s = fmt_mean_std(ms, pm) if r["n"] and ms is not None else "–"
+            cells.append(bold(s) if f"{t}/{k}" in mk else s)
+        if tm["with_dm"]:
+            dm = r["delta_m"]
+            s = dm_fmt(dm) if dm is not None and math.isfinite(dm) else "–"
+            cells.append(bold(s) if "delta_m" in mk else s)
+        cells.append(fmt_params(r["param_count"]))
+        cells += [fmt_num((pr or {}).get(c)) if pr and c in pr else "" for c in tm["pcols"]]
+        out.append(cells)
+    return out
+
+
+def _failure_lines(tm) -> list[str]:
+    return [f"{f['run_id']} ({r['architecture']}/{r['weighting']}, seed {f['seed']}"
+            + (f", {sweep_label(r['sweep'], tm['sweep_fields'])}" if r["sweep"] else "")
+            + f"): {f['status']}" + (f" — {f['failure']}" if f["failure"] else "") for r, f in tm["failed"]]
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _markdown_lines(sec) -> list[str]:
+    head = _header_cells(sec, "↑", "↓")
+    body = _body_cells(sec, lambda s: f"**{s}**", " ± ")
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---" if i < len(sec["sweep_fields"]) + 2 else "---:" for i in range(len(head))) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
+    return lines
+
+
+def render_markdown(tm) -> str:
+    """One table; or, when rows have different task lists, a ``### <sweep values> — tasks: ...`` table per list."""
+    lines = [f"## {tm['name']}", ""]
+    if not tm["rows"]:
+        return "\n".join(lines + ["No runs found.", ""])
+    if len(tm["sections"]) == 1:
+        lines += _markdown_lines(tm["sections"][0])
+        lines.append("")
+    else:
+        for sec in tm["sections"]:
+            lines += [f"### {sec['title']}", ""] + _markdown_lines(sec) + [""]
+    lines += [f"- {n}" for n in tm["notes"]]
+    if tm["failed"]:
+        lines.append(f"- Failed or unfinished runs ({len(tm['failed'])}), not averaged:")
+        lines += [f"  - {x}" for x in _failure_lines(tm)]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- LaTeX
+
+
+def _tex_escape(s: str) -> str:
+    s = str(s).replace("\\", "\x00")
+    for a, b in (("{", r"\{"), ("}", r"\}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("$", r"\$"), ("–", "--"), ("—", "---"), ("Δm", r"$\Delta_m$"), ("Δ", r"$\Delta$"),
+                 ("±", r"$\pm$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"), ("\x00", r"\textbackslash{}")):
+        s = s.replace(a, b)
+    return s
+
+
+def _latex_tabular(sec, title: str | None = None) -> list[str]:
+    """One booktabs tabular; ``title`` (a task-list section's heading) goes in a first spanning row."""
+    head = [_tex_escape(h) for h in _header_cells(sec, "↑", "↓")]
+    body = _body_cells(sec, lambda s: f"\\textbf{{{s}}}", " $\\pm$ ")
+    body = [[c if c.startswith("\\textbf") or "$\\pm$" in c else _tex_escape(c) for c in cells] for cells in body]
+    body = [[c.replace("–", "--") for c in cells] for cells in body]
+    nleft = len(sec["sweep_fields"]) + 2
+    spec = "l" * nleft + "r" * (len(head) - nleft)
+    out = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    if title is not None:
+        out += [f"\\multicolumn{{{len(head)}}}{{l}}{{\\textit{{{_tex_escape(title)}}}}} \\\\", "\\midrule"]
+    out += [" & ".join(head) + " \\\\", "\\midrule"]
+    prev = None
+    for r, cells in zip(sec["rows"], body):
+        if prev is not None and r["sweep_key"] != prev:
+            out.append("\\midrule")
+        prev = r["sweep_key"]
+        out.append(" & ".join(cells) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}"]
+    return out
+
+
+def render_latex(tm) -> str:
+    """One table float; one tabular per task-list section (each with its own header), stacked."""
+    out = ["% generated by mtlx.report (python -m launch.table); needs \\usepackage{booktabs}",
+           "\\begin{table}[t]", "\\centering", "\\small",
+           f"\\caption{{{_tex_escape(tm['name'])}: " + _tex_escape(" ".join(tm["notes"][:2])) + "}",
+           f"\\label{{tab:{slug(tm['name'])}}}"]
+    sections = tm["sections"] or [dict(tm, rows=[], marks=[], prows=[])]
+    if len(sections) == 1:
+        out += _latex_tabular(sections[0])
+    else:
+        for i, sec in enumerate(sections):
+            if i:
+                out += ["", "\\medskip"]
+            out += _latex_tabular(sec, sec["title"])
+    out.append("\\end{table}")
+    if tm["failed"]:
+        out.append(f"% failed or unfinished runs ({len(tm['failed'])}), not averaged:")
+        out += [f"%   {x}" for x in _failure_lines(tm)]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _csv_num(v) -> str:
+    v = _num(v)
+    return repr(v) if math.isfinite(v) else ""
+
+
+def _csv_head(tm, cols_all, multi: bool) -> list[str]:
+    head = list(tm["sweep_fields"]) + ["architecture", "weighting", "n", "n_failed", "seeds"]
+    if multi:
+        head.append("tasks")
+    for t, k in cols_all:
+        head += [f"{t}/{k}/mean", f"{t}/{k}/std"]
+    if tm["with_dm"]:
+        head += ["delta_m", "delta_m_seed_std"]
+    head += ["param_count", "wall_time_s", "steps_per_s"]
+    return head + [f"paper/{c}" for c in tm["pcols"]] + ["best", "failed_runs"]
+
+
+def _csv_cells(tm, r, mk, pr, cols_all, multi: bool) -> list:
+    nan = {"mean": float("nan"), "std": float("nan")}
+    cells = [json.dumps(r["sweep"].get(f)) if isinstance(r["sweep"].get(f), (list, dict)) else r["sweep"].get(f, "")
+             for f in tm["sweep_fields"]]
+    cells += [r["architecture"], r["weighting"], r["n"], len(r["failed"]), " ".join(str(s) for s in r["seeds"])]
+    if multi:
+        cells.append(";".join(r["main_metric"]))
+    for t, k in cols_all:
+        ms = metric_of(r, t, k) or nan
+        cells += [_csv_num(ms["mean"]), _csv_num(ms["std"])]
+    if tm["with_dm"]:
+        cells += [_csv_num(r["delta_m"]), _csv_num(r["delta_m_seed_std"])]
+    cells += [_csv_num(r["param_count"]), _csv_num(r["wall_time_s"]), _csv_num(r["steps_per_s"])]
+    cells += [_csv_num((pr or {}).get(c)) for c in tm["pcols"]]
+    order = [f"{t}/{k}" for t, k in cols_all] + ["delta_m"]
+    return cells + [";".join(c for c in order if c in mk), " ".join(f["run_id"] for f in r["failed"])]
+
+
+def render_csv(tm) -> str:
+    """Wide CSV, plain numbers (full precision), a ``best`` column, failures in ``failed_runs``.
+
+    Rows with different task lists share one file: the union of the metric
+    columns, empty cells where a row's task list lacks the task, and a
+    ``tasks`` column (';'-separated) naming each row's tasks.
+    """
+    cols_all = metric_columns(tm["rows"], include_loss=True)
+    marks = best_marks(tm["rows"], cols_all)
+    multi = len(tm["sections"]) > 1
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(_csv_head(tm, cols_all, multi))
+    for r, mk, pr in zip(tm["rows"], marks, tm["prows"]):
+        w.writerow(_csv_cells(tm, r, mk, pr, cols_all, multi))
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def markdown_table(workdir: str, select: str = "final") -> str:
+    """The experiment's comparison table as markdown (what launch.run prints after a sweep)."""
+    return render_markdown(table_model(workdir, select))
+
+
+def write_tables(workdir: str, select: str = "final") -> dict:
+    """Write table.md, table.tex, table.csv into ``workdir`` atomically.
+
+    Returns {'md'|'tex'|'csv': path, 'markdown': text}.
+    """
+    tm = table_model(workdir, select)
+    md = render_markdown(tm)
+    paths = {}
+    for ext, text in (("md", md), ("tex", render_latex(tm)), ("csv", render_csv(tm))):
+        paths[ext] = os.path.join(workdir, f"table.{ext}")
+        results.atomic_write_text(paths[ext], text)
+    paths["markdown"] = md
+    return paths
