@@ -12,8 +12,8 @@ returning a ConfigDict shaped like ``experiment_config()``:
                 the name and must be unique; "overrides" sets run fields for
                 this entry only (e.g. its own backbone, to match parameter
                 counts), applied before the sweep; "weightings" (labels)
-                pairs the entry with those weightings only (e.g. single_task
-                with equal), default all.
+                pairs the entry with those weightings only (e.g. the
+                single-task baseline with equal), default all.
   weightings    ({"name": WEIGHTINGS key, "options": {...}, "label": str,
                 "overrides": {...}}, ...), the same shape without "weightings".
   seeds         (int, ...): a tuple, so ``--config.seeds='(0,1)'`` works.
@@ -62,6 +62,7 @@ from typing import Mapping
 import ml_collections
 
 from mtlx import results
+from mtlx.architectures import BASELINE
 
 EXPERIMENT_FIELDS = ("experiment", "run", "architectures", "weightings", "seeds", "sweep", "paper", "baseline",
                      "smoke")
@@ -91,7 +92,7 @@ def run_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.task_set = ml_collections.ConfigDict({"name": "synthetic_classification", "options": {}})
     c.backbone = ml_collections.ConfigDict({"blocks": [{"kind": "dense", "features": 64}] * 2, "head_hidden": []})
-    c.architecture = ml_collections.ConfigDict({"name": "hard", "options": {}})
+    c.architecture = ml_collections.ConfigDict({"name": BASELINE, "options": {}})  # a grid sets it per run
     c.weighting = ml_collections.ConfigDict({"name": "equal", "options": {}})
     c.seed = 0
     c.optimizer = ml_collections.ConfigDict({
@@ -363,8 +364,6 @@ def _check_sweep(sweep) -> dict:
 
 def _check_baseline(baseline, archs: list[dict]):
     """The architecture label delta_m compares against: the given one, else the first registry baseline."""
-    from mtlx.architectures import BASELINE
-
     labels = [a["label"] for a in archs]
     if baseline in ("", None):
         return next((a["label"] for a in archs if a["name"] == BASELINE), None)
@@ -455,7 +454,7 @@ def expand(e) -> list[dict]:
         for seed in e["seeds"]:
             for a in e["architectures"]:
                 for w in e["weightings"]:
-                    if not a.get("weightings") or w["label"] in a["weightings"]:  # e.g. single_task x equal only
+                    if not a.get("weightings") or w["label"] in a["weightings"]:  # e.g. the baseline x equal only
                         runs.append(_run(e, a, w, seed, sweep))
     ids = [r["run_id"] for r in runs]
     dup = sorted({i for i in ids if ids.count(i) > 1})

@@ -14,23 +14,9 @@ import ml_collections
 import pytest
 
 from helpers import dense_set
+from tiny_grid import tiny
 from mtlx import grid, results, runner, tasks, train
 from mtlx.architectures import BASELINE
-
-
-def tiny(task_set="synthetic_classification", archs=("hard", BASELINE), seeds=(0,)):
-    """A 2-run grid on a tiny task set (integration tests train the same one)."""
-    c = grid.experiment_config()
-    c.experiment = "tiny"
-    c.run.task_set.name = task_set
-    opts = {"n_train": 256, "n_validation": 64, "n_test": 64}
-    opts.update({"num_tasks": 2, "dim": 8} if task_set == "synthetic_classification" else {"dim": 8})
-    c.run.task_set.options = ml_collections.ConfigDict(opts)
-    c.run.backbone.blocks = [{"kind": "dense", "features": 16}]
-    c.run.steps, c.run.batch_size, c.run.eval_every, c.run.log_every, c.run.checkpoint_every = 20, 32, 10, 5, 10
-    c.architectures = tuple({"name": a, "options": {}} for a in archs)
-    c.seeds = tuple(seeds)
-    return c
 
 
 # --------------------------------------------------------------------------- expansion and ids
