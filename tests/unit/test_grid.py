@@ -342,3 +342,15 @@ def test_dry_run_writes_nothing(tmp_path, monkeypatch):
     assert not calls and not os.path.exists(tmp_path / "wd") and out["summaries"] == {}
     assert lines[0].endswith(f"2 runs in the grid, 2 selected, 2 to run (0 already finished) -> {tmp_path / 'wd'}")
     assert [ln.strip() for ln in lines[1:]] == [r["run_id"] for r in out["runs"]]
+
+
+def test_the_old_import_paths_still_work():
+    """mtlx.experiment and mtlx.config are deprecated aliases of mtlx.grid / mtlx.runner for this release."""
+    from mtlx import config, experiment
+
+    assert (experiment.experiment_config, experiment.dotted, experiment.smoke) == (
+        grid.experiment_config, grid.dotted, grid.smoke)
+    assert (experiment.launch, experiment.run_one, experiment.ConfigError) == (
+        runner.launch, runner.run_one, grid.ConfigError)
+    assert (config.run_config, config.check_run_config) == (grid.run_config, grid.check_run_config)
+    assert "deprecated" in experiment.__doc__.lower() and "deprecated" in config.__doc__.lower()
