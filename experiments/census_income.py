@@ -29,7 +29,7 @@ except tensor factorisation, which the paper reports far lower.
 
 import ml_collections
 
-from mtlx.experiment import dotted, experiment_config, smoke
+from mtlx.grid import dotted, experiment_config, smoke
 
 BOTTOM = [{"kind": "dense", "features": 32}]
 COLUMN = [{"kind": "dense", "features": 16}]

@@ -26,7 +26,7 @@ about a point of each other, as in the paper.
 
 import ml_collections
 
-from mtlx.experiment import dotted, experiment_config, smoke
+from mtlx.grid import dotted, experiment_config, smoke
 from mtlx.weighting import WEIGHTINGS
 
 LENET = [{"kind": "conv", "features": 10, "kernel": 5, "pool": 2},

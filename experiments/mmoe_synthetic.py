@@ -44,7 +44,7 @@ per run), to check the wiring.
 import ml_collections
 
 from mtlx.architectures import ARCHITECTURES
-from mtlx.experiment import dotted, experiment_config, smoke
+from mtlx.grid import dotted, experiment_config, smoke
 
 EXPERT = [{"kind": "dense", "features": 16}]  # one MMoE expert (x 8 experts)
 SHARED_BOTTOM = [{"kind": "dense", "features": 113}]  # the paper's shared bottom

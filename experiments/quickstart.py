@@ -31,7 +31,7 @@ first check that everything is wired.
 
 import ml_collections
 
-from mtlx.experiment import experiment_config, smoke
+from mtlx.grid import experiment_config, smoke
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:

@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mtlx import experiment
+from mtlx import grid, results, runner
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file: experiments/<name>.py[:arg].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where run directories go (default results/<experiment>/).")
@@ -61,10 +61,11 @@ def main(argv):
         _fail(_CONFIG.value._error, prefix="--config: ")
     slurm = dict(cluster=_CLUSTER.value, partition=_PARTITION.value, time=_TIME.value, gpus=_GPUS.value, cpus=_CPUS.value)
     try:
-        out = experiment.launch(_CONFIG.value, _WORKDIR.value, _EXECUTOR.value, _PARALLEL.value, _ONLY.value,
-                                _RERUN_FAILED.value, _DRY_RUN.value, _PROGRESS.value, slurm, _RUNS_PER_JOB.value,
-                                _WAIT.value, _CACHE.value)
-    except experiment.ConfigError as e:
+        out = runner.launch(_CONFIG.value, _WORKDIR.value, executor=_EXECUTOR.value, parallel=_PARALLEL.value,
+                            only=_ONLY.value, rerun_failed=_RERUN_FAILED.value, dry_run=_DRY_RUN.value,
+                            show_progress=_PROGRESS.value, slurm=slurm, runs_per_job=_RUNS_PER_JOB.value,
+                            wait=_WAIT.value, compilation_cache=_CACHE.value)
+    except grid.ConfigError as e:
         _fail(e)
     if _DRY_RUN.value or (_EXECUTOR.value == "slurm" and not _WAIT.value):
         return
@@ -73,8 +74,8 @@ def main(argv):
 
         print(report.write_tables(out["workdir"])["markdown"])
         report.plot_all(out["workdir"], log=lambda *a: None)
-    print(experiment.summarise(out), file=sys.stderr)
-    if any(s.get("status") != "done" and (s.get("failure") or {}).get("task") is None
+    print(runner.summarise(out), file=sys.stderr)
+    if any(s.get("status") != results.DONE and (s.get("failure") or {}).get("task") is None
            for s in out["summaries"].values()):
         sys.exit(1)  # a run crashed (not a NaN loss, which is a result): say so in the exit status
 

@@ -1,5 +1,6 @@
-"""Kill test: SIGKILL ``python -m launch.run`` mid-run, relaunch, and get an uninterrupted run's results."""
+"""Kill ``launch.run`` with SIGKILL mid-run, relaunch, and get an uninterrupted run's results."""
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -9,14 +10,14 @@ import time
 
 import numpy as np
 
-from mtlx import experiment, results
+from mtlx import grid, results, runner
+from tiny_grid import REPO, env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS, CKPT, LOG = 600, 100, 10
 
 EXPERIMENT = textwrap.dedent(f"""
     import ml_collections
-    from mtlx.experiment import experiment_config
+    from mtlx.grid import experiment_config
 
     def get_config(arg=None):
         c = experiment_config()
@@ -34,14 +35,9 @@ EXPERIMENT = textwrap.dedent(f"""
 
 
 def _launch(exp, workdir, log, cache):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen([sys.executable, "-m", "launch.run", f"--config={exp}", f"--workdir={workdir}",
-                             "--noprogress", f"--compilation_cache={cache}"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def _records(path):
-    return [r for r in results.read_jsonl(path)]
+                             "--noprogress", "--noreport", f"--compilation_cache={cache}"], cwd=REPO, env=env(),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _assert_close(a, b, tol=1e-6):
@@ -60,20 +56,21 @@ def _assert_close(a, b, tol=1e-6):
         assert a == b, (a, b)
 
 
-def test_sigkill_then_relaunch_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    exp = tmp_path / "resume_exp.py"
-    exp.write_text(EXPERIMENT)
-    workdir = tmp_path / "wd"
-    runs = experiment.expand(_load(exp))
-    first, second, third = (workdir / r["run_id"] for r in runs)
+def _load(path):
+    spec = importlib.util.spec_from_file_location("resume_exp", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config()
 
-    # 1. Launch; SIGKILL once the second run is past its first checkpoint (and not finished).
+
+def _kill_during_second_run(exp, workdir, second, tmp_path):
+    """Launch; SIGKILL once the second run is past its first checkpoint (and not finished)."""
     with open(tmp_path / "launch1.log", "w") as log:
         proc = _launch(exp, workdir, log, tmp_path / "jax")
         deadline = time.time() + 240
         try:
             while time.time() < deadline and proc.poll() is None:
-                steps = [r["step"] for r in results.read_jsonl(str(second / "metrics.jsonl")) if r["kind"] == "train"]
+                steps = [r["step"] for r in results.read_metrics(str(second), "train")]
                 if steps and max(steps) >= CKPT + LOG:
                     break
                 time.sleep(0.005)
@@ -82,33 +79,36 @@ def test_sigkill_then_relaunch_resumes_and_matches_an_uninterrupted_run(tmp_path
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "launch1.log").read_text()
-    assert (first / "summary.json").exists(), "the first run should have finished before the kill"
-    assert not (second / "summary.json").exists(), "the second run finished before the kill: make it longer"
+
+
+def test_sigkill_then_relaunch_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    exp = tmp_path / "resume_exp.py"
+    exp.write_text(EXPERIMENT)
+    workdir = tmp_path / "wd"
+    runs = grid.expand(_load(exp))
+    first, second, third = (workdir / r["run_id"] for r in runs)
+
+    # 1. Launch; SIGKILL while the second run is between checkpoints.
+    _kill_during_second_run(exp, workdir, second, tmp_path)
+    assert (first / results.SUMMARY).exists(), "the first run should have finished before the kill"
+    assert not (second / results.SUMMARY).exists(), "the second run finished before the kill: make it longer"
     assert not third.exists()
-    before = {p: ((first / p).stat().st_mtime_ns, (first / p).read_bytes()) for p in ("summary.json", "metrics.jsonl")}
+    files = (results.SUMMARY, results.METRICS)
+    before = {p: ((first / p).stat().st_mtime_ns, (first / p).read_bytes()) for p in files}
 
     # 2. Relaunch: the first run is skipped, the second resumes from its checkpoint, the third runs.
     with open(tmp_path / "launch2.log", "w") as log:
         proc = _launch(exp, workdir, log, tmp_path / "jax")
         assert proc.wait(timeout=300) == 0, (tmp_path / "launch2.log").read_text()
     for d in (first, second, third):
-        assert results.read_json(str(d / "summary.json"))["status"] == "done"
-    assert {p: ((first / p).stat().st_mtime_ns, (first / p).read_bytes()) for p in before} == before
-    resumed = results.read_json(str(second / "summary.json"))
+        assert results.read_summary(str(d))["status"] == "done"
+    assert {p: ((first / p).stat().st_mtime_ns, (first / p).read_bytes()) for p in files} == before
+    resumed = results.read_summary(str(second))
     assert resumed["resumed_from_step"] is not None and CKPT <= resumed["resumed_from_step"] < STEPS
 
     # 3. The same run uninterrupted (in this process) gives the same curves and final metrics.
     ref_dir = tmp_path / "ref"
-    ref = experiment.run_one(runs[1], str(ref_dir), show_progress=False)
+    ref = runner.run_one(runs[1], str(ref_dir), show_progress=False)
     assert ref["resumed_from_step"] is None and ref["status"] == "done"
     _assert_close(resumed["metrics"], ref["metrics"])
-    _assert_close(_records(str(second / "metrics.jsonl")), _records(str(ref_dir / runs[1]["run_id"] / "metrics.jsonl")))
-
-
-def _load(path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("resume_exp", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
+    _assert_close(results.read_metrics(str(second)), results.read_metrics(str(ref_dir / runs[1]["run_id"])))

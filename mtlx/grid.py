@@ -1,0 +1,553 @@
+"""Experiments as grids of runs: the schema, validation (once), expansion and run ids.
+
+An experiment file (``experiments/<name>.py``) has ``get_config(arg=None)``
+returning a ConfigDict shaped like ``experiment_config()``:
+
+  experiment    str: the name; the default workdir is ``results/<experiment>/``.
+  run           a full run config (``run_config()``): the defaults every run of
+                the grid starts from.
+  architectures ({"name": ARCHITECTURES key, "options": {...}, "label": str,
+                "overrides": {dotted run-config path: value}}, ...): "options",
+                "label" and "overrides" are optional; the label defaults to
+                the name and must be unique; "overrides" sets run fields for
+                this entry only (e.g. its own backbone, to match parameter
+                counts), applied before the sweep; "weightings" (labels)
+                pairs the entry with those weightings only (e.g. the
+                single-task baseline with equal), default all.
+  weightings    ({"name": WEIGHTINGS key, "options": {...}, "label": str,
+                "overrides": {...}}, ...), the same shape without "weightings".
+  seeds         (int, ...): a tuple, so ``--config.seeds='(0,1)'`` works.
+  sweep         {dotted run-config path: [values]}, e.g.
+                {"task_set.options.correlation": [1.0, 0.5]}; may be empty.
+                Build it with ``dotted({...})`` (ConfigDict refuses dots in keys).
+  paper         free-form numbers to print beside ours (read by the table
+                code): {"metric_columns": [...], "rows": {label: {...}},
+                "note": str}; may be empty. ``dotted({...})`` as well.
+  baseline      str: the architecture LABEL that delta_m compares against;
+                "" (default) = the first entry whose name is
+                ``mtlx.architectures.BASELINE``, or none when the grid has none.
+  smoke         bool: True for the ``get_config("smoke")`` variant.
+
+The config takes ONE path: ``check_experiment`` validates the ConfigDict once
+against the schema and returns plain, JSON-able data; ``expand`` turns it into
+runs (sweep value combination x seed x architecture x weighting, in that
+nesting order), each holding its run config as a plain dict (what
+``config.json`` holds); overrides and sweep values are checked against the
+schema's dict (the path exists, the value's type fits) without building a
+ConfigDict; the runner makes one ConfigDict per run for training.
+``validate`` builds every expanded run (task set, model, weighting, optimizer;
+nothing compiled) before any directory is written. Every problem is a one-line
+``ConfigError``.
+
+A run's id is readable and stable:
+``<arch label>-<weighting label>[-<sweep leaf><value>...]-s<seed>-<hash8>``
+(sweep paths in sorted order, as ConfigDict keeps them) where hash8 is the
+first 8 hex digits of the SHA-256 of the run config's canonical JSON, so any
+changed setting gives a new id (and a new directory).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import difflib
+import fnmatch
+import hashlib
+import itertools
+import json
+import os
+import re
+from typing import Mapping
+
+import ml_collections
+
+from mtlx import results
+from mtlx.architectures import BASELINE
+
+EXPERIMENT_FIELDS = ("experiment", "run", "architectures", "weightings", "seeds", "sweep", "paper", "baseline",
+                     "smoke")
+OPTIONAL_FIELDS = {"baseline": ""}  # added after experiment files existed: an older file may lack it
+ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings")
+GRID_PATHS = ("architecture", "weighting", "seed")  # set by the grid itself, not sweepable
+FREE = "options"  # a run-config key whose value is free-form (checked by the registry that reads it)
+POSITIVE = ("steps", "batch_size", "eval_every", "log_every", "checkpoint_every", "eval_batch_size")
+
+
+class Experiment(dict):
+    """A checked experiment (``check_experiment``'s output): plain, JSON-able data, checked once."""
+
+
+class ConfigError(ValueError):
+    """A bad experiment config: one line, raised before any training."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+# --------------------------------------------------------------------------- the schema
+
+
+def run_config() -> ml_collections.ConfigDict:
+    """One run: the defaults of every field."""
+    c = ml_collections.ConfigDict()
+    c.task_set = ml_collections.ConfigDict({"name": "synthetic_classification", "options": {}})
+    c.backbone = ml_collections.ConfigDict({"blocks": [{"kind": "dense", "features": 64}] * 2, "head_hidden": []})
+    c.architecture = ml_collections.ConfigDict({"name": BASELINE, "options": {}})  # a grid sets it per run
+    c.weighting = ml_collections.ConfigDict({"name": "equal", "options": {}})
+    c.seed = 0
+    c.optimizer = ml_collections.ConfigDict({
+        "name": "adam", "learning_rate": 1e-3, "mixing_learning_rate": 0.0, "schedule": "constant",
+        "warmup_steps": 0, "weight_decay": 0.0, "momentum": 0.9, "grad_clip": 0.0})
+    c.steps = 1000
+    c.batch_size = 128
+    c.eval_every = 250
+    c.eval_batch_size = 1024
+    c.log_every = 50
+    c.checkpoint_every = 500
+    c.jacobian_chunk = 0
+    c.on_device_max_bytes = 2**30
+    return c
+
+
+def experiment_config() -> ml_collections.ConfigDict:
+    """Every experiment field with its default; experiment files fill it in."""
+    c = ml_collections.ConfigDict()
+    c.experiment = ""
+    c.run = run_config()
+    c.architectures = ()
+    c.weightings = ({"name": "equal", "options": {}},)
+    c.seeds = (0,)
+    c.sweep = dotted()
+    c.paper = dotted()
+    c.baseline = ""
+    c.smoke = False
+    return c
+
+
+def dotted(d: Mapping | None = None) -> ml_collections.ConfigDict:
+    """A ConfigDict whose keys may contain dots (sweep paths, free-form paper numbers)."""
+    return ml_collections.ConfigDict(dict(d or {}), allow_dotted_keys=True)
+
+
+def smoke(config, steps: int, **task_set_options) -> None:
+    """Shrink an experiment to seconds: ``steps`` steps, evaluation and checkpoints at
+    half-way and the end, one seed, and the given task-set options (e.g. smaller splits)."""
+    config.run.update({"steps": steps, "eval_every": steps // 2, "log_every": min(10, steps),
+                       "checkpoint_every": steps // 2})
+    config.run.task_set.options.update(task_set_options)
+    config.seeds = (0,)
+
+
+def _plain(x):
+    """ConfigDicts (also ones with dotted keys) to plain dicts, tuples kept."""
+    if isinstance(x, ml_collections.ConfigDict):
+        x = x.to_dict()
+    if isinstance(x, Mapping):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_plain(v) for v in x)
+    return x
+
+
+def _jsonable(x):
+    try:
+        return json.loads(json.dumps(_plain(x)))
+    except (TypeError, ValueError) as e:  # e.g. a numpy scalar or an object in the config
+        raise ConfigError(f"the config holds a value that is not plain data (str, number, bool, list, dict): {e}") from None
+
+
+def _did_you_mean(name, choices) -> str:
+    m = difflib.get_close_matches(name, list(choices), 1)
+    return f" (did you mean {m[0]!r}?)" if m else ""
+
+
+_SCHEMA: dict = {}
+
+
+def schema() -> dict:
+    """The run-config schema as a plain dict: ``run_config()``'s defaults (built once)."""
+    if not _SCHEMA:
+        _SCHEMA.update(_plain(run_config()))
+    return _SCHEMA
+
+
+def _fields(d: Mapping, prefix: str = "") -> set:
+    """Dotted leaf paths of a run config; an ``options`` dict is one leaf (free-form)."""
+    out = set()
+    for k, v in d.items():
+        if isinstance(v, Mapping) and k != FREE:
+            out |= _fields(v, f"{prefix}{k}.")
+        else:
+            out.add(f"{prefix}{k}")
+    return out
+
+
+_TYPES = {bool: (bool,), int: (int,), float: (int, float), str: (str,), list: (list, tuple), tuple: (list, tuple)}
+
+
+def _check_value(path: str, value, default) -> None:
+    """``value`` fits the schema field ``path`` whose default is ``default``: its type, and >= 1 for counts."""
+    if isinstance(default, Mapping) and not path.endswith(FREE):
+        return check_fields(value, path + ".", default)
+    want = (Mapping,) if isinstance(default, Mapping) else _TYPES[type(default)]
+    if not isinstance(value, want) or (isinstance(value, bool) and bool not in want):
+        raise ValueError(f"config field {path}={value!r} must be a {' or '.join(t.__name__ for t in want)}")
+    if path in POSITIVE and value < 1:
+        raise ValueError(f"config field {path}={value} must be >= 1")
+
+
+def check_fields(cfg: Mapping, prefix: str = "", default: Mapping | None = None) -> None:
+    """Unknown (e.g. misspelled) and missing fields, and wrong types, raise one clear ValueError."""
+    default = schema() if default is None else default
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"config field {prefix.rstrip('.') or 'run'} must be a dict, got {cfg!r}")
+    want, have = _fields(default), _fields(cfg)
+    unknown, missing = sorted(have - want), sorted(want - have)
+    if unknown:
+        hints = [f"{prefix}{u} (did you mean {prefix}{m[0]}?)" if (m := difflib.get_close_matches(u, want, 1))
+                 else prefix + u for u in unknown]
+        raise ValueError(f"unknown config field(s): {', '.join(hints)}")
+    if missing:
+        raise ValueError(f"missing config field(s): {', '.join(prefix + m for m in missing)}")
+    for path in sorted(want):
+        _check_value(prefix + path, _get_path(cfg, path), _get_path(default, path))
+
+
+def check_run_config(cfg) -> None:
+    """A whole run config (ConfigDict or dict) against the schema; one ValueError names any problem."""
+    check_fields(_plain(cfg))
+
+
+def check_override(path: str, value) -> None:
+    """A dotted run-config path and its value against the schema, without building the run config."""
+    if not isinstance(path, str) or path.split(".")[0] in GRID_PATHS:
+        raise ValueError(f"{path!r} is set by the grid; use config.architectures, config.weightings "
+                         f"or config.seeds instead")
+    node, keys = schema(), path.split(".")
+    for i, k in enumerate(keys):
+        if not isinstance(node, Mapping) or k not in node:
+            want = sorted(_fields(schema()))
+            m = difflib.get_close_matches(path, want, 1)
+            raise ValueError(f"unknown config field(s): {path}" + (f" (did you mean {m[0]}?)" if m else ""))
+        if k == FREE and i < len(keys) - 1:
+            return  # inside options: free-form, checked when the run is built
+        node = node[k]
+    _check_value(path, _plain(value), node)
+
+
+def _get_path(d: Mapping, path: str):
+    for k in path.split("."):
+        d = d[k]
+    return d
+
+
+def _set_path(d: dict, path: str, value) -> dict:
+    keys = path.split(".")
+    node = d
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = value
+    return d
+
+
+# --------------------------------------------------------------------------- checking an experiment
+
+
+def _entry(kind: str, i: int, e, registry) -> dict:
+    """One architecture/weighting entry, normalised: name, options, label, overrides (+ weightings)."""
+    if isinstance(e, str):
+        e = {"name": e}
+    if not isinstance(e, Mapping):
+        raise ConfigError(f"config.{kind}[{i}] must be a dict with keys {list(ENTRY_KEYS)}, got {e!r}")
+    e = _plain(e)
+    unknown = sorted(set(e) - set(ENTRY_KEYS) | ({"weightings"} & set(e) if kind == "weightings" else set()))
+    if unknown:
+        raise ConfigError(f"config.{kind}[{i}]: unknown key(s) {unknown}; valid keys {list(ENTRY_KEYS)}")
+    name = e.get("name")
+    if name not in registry:
+        raise ConfigError(f"config.{kind}[{i}]: {kind[:-1]}={name!r} is not valid{_did_you_mean(str(name), registry)}; "
+                          f"choose one of {sorted(registry)}")
+    options, label, overrides = e.get("options") or {}, e.get("label") or name, e.get("overrides") or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"config.{kind}[{i}] ({name}): options must be a dict, got {options!r}")
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"config.{kind}[{i}] ({label}): overrides must be a dict {{dotted path: value}}")
+    if not re.fullmatch(r"[A-Za-z0-9_.+]+", label):
+        raise ConfigError(f"config.{kind}[{i}]: label {label!r} may hold only letters, digits and _ . +")
+    entry = {"name": name, "options": dict(options), "label": label, "overrides": dict(overrides)}
+    if kind == "architectures":  # optional: the weighting labels this architecture is paired with
+        pair = e.get("weightings") or ()
+        entry["weightings"] = [pair] if isinstance(pair, str) else list(pair)
+    return entry
+
+
+def _entries(kind: str, entries, registry) -> list[dict]:
+    if not isinstance(entries, (list, tuple)):
+        raise ConfigError(f"config.{kind} must be a list of dicts like {{'name': ..., 'options': {{...}}}}, got {entries!r}")
+    if not entries:
+        raise ConfigError(f"config.{kind} is empty: the grid has no runs; give at least one of {sorted(registry)}")
+    out = [_entry(kind, i, e, registry) for i, e in enumerate(entries)]
+    labels = [e["label"] for e in out]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ConfigError(f"config.{kind}: label(s) {dup} appear more than once; give each entry a distinct 'label'")
+    for e in out:
+        for path, value in e["overrides"].items():
+            _checked(f"config.{kind} {e['label']!r} overrides[{path!r}]", check_override, path, value)
+    return out
+
+
+def _checked(where: str, check, *args) -> None:
+    """Run a schema check; its ValueError becomes a ConfigError that says where."""
+    try:
+        check(*args)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _fields_of(c) -> dict:
+    """The experiment's top-level fields, plain; unknown and missing ones refused."""
+    c = _plain(c)
+    if not isinstance(c, Mapping):
+        raise ConfigError(f"the experiment config must be a ConfigDict, got {type(c).__name__}")
+    unknown = sorted(set(c) - set(EXPERIMENT_FIELDS))
+    if unknown:
+        raise ConfigError("unknown experiment field(s): " + ", ".join(f"config.{u}{_did_you_mean(u, EXPERIMENT_FIELDS)}"
+                                                                      for u in unknown))
+    c = {**OPTIONAL_FIELDS, **c}
+    missing = [f for f in EXPERIMENT_FIELDS if f not in c]
+    if missing:
+        raise ConfigError(f"missing experiment field(s): {', '.join('config.' + m for m in missing)} "
+                          f"(start from mtlx.grid.experiment_config())")
+    name = c["experiment"]
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+        raise ConfigError(f"config.experiment={name!r} must be a non-empty name of letters, digits and _ . + -")
+    return c
+
+
+def _check_run(run) -> dict:
+    from mtlx.data import TASK_SETS
+
+    if not isinstance(run, Mapping):
+        raise ConfigError(f"config.run must be a run config (mtlx.grid.run_config()), got {run!r}")
+    _checked("config.run", check_run_config, run)
+    ts = run["task_set"]["name"]
+    if ts not in TASK_SETS:
+        raise ConfigError(f"config.run.task_set.name={ts!r} is not valid{_did_you_mean(str(ts), TASK_SETS)}; "
+                          f"choose one of {sorted(TASK_SETS)}")
+    return _jsonable(run)
+
+
+def _check_seeds(seeds) -> list:
+    if isinstance(seeds, int) or not isinstance(seeds, (list, tuple)):
+        raise ConfigError(f"config.seeds must be a tuple of ints, got {seeds!r}")
+    if not seeds:
+        raise ConfigError("config.seeds is empty: the grid has no runs; give at least one seed")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"config.seeds={tuple(seeds)} must be distinct ints")
+    return list(seeds)
+
+
+def _check_sweep(sweep) -> dict:
+    sweep = sweep or {}
+    if not isinstance(sweep, Mapping):
+        raise ConfigError(f"config.sweep must be a dict {{dotted run-config path: [values]}}, got {sweep!r}")
+    for path, values in sweep.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"config.sweep[{path!r}] must be a non-empty list of values, got {values!r}")
+        for v in values:
+            _checked(f"config.sweep[{path!r}]", check_override, path, v)
+    return {k: list(v) for k, v in sweep.items()}
+
+
+def _check_baseline(baseline, archs: list[dict]):
+    """The architecture label delta_m compares against: the given one, else the first registry baseline."""
+    labels = [a["label"] for a in archs]
+    if baseline in ("", None):
+        return next((a["label"] for a in archs if a["name"] == BASELINE), None)
+    if baseline not in labels:
+        raise ConfigError(f"config.baseline={baseline!r} is not an architecture label of the grid; choose one of {labels}")
+    return baseline
+
+
+def check_experiment(cfg) -> dict:
+    """The experiment config as plain, normalised data (validated once); a ConfigError names any problem."""
+    from mtlx.architectures import ARCHITECTURES
+    from mtlx.weighting import WEIGHTINGS
+
+    c = _fields_of(cfg)
+    run = _check_run(c["run"])
+    archs = _entries("architectures", c["architectures"], ARCHITECTURES)
+    weightings = _entries("weightings", c["weightings"], WEIGHTINGS)
+    wlabels = [w["label"] for w in weightings]
+    for a in archs:
+        bad = [x for x in a.get("weightings", []) if x not in wlabels]
+        if bad:
+            raise ConfigError(f"config.architectures ({a['label']}): weightings {bad} are not in config.weightings; "
+                              f"choose from {wlabels}")
+    paper = c["paper"] or {}
+    if not isinstance(paper, Mapping):
+        raise ConfigError(f"config.paper must be a dict, got {paper!r}")
+    return Experiment(_jsonable({
+        "experiment": c["experiment"], "run": run, "architectures": archs, "weightings": weightings,
+        "seeds": _check_seeds(c["seeds"]), "sweep": _check_sweep(c["sweep"]), "paper": paper,
+        "baseline": _check_baseline(c["baseline"], archs), "smoke": bool(c["smoke"])}))
+
+
+# --------------------------------------------------------------------------- expansion and ids
+
+
+def _fmt(v) -> str:
+    s = _fmt_full(v)
+    return s if len(s) <= 24 else hashlib.sha256(s.encode()).hexdigest()[:6]  # e.g. a swept backbone
+
+
+def _fmt_full(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "x".join(_fmt_full(x) for x in v)
+    if isinstance(v, Mapping):
+        return "_".join(f"{k}{_fmt_full(x)}" for k, x in v.items())
+    return re.sub(r"[^A-Za-z0-9_.+]", "_", str(v))
+
+
+def config_hash(run_cfg: Mapping) -> str:
+    """First 8 hex digits of SHA-256 over the run config's canonical JSON."""
+    blob = json.dumps(_jsonable(run_cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def run_id(label: str, weighting: str, seed: int, sweep: Mapping, run_cfg: Mapping) -> str:
+    parts = [label, weighting] + [f"{path.split('.')[-1]}{_fmt(v)}" for path, v in sweep.items()]
+    return "-".join(parts + [f"s{seed}", config_hash(run_cfg)])
+
+
+def _run(e: dict, a: dict, w: dict, seed: int, sweep: dict) -> dict:
+    """One run of the grid: its plain run config (what config.json holds), id and labels."""
+    rc = copy.deepcopy(e["run"])
+    rc["architecture"] = {"name": a["name"], "options": copy.deepcopy(a["options"])}
+    rc["weighting"] = {"name": w["name"], "options": copy.deepcopy(w["options"])}
+    rc["seed"] = seed
+    for p, v in {**a["overrides"], **w["overrides"], **sweep}.items():
+        _set_path(rc, p, copy.deepcopy(v))
+    return {"run_id": run_id(a["label"], w["label"], seed, sweep, rc), "config": rc,
+            "experiment": e["experiment"], "architecture": a["label"], "architecture_name": a["name"],
+            "weighting": w["label"], "weighting_name": w["name"], "seed": seed, "sweep": sweep}
+
+
+def expand(e) -> list[dict]:
+    """Every run of the grid as a plain, picklable dict: run_id, config, labels, seed, sweep.
+
+    ``e``: a checked Experiment (the launcher checks once and passes it), or an
+    experiment ConfigDict, checked here first."""
+    if not isinstance(e, Experiment):
+        e = check_experiment(e)
+    paths = list(e["sweep"])
+    runs = []
+    for combo in itertools.product(*(e["sweep"][p] for p in paths)):
+        sweep = dict(zip(paths, combo))
+        for seed in e["seeds"]:
+            for a in e["architectures"]:
+                for w in e["weightings"]:
+                    if not a.get("weightings") or w["label"] in a["weightings"]:  # e.g. the baseline x equal only
+                        runs.append(_run(e, a, w, seed, sweep))
+    ids = [r["run_id"] for r in runs]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(f"the grid holds identical runs {dup[:3]}: remove the duplicate entries")
+    for k, r in enumerate(runs):
+        r["index"], r["total"] = k + 1, len(runs)
+    return runs
+
+
+def experiment_record(e: dict, runs: list[dict]) -> dict:
+    """experiment.json's one shape (see mtlx.results)."""
+    grid = {k: e[k] for k in ("architectures", "weightings", "seeds", "sweep", "baseline")}
+    return {"name": e["experiment"], "experiment": e["experiment"], "smoke": e["smoke"], "paper": e["paper"],
+            "grid": {**grid, "num_runs": len(runs)},
+            "runs": [{k: r[k] for k in ("run_id", "architecture", "weighting", "seed", "sweep")} for r in runs],
+            "run": e["run"]}
+
+
+# --------------------------------------------------------------------------- pre-compile validation
+
+_TASK_SETS: collections.OrderedDict = collections.OrderedDict()
+_TASK_SET_CACHE_SIZE = 8
+
+
+def task_set_for(run_cfg: Mapping):
+    """The run's task set, built once per distinct task-set config in this process."""
+    from mtlx.data import get_task_set
+
+    ts_cfg = run_cfg["task_set"]
+    key = json.dumps(ts_cfg, sort_keys=True)
+    if key not in _TASK_SETS:
+        _TASK_SETS[key] = get_task_set(ts_cfg["name"], **ts_cfg["options"])
+        while len(_TASK_SETS) > _TASK_SET_CACHE_SIZE:
+            _TASK_SETS.popitem(last=False)
+    _TASK_SETS.move_to_end(key)
+    return _TASK_SETS[key]
+
+
+def train_config(run_cfg: Mapping) -> ml_collections.ConfigDict:
+    """The one ConfigDict a run's training reads, made from its plain run config."""
+    return ml_collections.ConfigDict(run_cfg)
+
+
+def validate(runs: list[dict]) -> None:
+    """Build every run (task set, model, weighting, optimizer) without compiling; the first problem raises."""
+    from mtlx.train import build_run
+
+    for r in runs:
+        try:
+            build_run(train_config(r["config"]), task_set_for(r["config"]))
+        except Exception as e:  # registries raise ValueError; bad option types raise TypeError etc.
+            msg = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            raise ConfigError(f"run {r['run_id']}: {msg}") from None
+
+
+def select(runs: list[dict], only) -> list[dict]:
+    """Runs whose id (or architecture label) matches one of the ``only`` glob patterns."""
+    if not only:
+        return runs
+    pats = [p for item in only for p in str(item).split(",") if p]
+    picked = [r for r in runs if any(fnmatch.fnmatchcase(r["run_id"], p) or fnmatch.fnmatchcase(r["architecture"], p)
+                                     for p in pats)]
+    if not picked:
+        raise ConfigError(f"--only={','.join(pats)} matches none of the {len(runs)} runs (e.g. {runs[0]['run_id']})")
+    return picked
+
+
+def check_workdir(workdir: str, name: str) -> None:
+    """Refuse a workdir that holds another experiment's runs."""
+    if os.path.exists(os.path.join(workdir, results.EXPERIMENT)):
+        try:
+            other = results.read_experiment(workdir).get("name")
+        except (OSError, ValueError, AttributeError, TypeError):
+            raise ConfigError(f"workdir {workdir}: experiment.json is unreadable; pass another --workdir") from None
+        if other != name:
+            raise ConfigError(f"workdir {workdir} holds runs of experiment {other!r}, not {name!r}; "
+                              f"pass another --workdir")
+    elif os.path.isdir(workdir) and any(os.path.exists(os.path.join(workdir, d, results.CONFIG))
+                                        for d in os.listdir(workdir)):
+        raise ConfigError(f"workdir {workdir} holds run directories but no experiment.json; pass another --workdir")
+
+
+def default_workdir(name: str) -> str:
+    return os.path.join("results", name)
+
+
+def prepare(cfg, workdir: str | None = None, only=None) -> tuple[dict, list[dict], list[dict], str]:
+    """Check (once), expand and validate; returns (experiment, all runs, selected runs, workdir). Writes nothing."""
+    e = check_experiment(cfg)
+    runs = expand(e)
+    chosen = select(runs, only)
+    workdir = workdir or default_workdir(e["experiment"])
+    check_workdir(workdir, e["experiment"])
+    validate(chosen)
+    return e, runs, chosen, workdir

@@ -1,0 +1,36 @@
+"""A tiny experiment grid shared by the grid/runner tests (unit and integration): trains in a second or two."""
+
+import os
+
+import ml_collections
+
+from mtlx import grid
+from mtlx.architectures import BASELINE
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny(task_set="synthetic_classification", archs=("hard", BASELINE), seeds=(0,)):
+    """A 2-run grid (one per architecture and seed): 20 steps of a 16-unit MLP on 256 examples."""
+    c = grid.experiment_config()
+    c.experiment = "tiny"
+    c.run.task_set.name = task_set
+    opts = {"n_train": 256, "n_validation": 64, "n_test": 64}
+    opts.update({"num_tasks": 2, "dim": 8} if task_set == "synthetic_classification" else {"dim": 8})
+    c.run.task_set.options = ml_collections.ConfigDict(opts)
+    c.run.backbone.blocks = [{"kind": "dense", "features": 16}]
+    c.run.steps, c.run.batch_size, c.run.eval_every, c.run.log_every, c.run.checkpoint_every = 20, 32, 10, 5, 10
+    c.architectures = tuple({"name": a, "options": {}} for a in archs)
+    c.seeds = tuple(seeds)
+    return c
+
+
+def env():
+    """A subprocess environment that imports this checkout's mtlx, on the CPU."""
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def run_dirs(workdir):
+    if not os.path.isdir(workdir):
+        return []
+    return sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d)) and not d.startswith("."))
