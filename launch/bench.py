@@ -25,7 +25,6 @@ each step.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
