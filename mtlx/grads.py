@@ -44,7 +44,8 @@ from jax.flatten_util import ravel_pytree
 
 from mtlx import losses as losses_lib
 from mtlx.architectures import shared_mask
-from mtlx.taps import GHOST_IN, GHOST_PRE, HEAD_INPUT, HEAD_REP, INTERMEDIATES, PERTURBATIONS, SHARED_REP, SHARED_REP_PRE
+from mtlx.taps import (GHOST_IN, GHOST_PRE, HEAD_INPUT, HEAD_REP, INTERMEDIATES, PERTURBATIONS, SHARED_REP,
+                       SHARED_REP_PRE)
 from mtlx.weighting import solvers
 
 HIGHEST = jax.lax.Precision.HIGHEST

@@ -203,7 +203,8 @@ class _Loop:
 
     def __init__(self, run: Run, state: TrainState, workdir, mgr, progress, start: int):
         ts = run.task_set
-        self.cfg, self.tasks, self.names, self.state, self.mgr, self.progress = run.cfg, ts.tasks, ts.task_names, state, mgr, progress
+        self.cfg, self.tasks, self.names = run.cfg, ts.tasks, ts.task_names
+        self.state, self.mgr, self.progress = state, mgr, progress
         self.metrics, self.writer = None, results.metrics_writer(workdir) if workdir else None
         self.splits = {s: ts.splits[s] for s in ("validation", "test") if s in ts.splits}
         self.eval_step = jax.jit(make_eval_step(run.model))
