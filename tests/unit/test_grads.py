@@ -148,14 +148,12 @@ def test_representation_gradients_are_per_task_gradients_of_the_shared_output(ar
     model = build_model(arch, ts, blocks, **opts)
     tx = make_optimizer("sgd", 0.1)
     w = probe_weighting([1.0] * T, "representation")
-    st = init_state(model, w, tx, T, batch["inputs"], 0)
-    params = st.params["model"]
-    perts = model.init(jax.random.PRNGKey(0), batch["inputs"])["perturbations"]
+    perts = jax.eval_shape(model.init, jax.random.PRNGKey(0), batch["inputs"])["perturbations"]
     names = {k[-1] for k in flatten_dict(perts)}   # exactly one of the two mechanisms
     assert ("shared_rep_pre" in names) == how.startswith("tap") != ("shared_rep" in names)
     seen = {}
 
-    def apply_with(delta, perturbations=None):
+    def apply_with(params, delta, perturbations=None):
         """The model with ``delta`` added to the output of module ``where`` (z)."""
         def add_delta(next_fun, args, kwargs, context):
             out = next_fun(*args, **kwargs)
@@ -168,16 +166,18 @@ def test_representation_gradients_are_per_task_gradients_of_the_shared_output(ar
         with nn.intercept_methods(add_delta):
             return model.apply(variables, batch["inputs"])[0]
 
-    jax.eval_shape(apply_with, 0.0)
     step = make_train_step(model, ts.tasks, w, tx)
 
     @jit
-    def program(st, batch):
-        J = jax.jacrev(lambda d: losses_lib.task_losses(ts.tasks, apply_with(d), batch))(jnp.zeros(seen["z"]))
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, perts)
-        return step(st, batch)[1]["info"]["grads"], J, apply_with(0.0), apply_with(0.0, zeros)
+    def program(key, batch):
+        st = init_state(model, w, tx, T, batch["inputs"], key)
+        params = st.params["model"]
+        apply_with(params, 0.0)   # traced once more: seen["z"], the shape of z
+        J = jax.jacrev(lambda d: losses_lib.task_losses(ts.tasks, apply_with(params, d), batch))(jnp.zeros(seen["z"]))
+        zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), perts)
+        return step(st, batch)[1]["info"]["grads"], J, apply_with(params, 0.0), apply_with(params, 0.0, zeros)
 
-    gram, J, plain, perturbed = program(st, batch)
+    gram, J, plain, perturbed = program(jax.random.PRNGKey(0), batch)
     J = np.asarray(J.reshape(T, -1), np.float64)
     assert np.all(np.linalg.norm(J, axis=1) > 0)
     M = J @ J.T   # the weighting gets the Gram matrix of the rows
