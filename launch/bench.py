@@ -19,13 +19,12 @@ loop a per-task backward pays; it has no optimizer update and no weighting,
 which every step pays on top); for each full-Jacobian weighting also that loop
 followed by the same combine and Adam update (a loop-based step); for MGDA
 also the same step with ghost=False (every shared layer's Jacobian rows
-formed; see ``mtlx.train.make_train_step``); XLA's planned peak memory of
+formed; see ``mtlx.grads``); XLA's planned peak memory of
 each step.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -41,7 +40,8 @@ from mtlx import losses as losses_lib
 from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
 from mtlx.results import atomic_write_text, read_json, write_json
 from mtlx.tasks import Task, TaskSet
-from mtlx.train import init_state, make_optimizer, make_train_step
+from mtlx.optim import make_optimizer
+from mtlx.train import init_state, make_train_step
 from mtlx.weighting import WEIGHTINGS, get_weighting, on_jacobian
 
 FLAGS = flags.FLAGS

@@ -3,46 +3,39 @@
 ``make_train_step`` returns a pure ``train_step(state, batch) -> (state,
 metrics)`` for every architecture and weighting: one forward pass, masked
 per-task losses, the architecture's penalty terms, the weighting's combine,
-one optax update. Gradient-based weightings get per-task gradients from ONE
-VJP evaluated at T cotangents with ``jax.vmap`` (optionally in chunks of the
-task axis), so the T backward passes are batched and never leave the device.
-Task t's loss reads only its own slice of the heads' input (``MTLModel.head_input``),
-so the heads are back-propagated once, for all tasks, and only the layers below
-them T times. "gram" weightings get the Gram matrix of the rows; each shared
-Dense block's part of it, and its part of the combined gradient, come from its
-input and the T cotangents at its pre-activation where that takes fewer FLOPs
-than its rows (``_ghost_cheaper``), so those rows are never formed.
-MGDA-UB's representation rows come from one backward pass to the
-pre-activations of a Dense first task layer (their Gram matrix formed without
-the rows where cheaper: ``_tap_gram``), else over per-task copies of the
-shared representation (``MTLModel.shared_representation``).
-The step is vmappable over a leading seed axis of ``state`` (and of ``batch``).
+one optax update. How the per-task gradients a weighting needs are obtained
+(none, Jacobian rows, their Gram matrix, the shared representation's Gram
+matrix) is ``mtlx.grads``' business: the step asks ``grads.engine`` for one
+pass and hands the weighting's answer back to it. The step is vmappable over
+a leading seed axis of ``state`` (and of ``batch``).
+
+The loop (``train_and_evaluate``) does its periodic work - log, evaluate,
+checkpoint - through CLU-style periodic actions (:class:`Every`) and reads and
+writes the run directory only through ``mtlx.results``.
+
+``make_optimizer``, ``make_schedule``, ``OPTIMIZERS`` and ``SCHEDULES`` moved
+to ``mtlx.optim``; they are re-exported here for this release.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import time
 from typing import Any, Callable, Mapping
 
-import flax
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax.traverse_util import flatten_dict, unflatten_dict
-from jax.flatten_util import ravel_pytree
 
+from mtlx import grads, results, taps
 from mtlx import losses as losses_lib
-from mtlx.data import pipeline
-from mtlx.architectures import shared_mask
-from mtlx.architectures.base import REP_TAP
-from mtlx.layers import GHOST_IN, GHOST_TAP
-from mtlx.weighting import solvers
+from mtlx.architectures import ARCHITECTURES, build_model, check_heads, param_count
+from mtlx.data import get_task_set, pipeline
+from mtlx.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule  # noqa: F401  (re-exported)
+from mtlx.weighting import get_weighting
 from mtlx.weighting.base import Weighting
-
-HIGHEST = jax.lax.Precision.HIGHEST
 
 
 @flax.struct.dataclass
@@ -56,163 +49,21 @@ class TrainState:
     nonfinite_task: jnp.ndarray  # that step's first non-finite task index
 
 
-# --------------------------------------------------------------------------- optimizer
-
-OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "momentum": optax.sgd, "rmsprop": optax.rmsprop}
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "step")
-
-
-def make_schedule(lr: float, name: str, steps: int, warmup_steps: int = 0):
-    if name not in SCHEDULES:
-        raise ValueError(f"optimizer.schedule={name!r} is not valid; choose one of {list(SCHEDULES)}")
-    if name == "constant":
-        return optax.constant_schedule(lr)
-    if name == "cosine":
-        return optax.cosine_decay_schedule(lr, max(steps, 1))
-    if name == "step":  # divide by 10 at 50% and 75% of training
-        return optax.piecewise_constant_schedule(lr, {int(steps * 0.5): 0.1, int(steps * 0.75): 0.1})
-    return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup_steps, 1), max(steps, warmup_steps + 1))
-
-
-def param_group(path) -> str:
-    """'mixing' for cross-stitch/sluice units (top-level name 'mix_*'), else 'default'."""
-    keys = [getattr(p, "key", getattr(p, "name", None)) for p in path]
-    return "mixing" if len(keys) > 1 and keys[0] == "model" and str(keys[1]).startswith("mix_") else "default"
-
-
-def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, mixing_learning_rate: float | None = None,
-                   schedule: str = "constant", warmup_steps: int = 0, steps: int = 1, weight_decay: float = 0.0,
-                   momentum: float = 0.9, grad_clip: float = 0.0) -> optax.GradientTransformation:
-    """Any optax optimizer, with a separate learning rate for the mixing units."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer.name={name!r} is not valid; choose one of {sorted(OPTIMIZERS)}")
-
-    def one(lr):
-        sched = make_schedule(lr, schedule, steps, warmup_steps)
-        if name == "adamw":
-            return optax.adamw(sched, weight_decay=weight_decay)
-        if name == "momentum":
-            return optax.sgd(sched, momentum=momentum)
-        opt = OPTIMIZERS[name](sched)
-        return optax.chain(optax.add_decayed_weights(weight_decay), opt) if weight_decay else opt
-
-    mixing = one(mixing_learning_rate if mixing_learning_rate else learning_rate)
-    tx = optax.multi_transform({"default": one(learning_rate), "mixing": mixing},
-                               lambda params: jax.tree_util.tree_map_with_path(lambda p, _: param_group(p), params))
-    return optax.chain(optax.clip_by_global_norm(grad_clip), tx) if grad_clip else tx
-
-
 # --------------------------------------------------------------------------- the step
 
 
-def _split(tree, labels, n):
-    """``n`` pytrees of ``tree``'s structure: part k holds the leaves labelled k (None elsewhere)."""
-    return tuple(jax.tree_util.tree_map(lambda l, x: x if l == k else None, labels, tree) for k in range(n))
-
-
-def _merge(parts, labels):
-    """Inverse of :func:`_split`."""
-    return jax.tree_util.tree_map(lambda l, *xs: xs[l], labels, *parts, is_leaf=lambda x: x is None)
-
-
-def _task_cotangents(row, num_tasks: int, chunk: int):
-    """``row(e_t)`` for every task t, stacked on a leading task axis: one VJP
-    evaluated at T cotangents with ``jax.vmap`` (the batched backward passes).
-
-    With ``chunk`` > 0 the task axis is processed ``chunk`` tasks at a time
-    (``lax.map`` over chunks of a vmap) to bound memory when T is large.
-    """
-    eye = jnp.eye(num_tasks)
-    if chunk <= 0 or chunk >= num_tasks:
-        return jax.vmap(row)(eye)
-    pad = (-num_tasks) % chunk
-    eye = jnp.concatenate([eye, jnp.zeros((pad, num_tasks))]).reshape(-1, chunk, num_tasks)
-    rows = jax.lax.map(jax.vmap(row), eye)
-    return jax.tree_util.tree_map(lambda r: r.reshape((-1,) + r.shape[2:])[:num_tasks], rows)
-
-
-def _tap_gram(deltas, params, ghost=None):
-    """MGDA-UB's Gram matrix ``M_ts = <dL_t/dz, dL_s/dz>`` (T, T) from the
-    cotangents ``delta_t`` (T, B, ..., h) at the tapped Dense layer's
-    pre-activation and its kernel ``W_t`` (T, d, h), found at the same module
-    path in ``params``: the rows are ``dL_t/dz = delta_t W_t^T``.
-
-    ``ghost`` (default: whichever takes fewer FLOPs) forms M without the
-    (T, B*d) rows: ``M_ts = sum_hk (W_t^T W_s)_hk (sum_b delta_t[b,h] delta_s[b,k])``,
-    two (Th x Th) matmuls - the ghost-norm identity (Goodfellow 2015; Li et
-    al. 2022, ghost clipping) taken across tasks instead of examples; with
-    ``Th`` small against ``d`` and the batch, it is several times cheaper.
-    """
-    (path, delta), = flatten_dict(deltas).items()
-    W = flatten_dict(params)[path[:-1] + ("kernel",)]          # (T, d, h)
-    T, d, h = W.shape
-    D = delta.reshape(T, -1, h)                                 # (T, N, h), N = batch (x tokens)
-    n = D.shape[1]
-    if ghost is None:
-        ghost = (T * h) ** 2 * (d + n) < T * n * d * (h + T)
-    if not ghost:
-        return solvers.gram(jnp.einsum("tnh,tdh->tnd", D, W, precision=HIGHEST).reshape(T, -1))
-    Wf, Df = W.transpose(1, 0, 2).reshape(d, T * h), D.transpose(1, 0, 2).reshape(n, T * h)
-    P = jnp.matmul(Wf.T, Wf, precision=HIGHEST)               # (Th, Th): W_t^T W_s blocks
-    Q = jnp.matmul(Df.T, Df, precision=HIGHEST)               # (Th, Th): delta_t^T delta_s blocks
-    return jnp.sum((P * Q).reshape(T, h, T, h), axis=(1, 3))
-
-
-def _ghost_cheaper(T, n, d, h):
-    """Whether a Dense layer's Gram and combined kernel gradient cost fewer
-    multiply-adds by :func:`_dense_gram` / :func:`_dense_grads` than through
-    its T kernel-gradient rows (T x (d, h), their Gram, their combination)."""
-    return n * n * d + T * n * n * h + T * T * n * h + n * d * h < T * n * d * h + T * T * d * h + T * d * h
-
-
-def _dense_gram(x, deltas):
-    """The (T, T) Gram matrix of a Dense layer's per-task gradients (kernel
-    ``x^T delta_t`` and bias ``sum_n delta_t[n]``) from its input ``x``
-    (N, d) and the cotangents ``delta`` (T, N, h) at its pre-activation,
-    without the (T, d, h) rows: ``<x^T D_t, x^T D_s> = <D_t, (x x^T) D_s>``,
-    the ghost-norm identity (Goodfellow 2015; Li et al. 2022) taken across
-    tasks instead of examples."""
-    K = jnp.matmul(x, x.T, precision=HIGHEST)
-    KD = jnp.einsum("nm,tmh->tnh", K, deltas, precision=HIGHEST)
-    S = jnp.sum(deltas, axis=1)
-    return jnp.einsum("tnh,snh->ts", deltas, KD, precision=HIGHEST) + jnp.matmul(S, S.T, precision=HIGHEST)
-
-
-def _dense_grads(x, deltas, coef):
-    """The Dense layer's kernel and bias gradients of ``sum_t coef_t L_t``."""
-    D = jnp.tensordot(coef, deltas, axes=1)
-    return {"kernel": x.T @ D, "bias": jnp.sum(D, axis=0)}
-
-
-def _keys(path):
-    return tuple(getattr(p, "key", p) for p in path)
-
-
-def _ghost_layers(perts, params, labels, T, ghost=None):
-    """The tapped Dense blocks (``layers.Block``) whose Gram and gradients the
-    step forms from their input and pre-activation cotangents: the shared
-    ones where :func:`_ghost_cheaper` (``ghost=None``), or all / none of them
-    (``ghost=True`` / ``False``). Returns the perturbations without the
-    other taps, ``{module path: (d, h)}`` of those layers, and ``labels``
-    with their kernel and bias relabelled 2."""
-    flat_p, flat_w = flatten_dict(perts), flatten_dict(params)
-    labelled = {_keys(p): l for p, l in jax.tree_util.tree_leaves_with_path(labels)}
-    layers = {}
-    for k, v in list(flat_p.items()):
-        if k[-1] == GHOST_TAP:
-            d, h = flat_w[k[:-1] + ("kernel",)].shape
-            cheaper = _ghost_cheaper(T, math.prod(v.shape[:-1]), d, h) if ghost is None else ghost
-            if labelled[k[:-1] + ("kernel",)] == 0 and cheaper:
-                layers[k[:-1]] = (d, h)
-            else:
-                del flat_p[k]
-    labels = jax.tree_util.tree_map_with_path(lambda p, l: 2 if _keys(p)[:-1] in layers else l, labels)
-    return unflatten_dict(flat_p), layers, labels
-
-
-def _flat_rows(rows):
-    """(T, P) matrix from a pytree whose leaves have a leading task axis."""
-    return jax.vmap(lambda r: ravel_pytree(r)[0])(rows)
+def _weigh(weighting: Weighting, losses, wanted, state: TrainState, key):
+    """The weighting's answer ``(weights, direction, wstate, info, weighting-param grads)``:
+    its ``combine`` on what it needs, or, for one with trainable parameters, the gradient of
+    its ``objective`` (the weights are then d objective / d L_t)."""
+    losses = jax.lax.stop_gradient(losses)
+    wgrads = state.params["weighting"]
+    if weighting.objective is not None:
+        (_, (weights, wgrads)) = jax.value_and_grad(weighting.objective, argnums=(0, 1))(losses, wgrads)
+        direction, wstate, info = None, state.wstate, {}
+    else:
+        weights, direction, wstate, info = weighting.combine(losses, wanted, state.wstate, key)
+    return jax.lax.stop_gradient(weights).astype(jnp.float32), direction, wstate, info, wgrads
 
 
 def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTransformation,
@@ -222,115 +73,16 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
     ``jacobian_chunk``: tasks per vmapped backward (0: all at once).
     ``ghost``: for "gram" weightings, form shared Dense blocks' Gram and
     gradients without their rows where that is cheaper (None), always (True)
-    or never (False).
+    or never (False). See ``mtlx.grads``.
     """
-    task_list = tuple(task_list)
-    T = len(task_list)
-    needs = weighting.needs
-
-    traced = {}
-
-    def forward(model_params, perturbations, batch):
-        variables = {"params": model_params}
-        if perturbations is not None:
-            variables["perturbations"] = perturbations
-        (preds, aux), state = model.apply(variables, batch["inputs"], mutable=["intermediates"])
-        losses = losses_lib.task_losses(task_list, preds, batch)
-        traced["has_penalty"] = bool(aux)  # static: known once traced
-        penalty = sum(aux.values()) if aux else jnp.zeros(())
-        return losses, jnp.asarray(penalty, jnp.float32), state.get("intermediates", {})
-
-    def zero_perturbations(batch, *names):
-        """Zeros for every perturbation called one of ``names`` (at any module path), or None."""
-        shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch["inputs"]))["perturbations"]
-        flat = {k: jnp.zeros(v.shape, v.dtype) for k, v in flatten_dict(flax.core.unfreeze(shapes)).items()
-                if k[-1] in names}
-        return unflatten_dict(flat) if flat else None
-
-    def has_penalty(mparams, batch):
-        return bool(jax.eval_shape(lambda: model.apply({"params": mparams}, batch["inputs"]))[1])
+    per_task = grads.engine(model, task_list, weighting.needs, jacobian_chunk, ghost)
 
     def train_step(state: TrainState, batch):
         key, wkey = jax.random.split(state.key)
-        mparams = state.params["model"]
-        grads_or_none = None
-        if needs == "representation" and (taps := zero_perturbations(batch, REP_TAP)) is not None:
-            # the Dense first task layer's pre-activations a_t perturbed (MTLModel.shared_representation):
-            # one backward at cotangent 1, through the layers above them only, gives delta_t = dL_t/da_t
-            (losses, penalty, _), vjp_tap = jax.vjp(lambda p, e: forward(p, e, batch), mparams, taps)
-            vjp_fn = lambda ct: vjp_tap((*ct, {}))[:1]
-            grads_or_none = _tap_gram(vjp_tap((jnp.ones(T), jnp.zeros(()), {}))[1], mparams)
-        elif needs == "representation":
-            (losses, penalty), vjp_fn = jax.vjp(lambda p: forward(p, None, batch)[:2], mparams)
-            # the same forward with T per-task copies of the representation, perturbed
-            # (MTLModel.task_copies; XLA shares the layers below them): one backward at
-            # cotangent 1 gives every row dL_t/dz, traversing only the layers above z
-            _, vjp_rep = jax.vjp(lambda z: forward(mparams, z, batch)[0], zero_perturbations(batch, "shared_rep"))
-            grads_or_none = solvers.gram(_flat_rows(vjp_rep(jnp.ones(T))[0]))
-        elif needs in ("jacobian", "gram"):
-            # labels: 0 shared (rows by autodiff), 1 task-specific, 2 a ghosted shared Dense layer
-            perts, ghost_layers = zero_perturbations(batch, "head_rep", GHOST_TAP if needs == "gram" else None), {}
-            labels = jax.tree_util.tree_map(lambda m: 0 if m else 1, shared_mask(model, mparams))
-            if needs == "gram" and not has_penalty(mparams, batch):
-                perts, ghost_layers, labels = _ghost_layers(perts, mparams, labels, T, ghost)
-            rest, specific, held = _split(mparams, labels, 3)
-            (losses, penalty, inter), vjp_fn = jax.vjp(
-                lambda s, o, z: forward(_merge((s, o, held), labels), z, batch), rest, specific, perts)
-            h = inter["head_input"][0]  # the heads' input (MTLModel.head_input)
-            inter_ct = lambda ct: {**jax.tree_util.tree_map(jnp.zeros_like, inter), "head_input": (ct,)}
-            no_h = inter_ct(jnp.zeros_like(h))
-            # one backward through the heads: C[t] = dL_t/dh_t (task t reads only its copy)
-            C = vjp_fn((jnp.ones(T), jnp.zeros(()), no_h))[2]["head_rep"]
-            per_task = C.shape == h.shape  # h stacked (T, B, ...) or shared (B, ...)
-            ct_h = (lambda e: e.reshape((T,) + (1,) * (C.ndim - 1)) * C) if per_task else (
-                lambda e: jnp.tensordot(e, C, axes=1))
-            # T backward passes below the heads only, vmapped: the Jacobian rows of the shared
-            # parameters, and the cotangents at the ghosted layers' pre-activations
-            def row(e):
-                g = vjp_fn((jnp.zeros(T), jnp.zeros(()), inter_ct(ct_h(e))))
-                return g[0], {k: flatten_dict(g[2])[k + (GHOST_TAP,)] for k in ghost_layers}
-            rows, deltas = _task_cotangents(row, T, jacobian_chunk)
-            G = _flat_rows(rows) if jax.tree_util.tree_leaves(rest) else jnp.zeros((T, 0))
-            flat_inter = flatten_dict(inter)
-            xs = {k: flat_inter[k + (GHOST_IN,)][0].reshape(-1, ghost_layers[k][0]) for k in ghost_layers}
-            ds = {k: deltas[k].reshape(T, -1, ghost_layers[k][1]) for k in ghost_layers}
-            grads_or_none = G
-            if needs == "gram":
-                grads_or_none = sum((_dense_gram(xs[k], ds[k]) for k in ghost_layers), solvers.gram(G))
-        else:
-            (losses, penalty), vjp_fn = jax.vjp(lambda p: forward(p, None, batch)[:2], mparams)
-
-        losses_sg = jax.lax.stop_gradient(losses)
-        wgrads = state.params["weighting"]
-        if weighting.objective is not None:
-            (_, (weights, wgrads)) = jax.value_and_grad(weighting.objective, argnums=(0, 1))(
-                losses_sg, state.params["weighting"])
-            direction, wstate, info = None, state.wstate, {}
-        else:
-            weights, direction, wstate, info = weighting.combine(losses_sg, grads_or_none, state.wstate, wkey)
-        weights = jax.lax.stop_gradient(weights).astype(jnp.float32)
-
-        if needs in ("jacobian", "gram"):
-            coef = direction if needs == "gram" else None   # the shared gradient is G^T coef
-            if coef is not None:
-                direction = solvers.combine_rows(coef, G)
-            if direction is not None:
-                g_rest = ravel_pytree(rest)[1](direction)
-            else:
-                g_rest = jax.tree_util.tree_map(lambda r: jnp.tensordot(weights, r, axes=1), rows)
-            g_specific = vjp_fn((weights, jnp.zeros(()), no_h))[1]  # heads + task columns
-            if traced["has_penalty"]:  # the penalty's gradient is not in the task Jacobian
-                pen = vjp_fn((jnp.zeros(T), jnp.ones(()), no_h))[:2]
-                g_rest, g_specific = jax.tree_util.tree_map(jnp.add, (g_rest, g_specific), pen)
-            coef = weights if coef is None else coef
-            g_held = {k + (name,): g for k in ghost_layers for name, g in _dense_grads(xs[k], ds[k], coef).items()}
-            g_held = jax.tree_util.tree_map_with_path(lambda p, _: g_held.get(_keys(p)), labels)
-            mgrads = _merge((g_rest, g_specific, g_held), labels)
-        else:
-            mgrads = vjp_fn((weights, jnp.ones(())))[0]
-
-        grads = {"model": mgrads, "weighting": wgrads}
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        losses, penalty, wanted, finish = per_task(state.params["model"], batch)
+        weights, direction, wstate, info, wgrads = _weigh(weighting, losses, wanted, state, wkey)
+        g = {"model": finish(weights, direction), "weighting": wgrads}
+        updates, opt_state = tx.update(g, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         total = jnp.sum(weights * losses) + penalty
         finite = jnp.isfinite(losses)
@@ -358,9 +110,11 @@ def init_state(model, weighting: Weighting, tx, num_tasks: int, sample_inputs, s
 
 
 def check_weighting_fits(model, weighting: Weighting, arch_name: str = "") -> None:
+    """A weighting that differentiates the shared representation needs an architecture that has one."""
     if weighting.needs == "representation" and not type(model).has_shared_representation:
+        fits = [n for n, cls in ARCHITECTURES.items() if getattr(cls, "has_shared_representation", False)]
         raise ValueError(f"weighting {weighting.name!r} differentiates a shared representation, which architecture "
-                         f"{arch_name or type(model).__name__!r} lacks; use it with 'hard' (split > 0), 'mmoe' or 'omoe'")
+                         f"{arch_name or type(model).__name__!r} lacks; use it with one of {fits}")
 
 
 def make_eval_step(model) -> Callable:
@@ -383,7 +137,7 @@ def evaluate(eval_step, mparams, split, task_list, batch_size: int = 1024) -> di
                                               whole["weights"][t.name]) for t in task_list}
 
 
-# --------------------------------------------------------------------------- the loop
+# --------------------------------------------------------------------------- one run
 
 
 class NonFiniteLoss(RuntimeError):
@@ -394,7 +148,7 @@ class NonFiniteLoss(RuntimeError):
 
 @dataclasses.dataclass
 class Run:
-    """Everything a run builds from its config, validated before any compilation."""
+    """Everything a run builds from its (already validated) config; built before any compilation."""
 
     cfg: Any
     task_set: Any
@@ -404,13 +158,8 @@ class Run:
 
 
 def build_run(cfg, task_set=None) -> Run:
-    """Task set, model, weighting and optimizer from a run config; every error here is pre-compile."""
-    from mtlx.architectures import build_model, check_heads
-    from mtlx.config import check_run_config
-    from mtlx.data import get_task_set
-    from mtlx.weighting import get_weighting
-
-    check_run_config(cfg)
+    """Task set, model, weighting and optimizer from a run config whose schema was checked
+    (``mtlx.grid``); the errors raised while building them are the pre-compile validation."""
     if task_set is None:
         task_set = get_task_set(cfg.task_set.name, **dict(cfg.task_set.options))
     model = build_model(cfg.architecture.name, task_set, list(cfg.backbone.blocks), tuple(cfg.backbone.head_hidden),
@@ -431,109 +180,159 @@ def main_score(metrics: Mapping, task_list) -> float:
     return float(np.nanmean(vals))
 
 
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclasses.dataclass(frozen=True)
+class Every:
+    """A periodic action in the style of ``clu.periodic_actions`` (whose import needs
+    TensorFlow): ``fn(step)`` after every ``every``-th step and after the ``last`` one."""
+
+    every: int
+    last: int
+    fn: Callable[[int], Any]
+
+    def __call__(self, step: int) -> None:
+        if step % self.every == 0 or step == self.last:
+            self.fn(step)
+
+
+class _Loop:
+    """The mutable side of one run's loop: the state, the curves, model selection, the clocks.
+    ``step`` arguments count finished steps."""
+
+    def __init__(self, run: Run, state: TrainState, workdir, mgr, progress, start: int):
+        ts = run.task_set
+        self.cfg, self.tasks, self.names = run.cfg, ts.tasks, ts.task_names
+        self.state, self.mgr, self.progress = state, mgr, progress
+        self.metrics, self.writer = None, results.metrics_writer(workdir) if workdir else None
+        self.splits = {s: ts.splits[s] for s in ("validation", "test") if s in ts.splits}
+        self.eval_step = jax.jit(make_eval_step(run.model))
+        self.best, self.best_test, self.last_eval = -np.inf, None, None
+        self.t_first, self.s_first, self.t_other = None, None, 0.0  # end of the first (compiling) interval
+        if workdir:  # a resumed run: model selection continues from the evaluations already written
+            for rec in results.read_metrics(workdir, "eval"):
+                self.select({k: rec[k] for k in ("validation", "test") if k in rec})
+            if start < self.cfg.steps:
+                self.last_eval = None
+
+    def actions(self) -> list[Every]:
+        last, cfg = self.cfg.steps, self.cfg
+        acts = [Every(cfg.log_every, last, self.log), Every(cfg.eval_every, last, self._timed(self.evaluate))]
+        return acts + ([Every(cfg.checkpoint_every, last, self._timed(self.checkpoint))] if self.mgr else [])
+
+    def _timed(self, fn):
+        """``fn`` whose time after the first log is kept off the steps/s clock."""
+        def call(step):
+            t = time.time()
+            fn(step)
+            self.t_other += time.time() - t if self.t_first is not None else 0.0
+        return call
+
+    def check_finite(self):
+        if int(self.state.nonfinite_step) >= 0:
+            raise NonFiniteLoss(int(self.state.nonfinite_step), self.tasks[int(self.state.nonfinite_task)].name)
+
+    def log(self, step):
+        losses = np.asarray(self.metrics["losses"])  # host sync
+        if self.t_first is None:
+            self.t_first, self.s_first = time.time(), step
+        self.check_finite()
+        rec = {"step": step, "kind": "train", "losses": dict(zip(self.names, losses.tolist())),
+               "weights": dict(zip(self.names, np.asarray(self.metrics["weights"]).tolist())),
+               "penalty": float(self.metrics["penalty"])}
+        if self.writer:
+            self.writer.write(rec)
+        if self.progress:
+            self.progress(step, rec["losses"])
+
+    def select(self, evaluation):
+        """Model selection: keep the test metrics at the best validation score so far."""
+        self.last_eval = evaluation
+        score = main_score(evaluation.get("validation", evaluation.get("test")), self.tasks)
+        if score > self.best:
+            self.best, self.best_test = score, evaluation.get("test")
+
+    def evaluate(self, step):
+        out = {s: evaluate(self.eval_step, self.state.params["model"], split, self.tasks, self.cfg.eval_batch_size)
+               for s, split in self.splits.items()}
+        if self.writer:
+            self.writer.write({"step": step, "kind": "eval", **out})
+        self.select(out)
+
+    def checkpoint(self, step):
+        from mtlx import checkpoint
+
+        self.check_finite()  # never checkpoint a state whose loss already went NaN/inf
+        checkpoint.save(self.mgr, step, self.state)
+
+    def summary(self, t0, n_params, on_device) -> dict:
+        if self.last_eval is None:  # resumed after the last step with no evaluation on record
+            self.evaluate(int(self.state.step))
+            self.best_test = self.last_eval.get("test")
+        wall, ev = time.time() - t0, self.last_eval
+        timed = (time.time() - self.t_first - self.t_other) if self.t_first is not None else 0.0
+        n_timed = (self.cfg.steps - self.s_first) if self.t_first is not None else 0
+        return {
+            "status": results.DONE, "steps": int(self.state.step), "param_count": n_params, "wall_time_s": wall,
+            "steps_per_s": n_timed / timed if n_timed > 0 and timed > 0 else float("nan"),
+            "metrics": ev.get("test", ev.get("validation")), "validation_metrics": ev.get("validation"),
+            "test_at_best_validation": self.best_test, "on_device_data": on_device,
+            "mixing": {k: np.asarray(v).tolist() for k, v in self.state.params["model"].items() if taps.is_mixing(k)},
+        }
+
+
+def _resume(workdir, state):
+    """The checkpoint manager (None without ``workdir``), the state and its step: the last
+    checkpoint's when there is one; curve lines written after it are dropped."""
+    if not workdir:
+        return None, state, 0
+    from mtlx import checkpoint
+
+    mgr, start = checkpoint.manager(results.checkpoint_dir(workdir)), 0
+    if checkpoint.latest_step(mgr) is not None:
+        state = checkpoint.restore(mgr, state)
+        start = int(state.step)
+    results.truncate_metrics(workdir, start)
+    return mgr, state, start
+
+
+def _jitted_step(run: Run, train, order, start: int):
+    """The jitted step and its arguments at step s: indices into the split kept on the device
+    when it fits (``on_device_max_bytes``), else host batches from a prefetching thread."""
+    cfg = run.cfg
+    step_fn = make_train_step(run.model, run.task_set.tasks, run.weighting, run.tx, cfg.jacobian_chunk)
+    if 0 <= pipeline.split_nbytes(train) <= cfg.on_device_max_bytes:
+        data = pipeline.to_device(train)
+        jstep = jax.jit(lambda st, d, idx: step_fn(st, pipeline.gather(d, idx)), donate_argnums=0)
+        return jstep, lambda s: (data, order(s)), True
+    prefetch = pipeline.Prefetcher(train, order, start, cfg.steps)
+    return jax.jit(step_fn, donate_argnums=0), lambda s: (prefetch.next(),), False
+
+
 def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress: Callable | None = None) -> dict:
     """Train one run, evaluating periodically; returns the summary.
 
-    With ``workdir``: appends curves to ``metrics.jsonl``, checkpoints the
-    TrainState with orbax every ``checkpoint_every`` steps and resumes from the
-    last checkpoint (dropping curve lines written after it). ``progress(step,
-    losses)`` is called at every log step. Raises NonFiniteLoss naming the step
-    and task when a loss turns NaN/inf.
+    With ``workdir`` (the run directory): appends curves to its metrics file,
+    checkpoints the TrainState with orbax every ``checkpoint_every`` steps and
+    resumes from the last checkpoint (dropping curve lines written after it).
+    ``progress(step, losses)`` is called at every log step. Raises
+    NonFiniteLoss naming the step and task when a loss turns NaN/inf.
     """
-    import os
-    import time
-
-    from mtlx import checkpoint, results
-    from mtlx.architectures import param_count
     run = build_run(cfg, task_set)
-    ts, tl = run.task_set, run.task_set.tasks
+    ts = run.task_set
     train = ts.split("train")
-    evals = {s: ts.splits[s] for s in ("validation", "test") if s in ts.splits}
     order = pipeline.BatchOrder(pipeline.split_size(train), cfg.batch_size, cfg.seed)
     sample = pipeline.gather(train, order(0))["inputs"]
     state = init_state(run.model, run.weighting, run.tx, ts.num_tasks, sample, cfg.seed)
     n_params = param_count(state.params["model"])
-
-    mgr, start = None, 0
-    if workdir:
-        mgr = checkpoint.manager(os.path.join(workdir, "checkpoints"))
-        if checkpoint.latest_step(mgr) is not None:
-            state = checkpoint.restore(mgr, state)
-            start = int(state.step)
-        results.truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), start)
-    writer = results.JsonlWriter(os.path.join(workdir, "metrics.jsonl")) if workdir else None
-
-    step_fn = make_train_step(run.model, tl, run.weighting, run.tx, cfg.jacobian_chunk)
-    on_device = 0 <= pipeline.split_nbytes(train) <= cfg.on_device_max_bytes
-    if on_device:
-        data = pipeline.to_device(train)
-        jstep = jax.jit(lambda st, d, idx: step_fn(st, pipeline.gather(d, idx)), donate_argnums=0)
-        next_args = lambda s: (data, order(s))
-    else:
-        prefetch = pipeline.Prefetcher(train, order, start, cfg.steps)
-        jstep = jax.jit(step_fn, donate_argnums=0)
-        next_args = lambda s: (prefetch.next(),)
-    eval_step = jax.jit(make_eval_step(run.model))
-
-    def do_eval(step):
-        out = {s: evaluate(eval_step, state.params["model"], split, tl, cfg.eval_batch_size) for s, split in evals.items()}
-        if writer:
-            writer.write({"step": step, "kind": "eval", **out})
-        return out
-
-    best, best_test, last_eval = -np.inf, None, None
-    if workdir:  # a resumed run: model selection continues from the evaluations already written
-        for rec in results.read_jsonl(os.path.join(workdir, "metrics.jsonl")):
-            if rec.get("kind") == "eval":
-                last_eval = {k: rec[k] for k in ("validation", "test") if k in rec}
-                score = main_score(last_eval.get("validation", last_eval.get("test")), tl)
-                if score > best:
-                    best, best_test = score, last_eval.get("test")
-        if start < cfg.steps:
-            last_eval = None
-
-    def check_finite():
-        if int(state.nonfinite_step) >= 0:
-            raise NonFiniteLoss(int(state.nonfinite_step), tl[int(state.nonfinite_task)].name)
-
+    mgr, state, start = _resume(workdir, state)
+    loop = _Loop(run, state, workdir, mgr, progress, start)
+    jstep, next_args, on_device = _jitted_step(run, train, order, start)
+    actions = loop.actions()
     t0 = time.time()
-    t_other, t_first = 0.0, None  # eval/checkpoint time; end of the first (compiling) interval
     for s in range(start, cfg.steps):
-        state, m = jstep(state, *next_args(s))
-        if (s + 1) % cfg.log_every == 0 or s + 1 == cfg.steps:
-            losses = np.asarray(m["losses"])  # host sync
-            if t_first is None:
-                t_first, s_first = time.time(), s + 1
-            check_finite()
-            rec = {"step": s + 1, "kind": "train", "losses": dict(zip(ts.task_names, losses.tolist())),
-                   "weights": dict(zip(ts.task_names, np.asarray(m["weights"]).tolist())),
-                   "penalty": float(m["penalty"])}
-            if writer:
-                writer.write(rec)
-            if progress:
-                progress(s + 1, rec["losses"])
-        t = time.time()
-        if (s + 1) % cfg.eval_every == 0 or s + 1 == cfg.steps:
-            last_eval = do_eval(s + 1)
-            score = main_score(last_eval.get("validation", last_eval.get("test")), tl)
-            if score > best:
-                best, best_test = score, last_eval.get("test")
-        if mgr and ((s + 1) % cfg.checkpoint_every == 0 or s + 1 == cfg.steps):
-            check_finite()  # never checkpoint a state whose loss already went NaN/inf
-            checkpoint.save(mgr, s + 1, state)
-        t_other += time.time() - t if t_first is not None else 0.0
-    if last_eval is None:  # resumed after the last step with no evaluation on record
-        last_eval = do_eval(int(state.step))
-        best_test = last_eval.get("test")
-    wall = time.time() - t0
-    timed = (time.time() - t_first - t_other) if t_first is not None else 0.0
-    n_timed = (cfg.steps - s_first) if t_first is not None else 0
-    return {
-        "status": "done", "steps": int(state.step), "param_count": n_params, "wall_time_s": wall,
-        "steps_per_s": n_timed / timed if n_timed > 0 and timed > 0 else float("nan"),
-        "metrics": last_eval.get("test", last_eval.get("validation")),
-        "validation_metrics": last_eval.get("validation"),
-        "test_at_best_validation": best_test,
-        "on_device_data": on_device,
-        "mixing": {k: np.asarray(v).tolist() for k, v in state.params["model"].items() if k.startswith("mix_")},
-    }
+        loop.state, loop.metrics = jstep(loop.state, *next_args(s))
+        for action in actions:
+            action(s + 1)
+    return loop.summary(t0, n_params, on_device)

@@ -2,4 +2,4 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-pytest_plugins = ["fixtures_report"]
+pytest_plugins = ["fixtures_report", "fixtures_train"]

@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import MLP, batch_of, dense_set
+from fixtures_train import MLP, tiny
 from launch import bench
 from mtlx.architectures import build_model
-from mtlx.train import make_optimizer
+from mtlx.optim import make_optimizer
 from mtlx.weighting import get_weighting
 
 
@@ -17,8 +17,8 @@ def test_loop_step_applies_the_same_update_as_the_train_step(arch, name):
     Adam) gives the states the jitted step gives, over two threaded steps
     (MGDA's second solve starts from the first one's weights): it is a fair
     baseline."""
-    ts = dense_set()
-    batch = jax.device_put(batch_of(ts))
+    _, ts, batch = tiny("mlp")
+    batch = jax.device_put(batch)
     model = build_model(arch, ts, MLP)
     w = get_weighting(name)
     tx = make_optimizer("sgd", 1.0)   # Adam's first step is sign(g): blind to errors in |g|
