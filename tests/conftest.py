@@ -1,3 +1,5 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+pytest_plugins = ["fixtures_archs"]

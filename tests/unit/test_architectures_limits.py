@@ -1,0 +1,195 @@
+"""Architectures against their definitions: equivalences in their limits (hard
+split 0 == single_task, cross-stitch identity == single_task, sluice with one
+subspace == cross-stitch, MMoE with one expert == shared bottom), penalties and
+gates by hand, the shared mask, and finite non-zero gradients everywhere.
+
+Every model is compiled once per session (``fixtures_archs.compiled``)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fixtures_archs import TINY_BACKBONES, TINY_MLP, tiny_dense, tiny_equal
+from mtlx import taps
+from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
+from mtlx.architectures.soft import trace_penalty
+
+BACKBONES = sorted(TINY_BACKBONES)
+SINGLE = {"sluice": {"subspaces": 2}, "cross_stitch": {"units": "channel"}, "mmoe": {"num_experts": 2},
+          "omoe": {"num_experts": 2}, "tensor_factorised": {"rank": 2}}  # each architecture's canonical options
+
+
+def assert_trees_close(a, b, atol=1e-6):
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=1e-5),
+                           a, b)
+
+
+def mixing(params):
+    return sorted(k for k in params if taps.is_mixing(k))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_architecture_gives_finite_nonzero_gradients(compiled, backbone):
+    for name in ARCHITECTURES:
+        c = compiled(name, backbone, **SINGLE.get(name, {}))
+        preds, aux, g = c.outputs_and_grads(c.params)
+        leaves = jax.tree_util.tree_leaves(g)
+        assert all(np.all(np.isfinite(leaf)) for leaf in leaves), (backbone, name)
+        assert sum(float(jnp.abs(leaf).sum()) for leaf in leaves) > 0, (backbone, name)
+        for t in c.task_set.tasks:  # prediction layout: (B, C) or per token (B, L, C)
+            assert preds[t.name].shape == c.x.shape[:1 + (t.kind == "tagging")] + (t.num_outputs,), (backbone, name)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_cross_stitch_identity_equals_single_task(compiled, backbone):
+    st, cs = compiled("single_task", backbone), compiled("cross_stitch", backbone, units="channel")
+    p_cs = dict(cs.init(1))
+    mix = mixing(p_cs)
+    assert mix == [taps.mixing_name("stitch", i) for i in range(len(st.blocks) - 1)]
+    for k in mix:  # identity mixing: alpha[t, s, c] = [t == s]
+        p_cs[k] = jnp.broadcast_to(jnp.eye(st.task_set.num_tasks)[..., None], p_cs[k].shape)
+    p_cs.update(st.params)
+    preds_st, _, g_st = st.outputs_and_grads(st.params)
+    preds_cs, _, g_cs = cs.outputs_and_grads(p_cs)
+    assert_trees_close(preds_st, preds_cs)
+    assert_trees_close(g_st, {k: g_cs[k] for k in g_st})
+    assert any(float(jnp.abs(g_cs[k]).sum()) > 0 for k in mix)  # the units are not dead parameters
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_hard_split_zero_equals_single_task(compiled, backbone):
+    st, hard = compiled("single_task", backbone), compiled("hard", backbone, split=0)
+    assert jax.tree_util.tree_structure(st.params) == jax.tree_util.tree_structure(hard.params)
+    a, _, ga = st.outputs_and_grads(st.params)
+    b, _, gb = hard.outputs_and_grads(st.params)
+    assert_trees_close(a, b)
+    assert_trees_close(ga, gb)
+
+
+@pytest.mark.parametrize("make_set", [tiny_dense, tiny_equal])
+def test_hard_full_split_shares_trunk_and_matches_manual_forward(make_set):
+    """Task t's prediction is head t's output (sliced to its width), for mixed and equal widths."""
+    ts = make_set()
+    x = ts.splits["train"]["inputs"]
+    hard = build_model("hard", ts, TINY_MLP)  # share every block
+    p = jax.jit(hard.init)(jax.random.PRNGKey(0), x)["params"]
+    h = x
+    for i, spec in enumerate(TINY_MLP):
+        h = spec.apply(p[f"shared_{i}"], h)
+    w = p["task_head_out"]
+    preds = jax.jit(hard.apply)({"params": p}, x)[0]
+    for t, task in enumerate(ts.tasks):
+        manual = h @ w["kernel"][t] + w["bias"][t]
+        np.testing.assert_allclose(preds[task.name], manual[:, : task.num_outputs], atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_sluice_one_subspace_last_layer_equals_cross_stitch(compiled, backbone):
+    L = len(TINY_BACKBONES[backbone][0])
+    cs = compiled("cross_stitch", backbone, stitch_after=tuple(range(L)))
+    sl = compiled("sluice", backbone, subspaces=1)
+    T = cs.task_set.num_tasks
+    p_cs = dict(cs.params)
+    rng = np.random.default_rng(0)
+    for i in range(L):  # random (not identity) mixing, so the test sees the mixing
+        p_cs[taps.mixing_name("stitch", i)] = jnp.asarray(rng.uniform(0, 1, (T, T)), jnp.float32)
+    rename = {taps.mixing_name("stitch", i): taps.mixing_name("alpha", i) for i in range(L)}
+    p_sl = dict(sl.params)
+    p_sl.update({rename.get(k, k): v for k, v in p_cs.items()})
+    beta = taps.mixing_name("beta")
+    p_sl[beta] = jnp.zeros_like(p_sl[beta]).at[:, -1].set(1.0)  # beta reads the last block only
+    a, _, ga = cs.outputs_and_grads(p_cs)
+    b, aux, gb = sl.outputs_and_grads(p_sl)
+    assert aux == {}  # one subspace: no orthogonality penalty
+    assert_trees_close(a, b, atol=1e-5)
+    assert_trees_close({rename.get(k, k): v for k, v in ga.items()}, {k: v for k, v in gb.items() if k != beta},
+                       atol=1e-5)
+
+
+def test_sluice_orthogonality_penalty_matches_definition():
+    """lambda * sum_t ||H_{t,1}^T H_{t,2} / N||_F^2 over the alpha-mixed subspaces of one block."""
+    ts = tiny_dense()
+    x = ts.splits["train"]["inputs"]
+    blocks = TINY_MLP[:1]  # 6 units -> 2 subspaces of 3
+    sl = build_model("sluice", ts, blocks, subspaces=2, orthogonality=0.5)
+    p = jax.jit(sl.init)(jax.random.PRNGKey(0), x)["params"]
+    _, aux = jax.jit(sl.apply)({"params": p}, x)
+    T, n = ts.num_tasks, x.shape[0]
+    cols = np.stack([blocks[0].apply(jax.tree_util.tree_map(lambda a, t=t: a[t], p["task_column_0"]), x)
+                     for t in range(T)])  # (T, N, 6)
+    units = cols.reshape(T, n, 2, 3).transpose(0, 2, 1, 3).reshape(T * 2, n, 3)  # rows (t, g)
+    mixed = np.einsum("ab,bnd->and", np.asarray(p[taps.mixing_name("alpha", 0)]), units).reshape(T, 2, n, 3)
+    want = 0.5 * sum(np.sum((mixed[t, 0].T @ mixed[t, 1] / n) ** 2) for t in range(T))
+    assert want > 0
+    np.testing.assert_allclose(float(aux["orthogonality"]), want, rtol=1e-4)
+
+
+def test_mmoe_one_expert_equals_shared_bottom(compiled):
+    moe, hard = compiled("mmoe", "mlp", num_experts=1), compiled("hard", "mlp")
+    p_m = moe.params
+    p_h = dict(hard.params)
+    for i in range(len(TINY_MLP)):
+        p_h[f"shared_{i}"] = jax.tree_util.tree_map(lambda a: a[0], p_m[f"expert_{i}"])
+    p_h.update({k: v for k, v in p_m.items() if k.startswith("task_")})
+    a, _, _ = moe.outputs_and_grads(p_m)
+    b, _, _ = hard.outputs_and_grads(p_h)
+    assert_trees_close(a, b, atol=1e-5)
+
+
+def test_mmoe_gates_are_per_task_and_omoe_shares_one():
+    """With identical towers for every task, OMoE (one gate) must give every task the same
+    prediction, MMoE (a gate per task) different ones, and each task's gate mixture must be
+    softmax(W_t x) of its own slice of the gate (Ma et al. 2018, Eq. 6-7)."""
+    ts = tiny_equal()
+    x = ts.splits["train"]["inputs"]
+    outs = {}
+    for name in ("mmoe", "omoe"):
+        model = build_model(name, ts, TINY_MLP[:1], num_experts=3)
+        p = dict(jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"])
+        p["task_head_out"] = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[:1], a.shape), p["task_head_out"])
+        preds, _ = jax.jit(model.apply)({"params": p}, x)
+        outs[name] = [preds[t.name] for t in ts.tasks]
+        if name == "mmoe":  # the mixture by hand for task 1
+            experts = jnp.stack([TINY_MLP[0].apply(jax.tree_util.tree_map(lambda a, e=e: a[e], p["expert_0"]), x)
+                                 for e in range(3)])
+            logits = x @ p["gate"]["kernel"] + p["gate"]["bias"]
+            g = jax.nn.softmax(logits.reshape(-1, ts.num_tasks, 3)[:, 1], axis=-1)
+            mixed = jnp.einsum("be,ebd->bd", g, experts)
+            w = p["task_head_out"]
+            np.testing.assert_allclose(preds["b"], mixed @ w["kernel"][1] + w["bias"][1], atol=1e-5)
+    for a in outs["omoe"][1:]:
+        np.testing.assert_allclose(a, outs["omoe"][0], atol=1e-6)
+    assert float(jnp.abs(outs["mmoe"][1] - outs["mmoe"][0]).max()) > 1e-4
+
+
+def test_soft_sharing_penalties(compiled):
+    """soft_l2: sum_l sum_t ||W_lt - mean_s W_ls||^2; soft_trace: sum_l ||[vec W_l1 .. vec W_lT]||_*."""
+    st = compiled("single_task", "mlp")
+    p, x, T = st.params, st.x, st.task_set.num_tasks
+    l2 = build_model("soft_l2", st.task_set, TINY_MLP, head_hidden=(3,), strength=1.0)
+    tr = build_model("soft_trace", st.task_set, TINY_MLP, head_hidden=(3,), strength=1.0)
+    (preds_l2, aux_l2), (_, aux_tr), (preds_st, _) = jax.jit(
+        lambda p: (l2.apply({"params": p}, x), tr.apply({"params": p}, x), st.model.apply({"params": p}, x)))(p)
+    assert_trees_close(preds_l2, preds_st)
+    kernels = [np.asarray(p[f"task_column_{i}"]["kernel"], np.float64) for i in range(len(TINY_MLP))]
+    want_l2 = sum(np.sum((k - k.mean(0)) ** 2) for k in kernels)
+    want_tr = sum(np.linalg.svd(k.reshape(T, -1), compute_uv=False).sum() for k in kernels)
+    np.testing.assert_allclose(float(aux_l2["soft_l2"]), want_l2, rtol=1e-5)
+    np.testing.assert_allclose(float(aux_tr["soft_trace"]), want_tr, rtol=1e-4)
+    np.testing.assert_allclose(float(trace_penalty(jnp.eye(3)[:, None, :] * jnp.ones((3, 4, 3)))), 3 * 2.0, rtol=1e-5)
+
+
+def test_shared_mask_per_architecture(compiled):
+    expect = {"single_task": set(), "hard": {"shared_0", "shared_1", "shared_2"},
+              "cross_stitch": {"task_column_0", "task_column_1", "task_column_2",
+                               taps.mixing_name("stitch", 0), taps.mixing_name("stitch", 1)},
+              "mmoe": {"expert_0", "expert_1", "expert_2", "gate"},
+              "tensor_factorised": {"factorised_0", "factorised_1", "factorised_2"}}
+    for name, want in expect.items():
+        c = compiled(name, "mlp", **SINGLE.get(name, {}))
+        mask = shared_mask(c.model, c.params)
+        got = {k for k, v in mask.items() if all(jax.tree_util.tree_leaves(v))}
+        assert got == want, name
+        assert not any(any(jax.tree_util.tree_leaves(v)) for k, v in mask.items() if k not in want), name
