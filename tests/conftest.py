@@ -1,5 +1,3 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-pytest_plugins = ["fixtures_archs"]

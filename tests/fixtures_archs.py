@@ -1,24 +1,19 @@
-"""Tiny backbones and task sets for the architecture tests, and ONE compiled
-forward/gradient per (architecture, options, backbone) shared by every test
-of the session (XLA compile time dominates these tests on a CPU).
+"""Tiny backbones and task sets for the architecture tests (XLA compile time,
+which grows with the shapes and the number of models, dominates them on a CPU).
 
 Shapes are the smallest that still exercise each scheme: batch 3-4, widths
 3-6 (even where sluice splits them in two subspaces), sequences of 4 tokens
-(with padding), 8x8 images. Params are drawn with the ``rbg`` PRNG: the same
-initialisers, but XLA:CPU compiles threefry's bit generator slowly (2-3x the
-init's compile time); nothing here depends on the particular draw.
+(with padding), 8x8 images. The tests draw params with the ``rbg`` PRNG
+(``jax.random.key(0, impl="rbg")``): the same initialisers, but XLA:CPU
+compiles threefry's bit generator slowly (2-3x an init's compile time);
+nothing in them depends on the particular draw.
 """
 
 import functools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from mtlx.architectures import build_model
 from mtlx.layers import BiLSTM, Conv, Dense, Embed
-from mtlx.losses import task_losses
 from mtlx.tasks import Task, TaskSet
 
 TINY_MLP = (Dense(6), Dense(4), Dense(4))
@@ -82,52 +77,3 @@ def task_set(backbone):
 
 def batch(backbone):
     return task_set(backbone).splits["train"]
-
-
-class Compiled:
-    """A model with its jitted init and its jitted ``params -> (preds, aux, grads)``
-    of the summed task losses (plus aux penalties), each compiled once."""
-
-    def __init__(self, name, backbone, options, head_hidden):
-        self.task_set = ts = task_set(backbone)
-        self.blocks = TINY_BACKBONES[backbone][0]
-        self.model = model = build_model(name, ts, self.blocks, head_hidden=head_hidden, **dict(options))
-        self.batch = batch(backbone)
-        self.x = self.batch["inputs"]
-        self._init = jax.jit(model.init)
-
-        def loss(p, b):
-            preds, aux = model.apply({"params": p}, b["inputs"])
-            return jnp.sum(task_losses(ts.tasks, preds, b)) + sum(aux.values()), (preds, aux)
-
-        self._grads = jax.jit(jax.grad(loss, has_aux=True))
-        self._params = None
-
-    def init(self, seed=0):
-        return self._init(jax.random.key(seed, impl="rbg"), self.x)["params"]
-
-    @property
-    def params(self):
-        """The params at seed 0 (computed once)."""
-        if self._params is None:
-            self._params = self.init(0)
-        return self._params
-
-    def outputs_and_grads(self, params):
-        g, (preds, aux) = self._grads(params, self.batch)
-        return preds, aux, g
-
-
-@functools.lru_cache(maxsize=None)
-def _compiled(name, backbone, options, head_hidden):
-    return Compiled(name, backbone, options, head_hidden)
-
-
-@pytest.fixture(scope="session")
-def compiled():
-    """``compiled(name, backbone, head_hidden=HEAD_HIDDEN, **options)`` -> Compiled, shared by the session."""
-
-    def get(name, backbone, head_hidden=HEAD_HIDDEN, **options):
-        return _compiled(name, backbone, tuple(sorted(options.items())), tuple(head_hidden))
-
-    return get

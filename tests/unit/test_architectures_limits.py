@@ -3,17 +3,21 @@ split 0 == single_task, cross-stitch identity == single_task, sluice with one
 subspace == cross-stitch, MMoE with one expert == shared bottom), penalties and
 gates by hand, the shared mask, and finite non-zero gradients everywhere.
 
-Every model is compiled once per session (``fixtures_archs.compiled``)."""
+The backbone-parametrised comparisons come from one jitted function per
+backbone (``limits``, compiled once per session); the others jit one function each."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fixtures_archs import TINY_BACKBONES, TINY_MLP, tiny_dense, tiny_equal
+from fixtures_archs import HEAD_HIDDEN, TINY_BACKBONES, TINY_MLP, batch, task_set, tiny_dense, tiny_equal
 from mtlx import taps
 from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
 from mtlx.architectures.soft import trace_penalty
+from mtlx.losses import task_losses
 
 BACKBONES = sorted(TINY_BACKBONES)
 SINGLE = {"sluice": {"subspaces": 2}, "cross_stitch": {"units": "channel"}, "mmoe": {"num_experts": 2},
@@ -30,40 +34,93 @@ def mixing(params):
     return sorted(k for k in params if taps.is_mixing(k))
 
 
+def loss_and_grads(model, ts, params, b):
+    """(predictions, gradient of the summed task losses plus aux penalties) at ``params``."""
+
+    def loss(p):
+        preds, aux = model.apply({"params": p}, b["inputs"])
+        return jnp.sum(task_losses(ts.tasks, preds, b)) + sum(aux.values()), preds
+
+    g, preds = jax.grad(loss, has_aux=True)(params)
+    return preds, g
+
+
+@functools.lru_cache(maxsize=None)
+def limits(backbone):
+    """Everything the backbone-parametrised tests below compare, from ONE jitted function
+    per backbone (one XLA compile for all the models: about half the time of compiling
+    each apart). Models: every architecture with its canonical options, hard with
+    split=0, cross-stitch after every block, sluice with one subspace."""
+    ts, blocks = task_set(backbone), TINY_BACKBONES[backbone][0]
+    L, T = len(blocks), ts.num_tasks
+
+    def build(name, **options):
+        return build_model(name, ts, blocks, head_hidden=HEAD_HIDDEN, **options)
+
+    models = {name: build(name, **SINGLE.get(name, {})) for name in ARCHITECTURES}
+    hard0, cs_all, sl1 = build("hard", split=0), build("cross_stitch", stitch_after=tuple(range(L))), build(
+        "sluice", subspaces=1)
+    alphas = np.random.default_rng(0).uniform(0, 1, (L, T, T)).astype(np.float32)  # random, not identity, mixing
+    stitch = [taps.mixing_name("stitch", i) for i in range(L)]
+    to_alpha = dict(zip(stitch, (taps.mixing_name("alpha", i) for i in range(L))))
+    beta = taps.mixing_name("beta")
+
+    @jax.jit
+    def run(key, b):
+        params = {name: m.init(key, b["inputs"])["params"] for name, m in models.items()}
+        out = {"every": {name: loss_and_grads(m, ts, params[name], b) for name, m in models.items()}}
+        p_st = params["single_task"]
+        out["hard_split_0"] = (out["every"]["single_task"], loss_and_grads(hard0, ts, p_st, b))
+        # cross-stitch with identity units alpha[t, s, c] = [t == s] and single_task's columns and heads
+        p_cs = dict(models["cross_stitch"].init(jax.random.fold_in(key, 1), b["inputs"])["params"])
+        p_cs.update({k: jnp.broadcast_to(jnp.eye(T)[..., None], v.shape) for k, v in p_cs.items() if taps.is_mixing(k)})
+        p_cs.update(p_st)
+        out["cross_stitch_identity"] = (out["every"]["single_task"], loss_and_grads(models["cross_stitch"], ts, p_cs, b))
+        # sluice with one subspace, the cross-stitch's units as alphas and beta on the last block
+        p_all = dict(cs_all.init(key, b["inputs"])["params"], **dict(zip(stitch, alphas)))
+        p_sl = dict(sl1.init(key, b["inputs"])["params"])
+        p_sl.update({to_alpha.get(k, k): v for k, v in p_all.items()})
+        p_sl[beta] = jnp.zeros_like(p_sl[beta]).at[:, -1].set(1.0)
+        out["sluice_one_subspace"] = (loss_and_grads(cs_all, ts, p_all, b), loss_and_grads(sl1, ts, p_sl, b),
+                                      sl1.apply({"params": p_sl}, b["inputs"])[1])
+        return out
+
+    return jax.device_get(run(jax.random.key(0, impl="rbg"), batch(backbone))), {
+        "hard0": hard0, "models": models, "stitch": stitch, "to_alpha": to_alpha, "beta": beta}
+
+
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_every_architecture_gives_finite_nonzero_gradients(compiled, backbone):
+def test_every_architecture_gives_finite_nonzero_gradients(backbone):
+    (out, _), ts = limits(backbone), task_set(backbone)
+    x = batch(backbone)["inputs"]
     for name in ARCHITECTURES:
-        c = compiled(name, backbone, **SINGLE.get(name, {}))
-        preds, aux, g = c.outputs_and_grads(c.params)
+        preds, g = out["every"][name]
         leaves = jax.tree_util.tree_leaves(g)
         assert all(np.all(np.isfinite(leaf)) for leaf in leaves), (backbone, name)
-        assert sum(float(jnp.abs(leaf).sum()) for leaf in leaves) > 0, (backbone, name)
-        for t in c.task_set.tasks:  # prediction layout: (B, C) or per token (B, L, C)
-            assert preds[t.name].shape == c.x.shape[:1 + (t.kind == "tagging")] + (t.num_outputs,), (backbone, name)
+        assert sum(float(np.abs(leaf).sum()) for leaf in leaves) > 0, (backbone, name)
+        for t in ts.tasks:  # prediction layout: (B, C) or per token (B, L, C)
+            assert preds[t.name].shape == x.shape[:1 + (t.kind == "tagging")] + (t.num_outputs,), (backbone, name)
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_cross_stitch_identity_equals_single_task(compiled, backbone):
-    st, cs = compiled("single_task", backbone), compiled("cross_stitch", backbone, units="channel")
-    p_cs = dict(cs.init(1))
-    mix = mixing(p_cs)
-    assert mix == [taps.mixing_name("stitch", i) for i in range(len(st.blocks) - 1)]
-    for k in mix:  # identity mixing: alpha[t, s, c] = [t == s]
-        p_cs[k] = jnp.broadcast_to(jnp.eye(st.task_set.num_tasks)[..., None], p_cs[k].shape)
-    p_cs.update(st.params)
-    preds_st, _, g_st = st.outputs_and_grads(st.params)
-    preds_cs, _, g_cs = cs.outputs_and_grads(p_cs)
+def test_cross_stitch_identity_equals_single_task(backbone):
+    out, info = limits(backbone)
+    (preds_st, g_st), (preds_cs, g_cs) = out["cross_stitch_identity"]
+    mix = mixing(g_cs)
+    assert mix == info["stitch"][:-1]  # after every block but the last
     assert_trees_close(preds_st, preds_cs)
     assert_trees_close(g_st, {k: g_cs[k] for k in g_st})
-    assert any(float(jnp.abs(g_cs[k]).sum()) > 0 for k in mix)  # the units are not dead parameters
+    assert any(float(np.abs(g_cs[k]).sum()) > 0 for k in mix)  # the units are not dead parameters
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_hard_split_zero_equals_single_task(compiled, backbone):
-    st, hard = compiled("single_task", backbone), compiled("hard", backbone, split=0)
-    assert jax.tree_util.tree_structure(st.params) == jax.tree_util.tree_structure(hard.params)
-    a, _, ga = st.outputs_and_grads(st.params)
-    b, _, gb = hard.outputs_and_grads(st.params)
+def test_hard_split_zero_equals_single_task(backbone):
+    out, info = limits(backbone)
+    x = batch(backbone)["inputs"]
+    shapes = [jax.eval_shape(m.init, jax.random.PRNGKey(0), x)["params"]
+              for m in (info["models"]["single_task"], info["hard0"])]
+    assert jax.tree_util.tree_structure(shapes[0]) == jax.tree_util.tree_structure(shapes[1])
+    (a, ga), (b, gb) = out["hard_split_0"]
     assert_trees_close(a, b)
     assert_trees_close(ga, gb)
 
@@ -86,26 +143,13 @@ def test_hard_full_split_shares_trunk_and_matches_manual_forward(make_set):
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_sluice_one_subspace_last_layer_equals_cross_stitch(compiled, backbone):
-    L = len(TINY_BACKBONES[backbone][0])
-    cs = compiled("cross_stitch", backbone, stitch_after=tuple(range(L)))
-    sl = compiled("sluice", backbone, subspaces=1)
-    T = cs.task_set.num_tasks
-    p_cs = dict(cs.params)
-    rng = np.random.default_rng(0)
-    for i in range(L):  # random (not identity) mixing, so the test sees the mixing
-        p_cs[taps.mixing_name("stitch", i)] = jnp.asarray(rng.uniform(0, 1, (T, T)), jnp.float32)
-    rename = {taps.mixing_name("stitch", i): taps.mixing_name("alpha", i) for i in range(L)}
-    p_sl = dict(sl.params)
-    p_sl.update({rename.get(k, k): v for k, v in p_cs.items()})
-    beta = taps.mixing_name("beta")
-    p_sl[beta] = jnp.zeros_like(p_sl[beta]).at[:, -1].set(1.0)  # beta reads the last block only
-    a, _, ga = cs.outputs_and_grads(p_cs)
-    b, aux, gb = sl.outputs_and_grads(p_sl)
+def test_sluice_one_subspace_last_layer_equals_cross_stitch(backbone):
+    out, info = limits(backbone)
+    (a, ga), (b, gb), aux = out["sluice_one_subspace"]
     assert aux == {}  # one subspace: no orthogonality penalty
     assert_trees_close(a, b, atol=1e-5)
-    assert_trees_close({rename.get(k, k): v for k, v in ga.items()}, {k: v for k, v in gb.items() if k != beta},
-                       atol=1e-5)
+    assert_trees_close({info["to_alpha"].get(k, k): v for k, v in ga.items()},
+                       {k: v for k, v in gb.items() if k != info["beta"]}, atol=1e-5)
 
 
 def test_sluice_orthogonality_penalty_matches_definition():
@@ -126,15 +170,22 @@ def test_sluice_orthogonality_penalty_matches_definition():
     np.testing.assert_allclose(float(aux["orthogonality"]), want, rtol=1e-4)
 
 
-def test_mmoe_one_expert_equals_shared_bottom(compiled):
-    moe, hard = compiled("mmoe", "mlp", num_experts=1), compiled("hard", "mlp")
-    p_m = moe.params
-    p_h = dict(hard.params)
-    for i in range(len(TINY_MLP)):
-        p_h[f"shared_{i}"] = jax.tree_util.tree_map(lambda a: a[0], p_m[f"expert_{i}"])
-    p_h.update({k: v for k, v in p_m.items() if k.startswith("task_")})
-    a, _, _ = moe.outputs_and_grads(p_m)
-    b, _, _ = hard.outputs_and_grads(p_h)
+def test_mmoe_one_expert_equals_shared_bottom():
+    ts = tiny_dense()
+    x = ts.splits["train"]["inputs"]
+    moe = build_model("mmoe", ts, TINY_MLP, head_hidden=HEAD_HIDDEN, num_experts=1)
+    hard = build_model("hard", ts, TINY_MLP, head_hidden=HEAD_HIDDEN)
+
+    @jax.jit
+    def run(key):
+        p_m = moe.init(key, x)["params"]
+        p_h = dict(hard.init(key, x)["params"])
+        p_h.update({f"shared_{i}": jax.tree_util.tree_map(lambda a: a[0], p_m[f"expert_{i}"])
+                    for i in range(len(TINY_MLP))})
+        p_h.update({k: v for k, v in p_m.items() if k.startswith("task_")})
+        return moe.apply({"params": p_m}, x)[0], hard.apply({"params": p_h}, x)[0]
+
+    a, b = run(jax.random.key(0, impl="rbg"))
     assert_trees_close(a, b, atol=1e-5)
 
 
@@ -164,14 +215,19 @@ def test_mmoe_gates_are_per_task_and_omoe_shares_one():
     assert float(jnp.abs(outs["mmoe"][1] - outs["mmoe"][0]).max()) > 1e-4
 
 
-def test_soft_sharing_penalties(compiled):
+def test_soft_sharing_penalties():
     """soft_l2: sum_l sum_t ||W_lt - mean_s W_ls||^2; soft_trace: sum_l ||[vec W_l1 .. vec W_lT]||_*."""
-    st = compiled("single_task", "mlp")
-    p, x, T = st.params, st.x, st.task_set.num_tasks
-    l2 = build_model("soft_l2", st.task_set, TINY_MLP, head_hidden=(3,), strength=1.0)
-    tr = build_model("soft_trace", st.task_set, TINY_MLP, head_hidden=(3,), strength=1.0)
-    (preds_l2, aux_l2), (_, aux_tr), (preds_st, _) = jax.jit(
-        lambda p: (l2.apply({"params": p}, x), tr.apply({"params": p}, x), st.model.apply({"params": p}, x)))(p)
+    ts = tiny_dense()
+    x, T = ts.splits["train"]["inputs"], ts.num_tasks
+    st, l2, tr = (build_model(name, ts, TINY_MLP, **opts) for name, opts in
+                  (("single_task", {}), ("soft_l2", {"strength": 1.0}), ("soft_trace", {"strength": 1.0})))
+
+    @jax.jit
+    def run(key):
+        p = st.init(key, x)["params"]
+        return p, l2.apply({"params": p}, x), tr.apply({"params": p}, x), st.apply({"params": p}, x)
+
+    p, (preds_l2, aux_l2), (_, aux_tr), (preds_st, _) = run(jax.random.key(0, impl="rbg"))
     assert_trees_close(preds_l2, preds_st)
     kernels = [np.asarray(p[f"task_column_{i}"]["kernel"], np.float64) for i in range(len(TINY_MLP))]
     want_l2 = sum(np.sum((k - k.mean(0)) ** 2) for k in kernels)
@@ -181,15 +237,17 @@ def test_soft_sharing_penalties(compiled):
     np.testing.assert_allclose(float(trace_penalty(jnp.eye(3)[:, None, :] * jnp.ones((3, 4, 3)))), 3 * 2.0, rtol=1e-5)
 
 
-def test_shared_mask_per_architecture(compiled):
+def test_shared_mask_per_architecture():
+    ts = tiny_dense()
+    x = ts.splits["train"]["inputs"]
     expect = {"single_task": set(), "hard": {"shared_0", "shared_1", "shared_2"},
               "cross_stitch": {"task_column_0", "task_column_1", "task_column_2",
                                taps.mixing_name("stitch", 0), taps.mixing_name("stitch", 1)},
               "mmoe": {"expert_0", "expert_1", "expert_2", "gate"},
               "tensor_factorised": {"factorised_0", "factorised_1", "factorised_2"}}
     for name, want in expect.items():
-        c = compiled(name, "mlp", **SINGLE.get(name, {}))
-        mask = shared_mask(c.model, c.params)
+        model = build_model(name, ts, TINY_MLP, **SINGLE.get(name, {}))
+        mask = shared_mask(model, jax.eval_shape(model.init, jax.random.PRNGKey(0), x)["params"])
         got = {k for k, v in mask.items() if all(jax.tree_util.tree_leaves(v))}
         assert got == want, name
         assert not any(any(jax.tree_util.tree_leaves(v)) for k, v in mask.items() if k not in want), name
