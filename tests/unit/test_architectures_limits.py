@@ -195,21 +195,26 @@ def test_mmoe_gates_are_per_task_and_omoe_shares_one():
     softmax(W_t x) of its own slice of the gate (Ma et al. 2018, Eq. 6-7)."""
     ts = tiny_equal()
     x = ts.splits["train"]["inputs"]
-    outs = {}
-    for name in ("mmoe", "omoe"):
-        model = build_model(name, ts, TINY_MLP[:1], num_experts=3)
-        p = dict(jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"])
-        p["task_head_out"] = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[:1], a.shape), p["task_head_out"])
-        preds, _ = jax.jit(model.apply)({"params": p}, x)
-        outs[name] = [preds[t.name] for t in ts.tasks]
-        if name == "mmoe":  # the mixture by hand for task 1
-            experts = jnp.stack([TINY_MLP[0].apply(jax.tree_util.tree_map(lambda a, e=e: a[e], p["expert_0"]), x)
-                                 for e in range(3)])
-            logits = x @ p["gate"]["kernel"] + p["gate"]["bias"]
-            g = jax.nn.softmax(logits.reshape(-1, ts.num_tasks, 3)[:, 1], axis=-1)
-            mixed = jnp.einsum("be,ebd->bd", g, experts)
-            w = p["task_head_out"]
-            np.testing.assert_allclose(preds["b"], mixed @ w["kernel"][1] + w["bias"][1], atol=1e-5)
+    models = {name: build_model(name, ts, TINY_MLP[:1], num_experts=3) for name in ("mmoe", "omoe")}
+
+    @jax.jit
+    def run(key):
+        out = {}
+        for name, model in models.items():  # identical towers: every task gets task 0's output layer
+            p = dict(model.init(key, x)["params"])
+            p["task_head_out"] = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[:1], a.shape), p["task_head_out"])
+            out[name] = (p, model.apply({"params": p}, x)[0])
+        return out
+
+    out = run(jax.random.key(0, impl="rbg"))
+    outs = {name: [preds[t.name] for t in ts.tasks] for name, (_, preds) in out.items()}
+    p, preds = out["mmoe"]  # the mixture by hand for task 1
+    experts = np.stack([TINY_MLP[0].apply(jax.tree_util.tree_map(lambda a, e=e: a[e], p["expert_0"]), x) for e in range(3)])
+    logits = x @ np.asarray(p["gate"]["kernel"]) + np.asarray(p["gate"]["bias"])
+    g = np.asarray(jax.nn.softmax(logits.reshape(-1, ts.num_tasks, 3)[:, 1], axis=-1))
+    mixed = np.einsum("be,ebd->bd", g, experts)
+    w = p["task_head_out"]
+    np.testing.assert_allclose(preds["b"], mixed @ np.asarray(w["kernel"][1]) + np.asarray(w["bias"][1]), atol=1e-5)
     for a in outs["omoe"][1:]:
         np.testing.assert_allclose(a, outs["omoe"][0], atol=1e-6)
     assert float(jnp.abs(outs["mmoe"][1] - outs["mmoe"][0]).max()) > 1e-4
