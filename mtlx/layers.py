@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from mtlx import taps
 
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "none": lambda x: x, "sigmoid": jax.nn.sigmoid}
 
@@ -241,15 +242,12 @@ def shapes_through(blocks, in_shape):
 # --------------------------------------------------------------------------- flax wrappers
 
 
-GHOST_TAP, GHOST_IN = "ghost_pre", "ghost_in"  # a shared Dense block's tap (see Block)
-
-
 class Block(nn.Module):
     """One block with its own (shared) parameters.
 
     A Dense block is tapped for the train step's Gram matrix of per-task
-    gradients: when perturbation ``'ghost_pre'`` is passed, its input ``x``
-    (2-D, or 3-D for tokens) is sown as ``'ghost_in'`` and its pre-activation
+    gradients: when perturbation ``taps.GHOST_PRE`` is passed, its input ``x``
+    (2-D, or 3-D for tokens) is sown as ``taps.GHOST_IN`` and its pre-activation
     ``a = x W + b`` perturbed, so that the cotangents there give every task's
     kernel gradient ``x^T delta_t`` without forming it (``mtlx.train``).
     """
@@ -261,11 +259,12 @@ class Block(nn.Module):
         in_shape = x.shape[1:]
         ref = jax.eval_shape(lambda: self.spec.init(jax.random.PRNGKey(0), in_shape))
         w = {name: self.param(name, lambda key, name=name: self.spec.init(key, in_shape)[name]) for name in ref}
-        if not (isinstance(self.spec, Dense) and (self.is_initializing() or self.has_variable("perturbations", GHOST_TAP))):
+        tapped = self.is_initializing() or self.has_variable(taps.PERTURBATIONS, taps.GHOST_PRE)
+        if not (isinstance(self.spec, Dense) and tapped):
             return self.spec.apply(w, x, mask)
         x = x.reshape(x.shape[0], -1) if x.ndim == 4 else x
-        self.sow("intermediates", GHOST_IN, jax.lax.stop_gradient(x))
-        return _act(self.spec.activation)(self.perturb(GHOST_TAP, x @ w["kernel"] + w["bias"]))
+        self.sow(taps.INTERMEDIATES, taps.GHOST_IN, jax.lax.stop_gradient(x))
+        return _act(self.spec.activation)(self.perturb(taps.GHOST_PRE, x @ w["kernel"] + w["bias"]))
 
 
 def init_stacked(spec, key, n, in_shape):
@@ -297,7 +296,7 @@ class StackedBlock(nn.Module):
         ref = jax.eval_shape(lambda: self.spec.init(jax.random.PRNGKey(0), in_shape))
         w = {name: self.param(name, lambda key, name=name: init_stacked(self.spec, key, self.n, in_shape)[name])
              for name in ref}
-        if not (self.tap and (self.is_initializing() or self.has_variable("perturbations", self.tap))):
+        if not (self.tap and (self.is_initializing() or self.has_variable(taps.PERTURBATIONS, self.tap))):
             return apply_stacked(self.spec, w, x, mask, stacked_input)
         if not isinstance(self.spec, Dense):
             raise ValueError(f"StackedBlock.tap is for Dense blocks, got {type(self.spec).__name__}")

@@ -11,10 +11,16 @@ Parameters whose top-level name starts with one of the class's
 (they can influence every task's loss). ``mtlx.architectures.shared_mask`` reads
 this, so it is the one place that defines what a weighting's per-task
 Jacobian is taken over.
+
+Each class validates its own options (``check_options``, before anything is
+built): ``options`` lists the fields a config may set, and a subclass extends
+``check_options`` with its own ranges. The registry (``mtlx.architectures``)
+names the classes and prefixes their one-line errors with the name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import ClassVar
 
@@ -22,9 +28,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtlx import taps
 from mtlx.layers import Dense, StackedBlock
 
-REP_TAP = "shared_rep_pre"  # MGDA-UB's tap on a Dense first task layer (MTLModel.shared_representation)
+_BASE_FIELDS = ("blocks", "head_hidden", "num_outputs", "task_names", "tokens", "parent", "name")
 
 
 class MTLModel(nn.Module):
@@ -39,6 +46,26 @@ class MTLModel(nn.Module):
 
     task_specific_prefixes: ClassVar[tuple] = ("task_",)
     has_shared_representation: ClassVar[bool] = False
+    options: ClassVar[tuple] = ()  # the fields a config may set (sorted); set per subclass below
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)  # flax makes the class a dataclass here
+        cls.options = tuple(sorted(f.name for f in dataclasses.fields(cls) if f.name not in _BASE_FIELDS))
+
+    @classmethod
+    def check_options(cls, blocks, options, num_tasks) -> None:
+        """ValueError (one line: the option, its bad value, the valid choices) for
+        options this architecture cannot take over ``blocks``; subclasses extend it.
+
+        Here: unknown options, and every option named ``*_after`` (block indices,
+        e.g. where cross-stitch units sit) naming a block outside the backbone."""
+        unknown = set(options) - set(cls.options)
+        if unknown:
+            raise ValueError(f"unknown option(s) {sorted(unknown)}; valid options {sorted(cls.options)}")
+        for key in sorted(k for k in options if k.endswith("_after")):
+            bad = [i for i in options[key] if not 0 <= i < len(blocks)]
+            if bad:
+                raise ValueError(f"{key}={list(options[key])} names blocks {bad} outside 0..{len(blocks) - 1}")
 
     @property
     def num_tasks(self) -> int:
@@ -52,25 +79,25 @@ class MTLModel(nn.Module):
         shared representation ``z``, read next by the task layers (Dense ones
         if ``dense_next``). Returns ``(h, stacked, tap)`` for those layers.
 
-        A Dense first task layer is tapped (``tap='shared_rep_pre'``): when
+        A Dense first task layer is tapped (``tap=taps.SHARED_REP_PRE``): when
         the train step perturbs its pre-activation ``a_t = z W_t + b_t``, one
         backward pass gives every ``delta_t = dL_t/da_t`` and the rows are
         ``dL_t/dz = delta_t W_t^T``, at no extra forward cost. Other layers
         read per-task copies of ``z`` (:meth:`task_copies`).
         """
         if dense_next:
-            return z, False, REP_TAP
+            return z, False, taps.SHARED_REP_PRE
         return (*self.task_copies(z), "")
 
     def task_copies(self, z):
         """The shared representation ``z`` as T per-task copies ``(T, ...)``,
-        perturbed as ``'shared_rep'``: task t's loss reads copy t only, so ONE
+        perturbed as ``taps.SHARED_REP``: task t's loss reads copy t only, so ONE
         backward pass gives every row ``dL_t/dz`` of MGDA-UB's matrix through
         the task-specific layers once, not T times. Returns ``(h, stacked)``:
         without the perturbation collection (every other weighting) ``z``
         itself, ``stacked=False``, at no cost.
         """
-        return self._perturbed_copies("shared_rep", z, stacked=False)
+        return self._perturbed_copies(taps.SHARED_REP, z, stacked=False)
 
     def column(self, i, spec, name, tap=""):
         """The task-stacked version of block ``i`` (overridden by tensor_factorised)."""
@@ -90,21 +117,21 @@ class MTLModel(nn.Module):
     def head_input(self, h, stacked_input):
         """Where the task-separable part begins: task t's loss reads only
         ``h[t]`` (or the shared ``h``). When the train step perturbs
-        ``'head_rep'`` (full-Jacobian weightings), ``h`` is sown as
-        ``'head_input'`` and fed as perturbed per-task copies, so that one
+        ``taps.HEAD_REP`` (full-Jacobian weightings), ``h`` is sown as
+        ``taps.HEAD_INPUT`` and fed as perturbed per-task copies, so that one
         backward pass through the heads gives every ``dL_t/dh_t`` and only the
         layers below them are traversed once per task. Otherwise a no-op.
         """
-        return self._perturbed_copies("head_rep", h, stacked_input, sow_as="head_input")
+        return self._perturbed_copies(taps.HEAD_REP, h, stacked_input, sow_as=taps.HEAD_INPUT)
 
     def _perturbed_copies(self, name, h, stacked, sow_as=None):
         """``(h, stacked)`` unchanged unless the train step passes perturbation
         ``name``; then ``h`` (optionally sown as ``sow_as``) as T per-task
         copies plus that perturbation, ``stacked=True``."""
-        if not (self.is_initializing() or self.has_variable("perturbations", name)):
+        if not (self.is_initializing() or self.has_variable(taps.PERTURBATIONS, name)):
             return h, stacked
         if sow_as:
-            self.sow("intermediates", sow_as, h)
+            self.sow(taps.INTERMEDIATES, sow_as, h)
         return self.perturb(name, h if stacked else broadcast_copies(h, self.num_tasks)), True
 
     def heads(self, h, mask, stacked_input=True, tap=""):

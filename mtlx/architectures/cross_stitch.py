@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import flax.linen as nn
 
+from mtlx import taps
 from mtlx.architectures.base import MTLModel, mix_columns, stitch_init
 
 UNITS = ("scalar", "channel")
@@ -19,10 +20,16 @@ UNITS = ("scalar", "channel")
 
 class CrossStitch(MTLModel):
     units: str = "scalar"
-    stitch_after: tuple = ()  # block indices; () = after every block but the last
+    stitch_after: tuple = ()  # block indices; () = after every block but the last (checked by MTLModel.check_options)
     self_weight: float = 0.9
 
     task_specific_prefixes: ClassVar[tuple] = ("task_head",)
+
+    @classmethod
+    def check_options(cls, blocks, options, num_tasks) -> None:
+        super().check_options(blocks, options, num_tasks)
+        if "units" in options and options["units"] not in UNITS:
+            raise ValueError(f"units={options['units']!r} is not valid; choose one of {list(UNITS)}")
 
     def stitched_blocks(self):
         return tuple(self.stitch_after) if self.stitch_after else tuple(range(len(self.blocks) - 1))
@@ -36,7 +43,7 @@ class CrossStitch(MTLModel):
             if i not in where:
                 return h
             shape = (T, T) if self.units == "scalar" else (T, T, h.shape[-1])
-            alpha = self.param(f"mix_stitch_{i}", stitch_init(T, self.self_weight), shape)
+            alpha = self.param(taps.mixing_name("stitch", i), stitch_init(T, self.self_weight), shape)
             return mix_columns(alpha, h)
 
         h = self.run_columns(x, mask, after_block=stitch)

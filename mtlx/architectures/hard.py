@@ -21,6 +21,14 @@ class Hard(MTLModel):
 
     has_shared_representation: ClassVar[bool] = True
 
+    @classmethod
+    def check_options(cls, blocks, options, num_tasks) -> None:
+        super().check_options(blocks, options, num_tasks)
+        L = len(blocks)
+        if "split" in options and not (options["split"] == -1 or 0 <= options["split"] <= L):
+            raise ValueError(f"split={options['split']} is impossible for a backbone of {L} blocks; "
+                             f"choose 0..{L} (or -1 for all)")
+
     @property
     def depth(self) -> int:
         return len(self.blocks) if self.split < 0 else self.split

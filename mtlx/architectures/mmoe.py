@@ -19,10 +19,18 @@ from mtlx.layers import Block, Embed, StackedBlock
 
 
 class MoE(MTLModel):
-    num_experts: int = 8
-    gates: str = "multi"  # 'multi' (MMoE) or 'one' (OMoE)
+    """E experts and ``gates`` softmax gates; the subclasses fix ``gates``."""
 
+    num_experts: int = 8
+
+    gates: ClassVar[str]  # 'multi' (a gate per task, MMoE) or 'one' (one gate for all, OMoE)
     has_shared_representation: ClassVar[bool] = True
+
+    @classmethod
+    def check_options(cls, blocks, options, num_tasks) -> None:
+        super().check_options(blocks, options, num_tasks)
+        if "num_experts" in options and options["num_experts"] < 1:
+            raise ValueError(f"num_experts={options['num_experts']} must be >= 1")
 
     @nn.compact
     def __call__(self, x):
@@ -49,9 +57,13 @@ class MoE(MTLModel):
         return self.heads(mixed, mask), {}
 
 
-def mmoe(**kw):
-    return MoE(gates="multi", **kw)
+class MMoE(MoE):
+    """Multi-gate MoE: a gate per task (Ma et al. 2018, Eq. 6-7)."""
+
+    gates: ClassVar[str] = "multi"
 
 
-def omoe(**kw):
-    return MoE(gates="one", **kw)
+class OMoE(MoE):
+    """One-gate MoE: one learned gate shared by every task (Ma et al. 2018, Eq. 4)."""
+
+    gates: ClassVar[str] = "one"

@@ -16,6 +16,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mtlx import taps
 from mtlx.architectures.base import MTLModel, stitch_init
 
 
@@ -52,11 +53,17 @@ def orthogonality(h, mask=None):
 
 class Sluice(MTLModel):
     subspaces: int = 2
-    mix_after: tuple = ()  # block indices; () = every block
+    mix_after: tuple = ()  # block indices; () = every block (checked by MTLModel.check_options)
     orthogonality: float = 0.01  # lambda
     self_weight: float = 0.9
 
     task_specific_prefixes: ClassVar[tuple] = ("task_head",)
+
+    @classmethod
+    def check_options(cls, blocks, options, num_tasks) -> None:
+        super().check_options(blocks, options, num_tasks)
+        if "subspaces" in options and options["subspaces"] < 1:
+            raise ValueError(f"subspaces={options['subspaces']} must be >= 1")
 
     @nn.compact
     def __call__(self, x):
@@ -69,7 +76,7 @@ class Sluice(MTLModel):
             nonlocal penalty
             if i in where:
                 hs = split_subspaces(h, G)
-                alpha = self.param(f"mix_alpha_{i}", stitch_init(T * G, self.self_weight), (T * G, T * G))
+                alpha = self.param(taps.mixing_name("alpha", i), stitch_init(T * G, self.self_weight), (T * G, T * G))
                 flat = hs.reshape((T * G,) + hs.shape[2:])
                 hs = jnp.einsum("ab,b...->a...", alpha, flat).reshape(hs.shape)
                 if G > 1:
@@ -80,7 +87,7 @@ class Sluice(MTLModel):
 
         h = self.run_columns(x, mask, after_block=mix)
         eligible = [o for o in outputs if o.shape == h.shape]
-        beta = self.param("mix_beta", lambda k, s: jnp.full(s, 1.0 / s[1], jnp.float32), (T, len(eligible)))
+        beta = self.param(taps.mixing_name("beta"), lambda k, s: jnp.full(s, 1.0 / s[1], jnp.float32), (T, len(eligible)))
         h = jnp.einsum("tl,lt...->t...", beta, jnp.stack(eligible))
         aux = {"orthogonality": self.orthogonality * penalty} if G > 1 else {}
         return self.heads(h, mask), aux

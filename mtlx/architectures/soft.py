@@ -8,8 +8,9 @@ Only the factorisable weights (kernels, embeddings) of the backbone are tied.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from mtlx.architectures.base import MTLModel
@@ -32,8 +33,11 @@ PENALTIES = {"l2": l2_penalty, "trace": trace_penalty}
 
 
 class Soft(MTLModel):
-    penalty: str = "l2"
+    """T columns with a ``penalty`` between them; the subclasses fix ``penalty``."""
+
     strength: float = 1e-3  # lambda
+
+    penalty: ClassVar[str]  # a PENALTIES key
 
     @nn.compact
     def __call__(self, x):
@@ -48,9 +52,13 @@ class Soft(MTLModel):
         return self.heads(h, mask), {f"soft_{self.penalty}": self.strength * total}
 
 
-def soft_l2(**kw):
-    return Soft(penalty="l2", **kw)
+class SoftL2(Soft):
+    """soft_l2: the L2 penalty between the columns and their mean (Duong et al. 2015)."""
+
+    penalty: ClassVar[str] = "l2"
 
 
-def soft_trace(**kw):
-    return Soft(penalty="trace", **kw)
+class SoftTrace(Soft):
+    """soft_trace: the trace-norm penalty of the stacked columns (Yang & Hospedales 2017)."""
+
+    penalty: ClassVar[str] = "trace"

@@ -8,7 +8,7 @@ needs="representation": mgda_ub
 """
 
 from mtlx.weighting.aligned_mtl import aligned_mtl
-from mtlx.weighting.base import NEEDS, Weighting, objective_weights, on_jacobian
+from mtlx.weighting.base import NEEDS, EmptyState, Weighting, objective_weights, on_jacobian
 from mtlx.weighting.cagrad import cagrad
 from mtlx.weighting.graddrop import graddrop
 from mtlx.weighting.gradnorm import gradnorm
@@ -38,6 +38,9 @@ WEIGHTINGS = {
     "upgrad": upgrad,
     "graddrop": graddrop,
 }
+
+
+__all__ = ["WEIGHTINGS", "NEEDS", "EmptyState", "Weighting", "get_weighting", "objective_weights", "on_jacobian"]
 
 
 def get_weighting(name: str, **options) -> Weighting:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtlx.weighting.base import Weighting
+from mtlx.weighting.base import Weighting, no_state
 
 SCALE_MODES = ("min", "median", "rmse")
 
@@ -66,4 +66,4 @@ def aligned_mtl(scale_mode: str = "min", scale_heads: bool = False) -> Weighting
         weights = coef if scale_heads else jnp.ones_like(coef)
         return weights.astype(losses.dtype), coef, state, {"alignment_weights": coef}
 
-    return Weighting("aligned_mtl", lambda T: (), combine, "gram")
+    return Weighting("aligned_mtl", no_state, combine, "gram")

@@ -28,6 +28,10 @@ task-specific parameters get the gradient of ``sum_t weights_t * L_t``.
 :func:`on_jacobian` runs any weighting on an explicit (T, P) Jacobian.
 ``info`` is a dict of scalars/arrays for logging (keep it small).
 
+``state`` is a NamedTuple with named fields (as optax's states), a pytree the
+step carries, vmaps over seeds and checkpoints; ``EmptyState()`` when a
+weighting keeps none.
+
 A weighting with trainable parameters (uncertainty weighting) sets
 ``init_params(num_tasks) -> params`` and ``objective(losses, params) ->
 scalar``: the step then minimises ``objective`` (instead of the weighted sum)
@@ -72,8 +76,12 @@ def on_jacobian(weighting: Weighting) -> Callable:
     return combine
 
 
-def no_state(num_tasks: int):
-    return ()
+class EmptyState(NamedTuple):
+    """The state of a weighting that keeps none (as ``optax.EmptyState``)."""
+
+
+def no_state(num_tasks: int) -> EmptyState:
+    return EmptyState()
 
 
 def objective_weights(weighting: Weighting, losses: jnp.ndarray, params: Any) -> jnp.ndarray:

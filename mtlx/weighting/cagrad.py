@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from mtlx.weighting import solvers
-from mtlx.weighting.base import Weighting
+from mtlx.weighting.base import Weighting, no_state
 
 
 def _last_nonneg(s):
@@ -67,7 +67,17 @@ def cagrad_coefficients(M: jnp.ndarray, c: float, *, grid: int = 16, rounds: int
     degenerate = (sqrt_phi <= 1e-12 * jnp.maximum(gmax, 1e-30)) | (gmax <= 0)
     sp = jnp.where(degenerate, 1.0, sqrt_phi)
     hi = jnp.log(jnp.where(degenerate, 1.0, gmax / sp))
-    lo = hi + jnp.log(span)
+    w = _dual_root(M, b, sp, hi + jnp.log(span), hi, grid, rounds)
+    gw_norm = jnp.sqrt(jnp.maximum(w @ M @ w, 0.0))
+    scale = jnp.where(degenerate | (gw_norm <= 0), 0.0, sqrt_phi / jnp.where(gw_norm > 0, gw_norm, 1.0))
+    coef = jnp.full((T,), 1.0 / T, jnp.float32) + scale * w
+    return coef, w
+
+
+def _dual_root(M, b, sp, lo, hi, grid, rounds):
+    """The simplex weights ``w(lam)`` at the root of the score ``||g_w(lam)|| / lam - sqrt(phi)``
+    in ``log(lam) in [lo, hi]``: ``rounds`` rounds of a ``grid``-point search, then linear
+    interpolation of the two bracketing solutions (see :func:`cagrad_coefficients`)."""
 
     def evaluate(loglam, x0):
         # argmin_w  w.b + w^T M w / (2 lam)   <=>   argmin_w 1/2 w^T M w + lam w.b
@@ -91,11 +101,7 @@ def cagrad_coefficients(M: jnp.ndarray, c: float, *, grid: int = 16, rounds: int
     # piecewise smooth, so interpolating the two bracketing solutions is
     # second-order accurate in the final bracket width (and stays feasible)
     t = jnp.where(s0 - s1 > 0, jnp.clip(s0 / jnp.where(s0 - s1 > 0, s0 - s1, 1.0), 0.0, 1.0), 0.0)
-    w = (1.0 - t) * w0 + t * w1
-    gw_norm = jnp.sqrt(jnp.maximum(w @ M @ w, 0.0))
-    scale = jnp.where(degenerate | (gw_norm <= 0), 0.0, sqrt_phi / jnp.where(gw_norm > 0, gw_norm, 1.0))
-    coef = jnp.full((T,), 1.0 / T, jnp.float32) + scale * w
-    return coef, w
+    return (1.0 - t) * w0 + t * w1
 
 
 def cagrad(c: float = 0.5, rescale: int = 1) -> Weighting:
@@ -120,4 +126,4 @@ def cagrad(c: float = 0.5, rescale: int = 1) -> Weighting:
         coef, w = cagrad_coefficients(jax.lax.stop_gradient(M), c)
         return jnp.ones_like(losses), factor * coef, state, {"dual_weights": w}
 
-    return Weighting("cagrad", lambda T: (), combine, "gram")
+    return Weighting("cagrad", no_state, combine, "gram")

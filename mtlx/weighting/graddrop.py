@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from mtlx.weighting import solvers
-from mtlx.weighting.base import Weighting
+from mtlx.weighting.base import Weighting, no_state
 
 
 def graddrop_direction(G: jnp.ndarray, key, leak: float = 0.0) -> jnp.ndarray:
@@ -51,4 +51,4 @@ def graddrop(leak: float = 0.0) -> Weighting:
         d = graddrop_direction(jax.lax.stop_gradient(grads), key, leak)
         return jnp.ones_like(losses), d, state, {}
 
-    return Weighting("graddrop", lambda T: (), combine, "jacobian")
+    return Weighting("graddrop", no_state, combine, "jacobian")

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
 
 from mtlx.weighting.base import Weighting, state_optimizer
+
+
+class GradNormState(NamedTuple):
+    weights: jnp.ndarray         # (T,) w(t), the loss weights of the next step
+    opt_state: Any               # the weights' optimizer state
+    initial_losses: jnp.ndarray  # (T,) L(0)
+    started: jnp.ndarray         # () bool: whether L(0) is set
 
 
 def gradnorm(alpha: float = 1.5, lr: float = 1e-3, optimizer: str = "adam",
@@ -37,18 +46,14 @@ def gradnorm(alpha: float = 1.5, lr: float = 1e-3, optimizer: str = "adam",
 
     def init(num_tasks):
         w = jnp.ones((num_tasks,), jnp.float32)
-        return {
-            "weights": w,
-            "opt_state": tx.init(w),
-            "initial_losses": jnp.ones((num_tasks,), jnp.float32),
-            "started": jnp.zeros((), bool),
-        }
+        return GradNormState(weights=w, opt_state=tx.init(w), initial_losses=jnp.ones((num_tasks,), jnp.float32),
+                             started=jnp.zeros((), bool))
 
     def combine(losses, M, state, key):
         T = losses.shape[0]
         L = jax.lax.stop_gradient(losses).astype(jnp.float32)
-        L0 = jnp.where(state["started"], state["initial_losses"], L)
-        w = state["weights"]
+        L0 = jnp.where(state.started, state.initial_losses, L)
+        w = state.weights
         norms = jnp.sqrt(jnp.maximum(jnp.diag(jax.lax.stop_gradient(M).astype(jnp.float32)), 0.0))
         Gw = w * norms
         Gbar = jnp.mean(Gw)
@@ -56,11 +61,10 @@ def gradnorm(alpha: float = 1.5, lr: float = 1e-3, optimizer: str = "adam",
         r = ratio / jnp.maximum(jnp.mean(ratio), 1e-30)
         target = Gbar * r ** alpha
         grad_w = jnp.sign(Gw - target) * norms
-        updates, opt_state = tx.update(grad_w, state["opt_state"], w)
+        updates, opt_state = tx.update(grad_w, state.opt_state, w)
         w_new = jnp.maximum(optax.apply_updates(w, updates), min_weight)
         w_new = T * w_new / jnp.sum(w_new)
-        new_state = {"weights": w_new, "opt_state": opt_state, "initial_losses": L0,
-                     "started": jnp.ones((), bool)}
+        new_state = GradNormState(weights=w_new, opt_state=opt_state, initial_losses=L0, started=jnp.ones((), bool))
         info = {"grad_loss": jnp.sum(jnp.abs(Gw - target))}
         return w.astype(losses.dtype), None, new_state, info
 

@@ -3,11 +3,18 @@ Multi-task Learning", ICLR 2021)."""
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
 
-from mtlx.weighting.base import Weighting
+from mtlx.weighting.base import EmptyState, Weighting
+
+
+class IMTLState(NamedTuple):
+    log_scale: jnp.ndarray  # (T,) s, the learned loss scales exp(s) (IMTL-L)
+    opt_state: Any          # their Adam state
 
 
 def imtl_g_weights(M: jnp.ndarray) -> jnp.ndarray:
@@ -58,20 +65,20 @@ def imtl(loss_scaling: bool = False, lr: float = 1e-3) -> Weighting:
 
     def init(num_tasks):
         if not loss_scaling:
-            return ()
+            return EmptyState()
         s = jnp.zeros((num_tasks,), jnp.float32)
-        return {"log_scale": s, "opt_state": tx.init(s)}
+        return IMTLState(log_scale=s, opt_state=tx.init(s))
 
     def combine(losses, M, state, key):
         M = jax.lax.stop_gradient(M)
         if loss_scaling:
-            s = state["log_scale"]
+            s = state.log_scale
             scale = jnp.exp(s)
             alpha = imtl_g_weights(M * scale[:, None] * scale[None, :])
             coef = alpha * scale
             g = scale * jax.lax.stop_gradient(losses).astype(jnp.float32) - 1.0
-            updates, opt_state = tx.update(g, state["opt_state"], s)
-            new_state = {"log_scale": optax.apply_updates(s, updates), "opt_state": opt_state}
+            updates, opt_state = tx.update(g, state.opt_state, s)
+            new_state = IMTLState(log_scale=optax.apply_updates(s, updates), opt_state=opt_state)
             weights = scale
         else:
             alpha = imtl_g_weights(M)

@@ -7,13 +7,13 @@ every parameter. Losses arrive stop-gradient'ed; weights are constants.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from mtlx.weighting.base import Weighting, no_state, state_optimizer
+from mtlx.weighting.base import EmptyState, Weighting, no_state, state_optimizer
 
 
 def equal() -> Weighting:
@@ -32,7 +32,7 @@ def static(weights: Sequence[float]) -> Weighting:
     def init(num_tasks):
         if len(weights) != num_tasks:
             raise ValueError(f"weighting 'static': weights has {len(weights)} entries but the task set has {num_tasks} tasks")
-        return ()
+        return EmptyState()
 
     def combine(losses, grads, state, key):
         return w.astype(losses.dtype), None, state, {}
@@ -92,6 +92,13 @@ def uncertainty(form: str = "regression", init_log_var: float = 0.0) -> Weightin
 # --------------------------------------------------------------------------
 
 
+class DWAState(NamedTuple):
+    count: jnp.ndarray    # () int32: steps in the current block
+    acc: jnp.ndarray      # (T,) loss sum of the current block
+    history: jnp.ndarray  # (2, T): [L(k-2), L(k-1)]
+    blocks: jnp.ndarray   # () int32: completed blocks (saturates at 2)
+
+
 def dwa(temperature: float = 2.0, period: int = 25) -> Weighting:
     """Dynamic Weight Average, Liu, Johns & Davison (2019), the DWA rule of Sec. 3::
 
@@ -111,31 +118,23 @@ def dwa(temperature: float = 2.0, period: int = 25) -> Weighting:
         raise ValueError(f"dwa: period must be >= 1, got {period}")
 
     def init(num_tasks):
-        return {
-            "count": jnp.zeros((), jnp.int32),             # steps in the current block
-            "acc": jnp.zeros((num_tasks,), jnp.float32),   # loss sum of the current block
-            "history": jnp.ones((2, num_tasks), jnp.float32),  # [L(k-2), L(k-1)]
-            "blocks": jnp.zeros((), jnp.int32),            # completed blocks (saturates at 2)
-        }
+        return DWAState(count=jnp.zeros((), jnp.int32), acc=jnp.zeros((num_tasks,), jnp.float32),
+                        history=jnp.ones((2, num_tasks), jnp.float32), blocks=jnp.zeros((), jnp.int32))
 
     def combine(losses, grads, state, key):
         T = losses.shape[0]
-        prev2, prev1 = state["history"][0], state["history"][1]
+        prev2, prev1 = state.history[0], state.history[1]
         r = prev1 / jnp.where(prev2 > 0, prev2, 1.0)
         w = T * jax.nn.softmax(r / temperature)
-        w = jnp.where(state["blocks"] >= 2, w, jnp.ones_like(w))
+        w = jnp.where(state.blocks >= 2, w, jnp.ones_like(w))
 
-        acc = state["acc"] + losses.astype(jnp.float32)
-        count = state["count"] + 1
+        acc = state.acc + losses.astype(jnp.float32)
+        count = state.count + 1
         done = count >= period
         mean = acc / period
-        history = jnp.where(done, jnp.stack([prev1, mean]), state["history"])
-        new_state = {
-            "count": jnp.where(done, 0, count),
-            "acc": jnp.where(done, jnp.zeros_like(acc), acc),
-            "history": history,
-            "blocks": jnp.minimum(state["blocks"] + done.astype(jnp.int32), 2),
-        }
+        history = jnp.where(done, jnp.stack([prev1, mean]), state.history)
+        new_state = DWAState(count=jnp.where(done, 0, count), acc=jnp.where(done, jnp.zeros_like(acc), acc),
+                             history=history, blocks=jnp.minimum(state.blocks + done.astype(jnp.int32), 2))
         return w.astype(losses.dtype), None, new_state, {}
 
     return Weighting("dwa", init, combine)
@@ -207,6 +206,28 @@ def gls(eps: float = 1e-12) -> Weighting:
 # --------------------------------------------------------------------------
 
 
+class FAMOState(NamedTuple):
+    logits: jnp.ndarray       # (T,) xi
+    opt_state: Any            # the logits' optimizer state
+    prev_losses: jnp.ndarray  # (T,) the previous call's shifted losses
+    has_prev: jnp.ndarray     # () bool: whether there was a previous call
+
+
+def _famo_logit_update(tx, state: FAMOState, D):
+    """Alg. 1, lines 6-7: the logits after the previous step, given this step's shifted
+    losses ``D`` (unchanged on the first call); returns (logits, optimizer state)."""
+    xi = state.logits
+    z = jax.nn.softmax(xi)
+    dlog = jnp.log(state.prev_losses) - jnp.log(D)
+    delta = z * dlog - z * jnp.dot(z, dlog)   # J_softmax^T dlog, J = diag(z) - z z^T
+    updates, opt_state = tx.update(delta, state.opt_state, xi)
+    xi_new = optax.apply_updates(xi, updates)
+    has_prev = state.has_prev
+    xi = jnp.where(has_prev, xi_new, xi)
+    opt_state = jax.tree.map(lambda a, b: jnp.where(has_prev, a, b), opt_state, state.opt_state)
+    return xi, opt_state
+
+
 def famo(lr: float = 0.025, decay: float = 0.01, optimizer: str = "adam",
          min_losses: Optional[Sequence[float]] = None, eps: float = 1e-8) -> Weighting:
     """Fast Adaptive Multitask Optimization, Liu et al. (2023), Algorithm 1.
@@ -244,12 +265,8 @@ def famo(lr: float = 0.025, decay: float = 0.01, optimizer: str = "adam",
 
     def init(num_tasks):
         xi = jnp.zeros((num_tasks,), jnp.float32)
-        return {
-            "logits": xi,
-            "opt_state": tx.init(xi),
-            "prev_losses": jnp.ones((num_tasks,), jnp.float32),
-            "has_prev": jnp.zeros((), bool),
-        }
+        return FAMOState(logits=xi, opt_state=tx.init(xi), prev_losses=jnp.ones((num_tasks,), jnp.float32),
+                         has_prev=jnp.zeros((), bool))
 
     def _shift(losses):
         L = losses.astype(jnp.float32)
@@ -259,21 +276,12 @@ def famo(lr: float = 0.025, decay: float = 0.01, optimizer: str = "adam",
 
     def combine(losses, grads, state, key):
         D = _shift(losses)
-        xi = state["logits"]
-        # --- logit update for the previous step (Alg. 1, lines 6-7)
-        z = jax.nn.softmax(xi)
-        dlog = jnp.log(state["prev_losses"]) - jnp.log(D)
-        delta = z * dlog - z * jnp.dot(z, dlog)   # J_softmax^T dlog, J = diag(z) - z z^T
-        updates, opt_state = tx.update(delta, state["opt_state"], xi)
-        xi_new = optax.apply_updates(xi, updates)
-        has_prev = state["has_prev"]
-        xi = jnp.where(has_prev, xi_new, xi)
-        opt_state = jax.tree.map(lambda a, b: jnp.where(has_prev, a, b), opt_state, state["opt_state"])
+        xi, opt_state = _famo_logit_update(tx, state, D)
         # --- this step's weights (Alg. 1, lines 4-5)
         z = jax.nn.softmax(xi)
         zl = z / D
         w = zl / jnp.sum(zl)
-        new_state = {"logits": xi, "opt_state": opt_state, "prev_losses": D, "has_prev": jnp.ones((), bool)}
+        new_state = FAMOState(logits=xi, opt_state=opt_state, prev_losses=D, has_prev=jnp.ones((), bool))
         return w.astype(losses.dtype), None, new_state, {"z": z}
 
     return Weighting("famo", init, combine)

@@ -3,11 +3,13 @@ Optimization", NeurIPS 2018)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 from mtlx.weighting import solvers
-from mtlx.weighting.base import Weighting
+from mtlx.weighting.base import EmptyState, Weighting
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 SOLVERS = ("active_set", "frank_wolfe")
@@ -48,6 +50,10 @@ def min_norm_weights_gram(M, losses, normalization: str = "none", solver: str = 
     return w, jnp.sqrt(jnp.maximum(w @ Mn @ w, 0.0))
 
 
+class MGDAState(NamedTuple):
+    weights: jnp.ndarray  # (T,) the previous step's weights (zeros: none yet), the warm start
+
+
 def _make(name, needs, normalization, solver, warm_start):
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"{name}: normalization={normalization!r} is not valid; choose one of {NORMALIZATIONS}")
@@ -55,12 +61,12 @@ def _make(name, needs, normalization, solver, warm_start):
         raise ValueError(f"{name}: solver={solver!r} is not valid; choose one of {SOLVERS}")
     warm = warm_start and solver == "active_set"
 
-    def init(num_tasks):  # the previous step's weights (zeros: none yet)
-        return {"weights": jnp.zeros((num_tasks,), jnp.float32)} if warm else ()
+    def init(num_tasks):
+        return MGDAState(weights=jnp.zeros((num_tasks,), jnp.float32)) if warm else EmptyState()
 
     def combine(losses, M, state, key):
-        w, norm = min_norm_weights_gram(M, losses, normalization, solver, state["weights"] if warm else None)
-        return w.astype(losses.dtype), None, {"weights": w} if warm else state, {"min_norm": norm}
+        w, norm = min_norm_weights_gram(M, losses, normalization, solver, state.weights if warm else None)
+        return w.astype(losses.dtype), None, MGDAState(weights=w) if warm else state, {"min_norm": norm}
 
     return Weighting(name, init, combine, needs)
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -10,8 +12,12 @@ from jax import lax
 from mtlx.weighting.base import Weighting
 
 
-def nash_weights(M: jnp.ndarray, *, max_iters: int = 100, tol: float = 1e-12, ridge: float = 1e-6,
-                 return_info: bool = False):
+class NashMTLState(NamedTuple):
+    alpha: jnp.ndarray  # (T,) the last solution (reused between updates)
+    step: jnp.ndarray   # () int32: calls so far
+
+
+def nash_weights(M: jnp.ndarray, *, max_iters: int = 100, tol: float = 1e-12, ridge: float = 1e-6):
     """Solve the Nash bargaining condition ``M alpha = 1 / alpha``, ``alpha > 0``.
 
     Navon et al. (2022), Sec. 3 (the bargaining solution's characterisation): with
@@ -44,9 +50,21 @@ def nash_weights(M: jnp.ndarray, *, max_iters: int = 100, tol: float = 1e-12, ri
     then bounds alpha (large, ~1e3 x the usual scale).
     """
     T = M.shape[0]
-    M = M.astype(jnp.float32)
-    # tasks with (numerically) zero gradient have no finite solution (alpha_i -> inf):
-    # solve without them and give them the mean alpha of the others (ones if all are)
+    deg, s, Mn = _nash_problem(M.astype(jnp.float32), ridge)
+    a0 = 1.0 / jnp.sqrt(jnp.diag(Mn))
+    a0 = a0 * jnp.sqrt(T / (a0 @ Mn @ a0))
+    alpha = _damped_newton(Mn, a0, max_iters, tol) / jnp.sqrt(s)
+    n_ok = jnp.sum(~deg)
+    fill = jnp.where(n_ok > 0, jnp.sum(jnp.where(deg, 0.0, alpha)) / jnp.maximum(n_ok, 1), 1.0)
+    return jnp.where(deg, fill, alpha)
+
+
+def _nash_problem(M, ridge):
+    """(degenerate tasks, ||M||_F, the normalised and ridged M the solve runs on).
+
+    Tasks with (numerically) zero gradient have no finite solution (alpha_i -> inf):
+    they are solved without (their rows and columns replaced by a unit diagonal)
+    and later get the mean alpha of the others (ones if all are)."""
     dg = jnp.diag(M)
     deg = dg <= 1e-10 * jnp.max(dg)
     fill_diag = jnp.where(jnp.max(dg) > 0, jnp.max(dg), 1.0)
@@ -54,8 +72,12 @@ def nash_weights(M: jnp.ndarray, *, max_iters: int = 100, tol: float = 1e-12, ri
     s = jnp.maximum(jnp.sqrt(jnp.sum(M * M)), 1e-30)
     Mn = M / s
     Mn = Mn + ridge * jnp.diag(jnp.maximum(jnp.diag(Mn), 1e-12))   # relative to each task's scale
-    a0 = 1.0 / jnp.sqrt(jnp.diag(Mn))
-    a0 = a0 * jnp.sqrt(T / (a0 @ Mn @ a0))
+    return deg, s, Mn
+
+
+def _damped_newton(Mn, a0, max_iters, tol):
+    """Minimise 1/2 a^T Mn a - sum log a from ``a0`` by damped Newton steps
+    ``1/(1 + lambda)`` (at most ``max_iters``, until ``lambda^2 < tol``)."""
 
     def newton(a):
         g = Mn @ a - 1.0 / a
@@ -74,14 +96,8 @@ def nash_weights(M: jnp.ndarray, *, max_iters: int = 100, tol: float = 1e-12, ri
         ok = jnp.all(jnp.isfinite(a_new)) & jnp.all(a_new > 0)
         return jnp.where(ok, a_new, a), k + 1, jnp.where(ok, dec2, 0.0)
 
-    a, k, dec2 = lax.while_loop(cond, body, (a0, jnp.zeros((), jnp.int32), jnp.full((), jnp.inf)))
-    alpha = a / jnp.sqrt(s)
-    n_ok = jnp.sum(~deg)
-    fill = jnp.where(n_ok > 0, jnp.sum(jnp.where(deg, 0.0, alpha)) / jnp.maximum(n_ok, 1), 1.0)
-    alpha = jnp.where(deg, fill, alpha)
-    if return_info:
-        return alpha, {"iterations": k, "newton_decrement_sq": dec2}
-    return alpha
+    a, _, _ = lax.while_loop(cond, body, (a0, jnp.zeros((), jnp.int32), jnp.full((), jnp.inf)))
+    return a
 
 
 def nash_mtl(max_norm: float = 1.0, update_weights_every: int = 1, max_iters: int = 100) -> Weighting:
@@ -102,20 +118,20 @@ def nash_mtl(max_norm: float = 1.0, update_weights_every: int = 1, max_iters: in
         raise ValueError(f"nash_mtl: update_weights_every must be >= 1, got {update_weights_every}")
 
     def init(num_tasks):
-        return {"alpha": jnp.ones((num_tasks,), jnp.float32), "step": jnp.zeros((), jnp.int32)}
+        return NashMTLState(alpha=jnp.ones((num_tasks,), jnp.float32), step=jnp.zeros((), jnp.int32))
 
     def combine(losses, M, state, key):
         M = jax.lax.stop_gradient(M).astype(jnp.float32)
         if update_weights_every == 1:
             alpha = nash_weights(M, max_iters=max_iters)
         else:
-            alpha = lax.cond(state["step"] % update_weights_every == 0,
-                             lambda: nash_weights(M, max_iters=max_iters), lambda: state["alpha"])
+            alpha = lax.cond(state.step % update_weights_every == 0,
+                             lambda: nash_weights(M, max_iters=max_iters), lambda: state.alpha)
         coef = alpha
         if max_norm > 0:  # ||G^T alpha|| = sqrt(alpha^T M alpha)
             norm = jnp.sqrt(jnp.maximum(alpha @ M @ alpha, 0.0))
             coef = alpha * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30))
-        new_state = {"alpha": alpha, "step": state["step"] + 1}
+        new_state = NashMTLState(alpha=alpha, step=state.step + 1)
         return alpha.astype(losses.dtype), coef, new_state, {}
 
     return Weighting("nash_mtl", init, combine, "gram")

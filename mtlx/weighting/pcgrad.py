@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mtlx.weighting.base import Weighting
+from mtlx.weighting.base import Weighting, no_state
 
 
 def pcgrad_coefficients(M: jnp.ndarray, orders: jnp.ndarray) -> jnp.ndarray:
@@ -70,4 +70,4 @@ def pcgrad(reduction: str = "sum") -> Weighting:
             coef = coef / T
         return jnp.ones_like(losses), coef, state, {}
 
-    return Weighting("pcgrad", lambda T: (), combine, "gram")
+    return Weighting("pcgrad", no_state, combine, "gram")

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from mtlx.weighting import solvers
-from mtlx.weighting.base import Weighting
+from mtlx.weighting.base import Weighting, no_state
 
 
 def upgrad_weights(M: jnp.ndarray, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> jnp.ndarray:
@@ -49,4 +49,4 @@ def upgrad(norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> Weighting:
         w = upgrad_weights(jax.lax.stop_gradient(M), norm_eps, reg_eps)
         return jnp.ones_like(losses), w, state, {"aggregation_weights": w}
 
-    return Weighting("upgrad", lambda T: (), combine, "gram")
+    return Weighting("upgrad", no_state, combine, "gram")

@@ -1,7 +1,5 @@
-"""Loss weightings, tested against the papers' definitions (not our own output).
-
-Run: python -m pytest -q tests/test_weighting.py -p no:cacheprovider
-"""
+"""Loss weightings, tested against the papers' definitions (not our own output),
+and their interface: named NamedTuple states, jit and vmap over seeds."""
 
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ import optax
 import pytest
 import scipy.optimize
 
-from mtlx.weighting import WEIGHTINGS, get_weighting, objective_weights, on_jacobian, solvers
+from mtlx.weighting import NEEDS, WEIGHTINGS, EmptyState, get_weighting, objective_weights, on_jacobian, solvers
 from mtlx.weighting.aligned_mtl import alignment_matrix
 from mtlx.weighting.graddrop import graddrop_direction
 from mtlx.weighting.pcgrad import pcgrad_coefficients, random_orders
@@ -78,7 +76,7 @@ def test_registry_and_errors():
             get_weighting(name, optimizer="rmsprop")
     for name, ctor in WEIGHTINGS.items():
         w = ctor([1.0, 1.0]) if name == "static" else ctor()
-        assert w.name == name and w.needs in ("none", "jacobian", "gram", "representation")
+        assert w.name == name and w.needs in NEEDS
 
 
 # --------------------------------------------------------------------------
@@ -141,15 +139,15 @@ def test_mgda_warm_start_reaches_the_cold_solution():
     for rank in (P10, 2):
         base, drift = rng.standard_normal((2, T3, rank))
         state = get_weighting("mgda").init(T3)
-        assert not np.any(state["weights"])                   # none yet: the best vertex
+        assert not np.any(state.weights)                      # none yet: the best vertex
         for step in range(6):
             G = pad(base + 0.4 * step * drift)
             M = G @ G.T
             w, _, state, _ = run("mgda", np.ones(T3), G, state=state)
             cold, _, cold_state, _ = run("mgda", np.ones(T3), G, warm_start=False)
-            assert cold_state == ()
+            assert cold_state == EmptyState()
             w, cold = np.asarray(w, np.float64), np.asarray(cold, np.float64)
-            np.testing.assert_array_equal(np.asarray(state["weights"]), w)
+            np.testing.assert_array_equal(np.asarray(state.weights), w)
             assert np.all(w >= 0) and abs(w.sum() - 1) < 1e-6
             assert abs(w @ M @ w - cold @ M @ cold) <= 1e-6 * np.max(np.diag(M))
             if rank == P10:
@@ -268,7 +266,7 @@ def test_cagrad_solves_the_dual_for_many_tasks():
     G = rng.standard_normal((12, 40)) * np.exp(rng.uniform(-1, 1, (12, 1))) + 0.5 * rng.standard_normal(40)
     d_ref, F_ref, F = _cagrad_reference(G, c)
     _, direction, _, info = jax.jit(lambda G: on_jacobian(get_weighting("cagrad", c=c))(
-        jnp.ones(12), G, (), jax.random.PRNGKey(0)))(f32(G))
+        jnp.ones(12), G, EmptyState(), jax.random.PRNGKey(0)))(f32(G))
     assert F(np.asarray(info["dual_weights"], np.float64)) <= F_ref + 1e-5 * abs(F_ref) + 1e-6
     np.testing.assert_allclose(np.asarray(direction, np.float64) * (1 + c * c), d_ref, rtol=2e-3,
                                atol=2e-3 * np.linalg.norm(d_ref))
@@ -492,7 +490,7 @@ def test_gls_gradient_is_geometric_mean_gradient():
 
     def weighted(th):
         L = losses_fn(th)
-        w = gls.combine(jax.lax.stop_gradient(L), None, (), KEY)[0]
+        w = gls.combine(jax.lax.stop_gradient(L), None, gls.init(3), KEY)[0]
         return jnp.sum(jax.lax.stop_gradient(w) * L)
 
     g_w, g_geo = jax.jit(lambda th: (jax.grad(weighted)(th), jax.grad(geo)(th)))(theta)
@@ -501,7 +499,7 @@ def test_gls_gradient_is_geometric_mean_gradient():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_famo_one_step_matches_algorithm_1(optimizer):
-    beta, gamma = 0.025, 0.01                              # the defaults
+    beta = 0.025  # the default; the decay term gamma * xi vanishes at xi_0 = 0
     opts = {} if optimizer == "adam" else {"optimizer": "sgd"}
     w, f = jitted("famo", **opts)
     L1, L2 = np.array([1.0, 2.0, 0.5]), np.array([0.8, 1.9, 0.3])
@@ -513,7 +511,7 @@ def test_famo_one_step_matches_algorithm_1(optimizer):
     J = np.diag(z) - np.outer(z, z)
     u = J.T @ (np.log(L1 + 1e-8) - np.log(L2 + 1e-8))
     xi = -beta * u if optimizer == "sgd" else -beta * u / (np.abs(u) + 1e-8)   # Adam's first step
-    np.testing.assert_allclose(np.asarray(state["logits"]), xi, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(state.logits), xi, rtol=1e-4, atol=1e-9)
     z2 = _softmax(xi)
     expect = (z2 / L2) / (z2 / L2).sum()
     np.testing.assert_allclose(np.asarray(w2), expect, rtol=1e-5)
@@ -529,7 +527,7 @@ def test_gradnorm_update_rule():
     assert d is None
     np.testing.assert_allclose(np.asarray(w), 1.0)
     expect = np.array([1 - 0.1 * 2, 1 + 0.1, 1 + 0.1])
-    np.testing.assert_allclose(np.asarray(state["weights"]), T3 * expect / expect.sum(), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(state.weights), T3 * expect / expect.sum(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in WEIGHTINGS if get_weighting(
@@ -596,3 +594,25 @@ def test_jit_vmap_over_seeds_matches_separate_calls(name):
             if direction is not None:
                 assert w.needs in ("jacobian", "gram") and direction.shape == (P10,)
                 assert np.all(np.isfinite(direction))
+
+
+STATE_FIELDS = {  # the named fields of each weighting's state (optax style); () for EmptyState
+    "dwa": ("count", "acc", "history", "blocks"), "famo": ("logits", "opt_state", "prev_losses", "has_prev"),
+    "gradnorm": ("weights", "opt_state", "initial_losses", "started"), "mgda": ("weights",),
+    "mgda_ub": ("weights",), "nash_mtl": ("alpha", "step")}
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHTINGS))
+def test_states_are_named_tuples(name):
+    """init's state and combine's new state are the same NamedTuple type, with named fields."""
+    opts = {"weights": (1.0, 2.0, 3.0)} if name == "static" else {}
+    w = get_weighting(name, **opts)
+    state = w.init(T3)
+    assert isinstance(state, tuple) and hasattr(state, "_fields"), (name, state)
+    assert state._fields == STATE_FIELDS.get(name, ()), name
+    grads = {"none": None, "representation": (T3, T3)}.get(w.needs, (T3, P10))  # the step's input by kind
+    grads = None if grads is None else jax.ShapeDtypeStruct(grads, jnp.float32)
+    f = jax.eval_shape(on_jacobian(w), jax.ShapeDtypeStruct((T3,), jnp.float32), grads, state, KEY)
+    assert type(f[2]) is type(state), name
+    imtl = get_weighting("imtl", loss_scaling=True).init(T3)
+    assert imtl._fields == ("log_scale", "opt_state")
