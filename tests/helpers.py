@@ -50,3 +50,13 @@ BACKBONES = {"mlp": (MLP, dense_set), "cnn": (CNN, image_set), "bilstm": (LSTM, 
 
 def batch_of(ts, split="train"):
     return jax.tree_util.tree_map(np.asarray, dict(ts.splits[split]))
+
+
+def dmtrl_param_count(method, shape, r):
+    """DMTRL's counts: LAF D r + r T; Tucker prod(r) + sum n_i r_i; TT sum r_{k-1} n_k r_k."""
+    if method == "laf":
+        return int(np.prod(shape[:-1])) * r[0] + r[0] * shape[-1]
+    if method == "tucker":
+        return int(np.prod(r)) + sum(n * k for n, k in zip(shape, r))
+    full = (1,) + tuple(r) + (1,)
+    return sum(full[k] * shape[k] * full[k + 1] for k in range(len(shape)))

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import dmtrl_param_count
 
 from mtlx import tensor_decomposition as td
 from mtlx.architectures.single_task import SingleTask
@@ -45,16 +46,6 @@ def _random_like(tree, seed, scale=0.3):
     """Concrete random values with the shapes of an abstract (eval_shape) pytree."""
     rng = np.random.default_rng(seed)
     return jax.tree_util.tree_map(lambda a: (scale * rng.standard_normal(a.shape)).astype(np.float32), tree)
-
-
-def _by_hand(method, shape, r):
-    """DMTRL's counts: LAF D r + r T; Tucker prod(r) + sum n_i r_i; TT sum r_{k-1} n_k r_k."""
-    if method == "laf":
-        return int(np.prod(shape[:-1])) * r[0] + r[0] * shape[-1]
-    if method == "tucker":
-        return int(np.prod(r)) + sum(n * k for n, k in zip(shape, r))
-    full = (1,) + tuple(r) + (1,)
-    return sum(full[k] * shape[k] * full[k + 1] for k in range(len(shape)))
 
 
 def _count(tree):
@@ -156,7 +147,7 @@ def test_param_counts_and_naming(method, rank):
         else:
             assert r == tuple(min(rank, b) for b in td.rank_bounds(method, shape))
         built = _count(params[f"factorised_{i}"]["kernel"]) + _count(params[f"task_factor_{i}"]["kernel"])
-        assert built == counts[i]["kernel"] == _by_hand(method, shape, r)
+        assert built == counts[i]["kernel"] == dmtrl_param_count(method, shape, r)
         assert params[f"task_factor_{i}"]["kernel"].shape == td.factor_shapes(method, shape, r)[-1]
         assert params[f"task_bias_{i}"]["bias"].shape == (2, shape[1])
     assert all(k.startswith(("factorised_", "task_factor_", "task_bias_", "task_head_")) for k in params)

@@ -8,6 +8,7 @@ execution compiles every primitive and is much slower on this CPU).
 import jax
 import jax.numpy as jnp
 import numpy as np
+from helpers import dmtrl_param_count
 import optax
 import pytest
 
@@ -18,16 +19,6 @@ STACKED = [(3, 4, 5), (3, 3, 3, 2, 4)]  # (T, *kernel_shape): dense-like and con
 
 def _rel(a, b):
     return float(np.linalg.norm(np.ravel(a - b)) / np.linalg.norm(np.ravel(b)))
-
-
-def _by_hand(method, shape, r):
-    """DMTRL's counts: LAF D r + r T; Tucker prod(r) + sum n_i r_i; TT sum r_{k-1} n_k r_k."""
-    if method == "laf":
-        return int(np.prod(shape[:-1])) * r[0] + r[0] * shape[-1]
-    if method == "tucker":
-        return int(np.prod(r)) + sum(n * k for n, k in zip(shape, r))
-    full = (1,) + tuple(r) + (1,)
-    return sum(full[k] * shape[k] * full[k + 1] for k in range(len(shape)))
 
 
 # --------------------------------------------------------------------------- pure factorisations
@@ -50,7 +41,7 @@ def test_full_rank_decomposition_is_exact_and_lower_rank_is_not(method):
         factors = td.decompose(method, paper, full)  # numpy float64 path, as used for init_from
         for fs in (factors, jfs):
             assert tuple(f.shape for f in fs) == td.factor_shapes(method, paper.shape, full)
-            assert sum(f.size for f in fs) == td.param_count(method, paper.shape, full) == _by_hand(
+            assert sum(f.size for f in fs) == td.param_count(method, paper.shape, full) == dmtrl_param_count(
                 method, paper.shape, full)
         rebuilt = td.to_stacked(td.generate(method, factors))
         assert rebuilt.shape == jrebuilt.shape == target.shape
@@ -101,7 +92,7 @@ def test_full_rank_gradient_fit_reaches_any_tensor(method):
     assert max(float(e) for e in after) < 2e-2, after
 
 
-def test_closed_form_counts_by_hand():
+def test_closed_form_countsdmtrl_param_count():
     assert td.param_count("laf", (4, 5, 3), (2,)) == 20 * 2 + 2 * 3
     assert td.param_count("tucker", (4, 5, 3), (2, 3, 2)) == 2 * 3 * 2 + 4 * 2 + 5 * 3 + 3 * 2
     assert td.param_count("tt", (4, 5, 3), (2, 3)) == 1 * 4 * 2 + 2 * 5 * 3 + 3 * 3 * 1
