@@ -35,7 +35,9 @@ def per_example_loss(task: Task, pred: jnp.ndarray, target: jnp.ndarray):
     if task.kind == "binary":
         logits = pred.astype(jnp.float32).reshape(pred.shape[0], -1)
         y = target.astype(jnp.float32).reshape(logits.shape)
-        bce = jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+        # softplus(l) - l y: its gradient is sigmoid(l) - y everywhere, also at l = 0 (the max/abs form's
+        # autodiff gives -y there: JAX differentiates max(l, 0) and |l| at 0 by convention)
+        bce = jax.nn.softplus(logits) - logits * y
         return jnp.mean(bce, axis=-1), jnp.ones(logits.shape[0])
     if task.kind == "regression":
         p = pred.astype(jnp.float32).reshape(pred.shape[0], -1)

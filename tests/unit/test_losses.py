@@ -77,3 +77,28 @@ def test_higher_is_better_agrees_with_metrics_and_loss_is_lower_is_better():
         assert higher_is_better(kind, LOSS) is False  # the eval loss, for every kind
         assert higher_is_better(kind, "no_such_metric") is None
     assert higher_is_better("no_such_kind", LOSS) is False
+
+
+@pytest.mark.parametrize("kind,k", [("binary", 1), ("binary", 3), ("classification", 4), ("regression", 2)])
+def test_loss_gradient_at_zero_prediction_is_the_definition(kind, k):
+    """At a prediction of exactly 0 (output biases start at 0; an example whose last ReLUs are all off
+    has logit 0 at init) the gradient must be the formula's, not an autodiff convention for |x| or
+    max(x, 0) at 0: d/dl BCE = (sigmoid(l) - y) / K, d/dl CE = softmax(l) - onehot(y), d/dp MSE = 2 (p - y) / K,
+    each divided by the B labelled examples of the masked mean."""
+    B = 4
+    rng = np.random.default_rng(0)
+    task = Task("t", kind, k if kind != "regression" else 1)
+    if kind == "binary":
+        y = rng.integers(0, 2, (B, k)).astype(np.float32)
+        want = (0.5 - y) / k / B
+        pred = np.zeros((B, k), np.float32)
+    elif kind == "classification":
+        y = rng.integers(0, k, B).astype(np.int32)
+        want = (np.full((B, k), 1.0 / k) - np.eye(k)[y]) / B
+        pred = np.zeros((B, k), np.float32)
+    else:
+        y = rng.standard_normal((B, k)).astype(np.float32)
+        want = 2 * (0 - y) / k / B
+        pred = np.zeros((B, k), np.float32)
+    grad = jax.grad(lambda p: losses_lib.task_loss(task, p, jnp.asarray(y), jnp.ones(B)))(jnp.asarray(pred))
+    np.testing.assert_allclose(np.asarray(grad), want, rtol=1e-6, atol=1e-7)
