@@ -327,7 +327,8 @@ def claim_run(run_dir: str, claim: Mapping, stale_after_s: float) -> dict:
     ``claim`` itself when the caller won (created it, or took a stale one over), else the
     other launcher's claim."""
     os.makedirs(run_dir, exist_ok=True)
-    for _ in range(5):
+    for attempt in range(5):
+        time.sleep(0.02 * attempt)  # a retry: let a released claim or a takeover settle
         if _link_new(run_dir, claim):
             return dict(claim)
         held = read_claim(run_dir)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
+import sys
 from typing import Any, Iterable, Mapping
 
 from mtlx import results
@@ -31,9 +32,13 @@ def check_writers(names: Iterable[str]) -> tuple[str, ...]:
     bad = [n for n in names if n not in WRITERS]
     if bad:
         raise ValueError(f"--writers: {bad[0]!r} is not a writer; choose from {list(WRITERS)}")
-    if WANDB in names and importlib.util.find_spec("wandb") is None:
+    if WANDB in names and not _importable("wandb"):
         raise ValueError("--writers: 'wandb' needs the wandb package (pip install wandb)")
     return tuple(dict.fromkeys((JSONL, *names)))
+
+
+def _importable(name: str) -> bool:
+    return name in sys.modules or importlib.util.find_spec(name) is not None
 
 
 def scalars(record: Mapping) -> dict[str, float]:
