@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from typing import Any, Callable, Mapping
 
 from mtlx import grid, results, tasks, writers
@@ -248,7 +249,8 @@ def _redo(summary: dict | None, rerun_failed: bool) -> bool:
 
 def run_one(run: dict, workdir: str, rerun_failed: bool = False, show_progress: bool = True,
             position: int | None = None, compilation_cache: str | None = None,
-            writer_names=writers.DEFAULT, claim_timeout_s: float = CLAIM_TIMEOUT_S) -> dict | None:
+            writer_names=writers.DEFAULT, claim_timeout_s: float = CLAIM_TIMEOUT_S,
+            launcher: str | None = None) -> dict | None:
     """Train one run of the grid into ``<workdir>/<run_id>/``; returns its summary, or None when
     another launcher holds the run's claim (or finished it meanwhile).
 
@@ -257,6 +259,7 @@ def run_one(run: dict, workdir: str, rerun_failed: bool = False, show_progress: 
     run failed with the step and task; any other exception marks it failed
     with the message (traceback in ``error.txt``) -- the sweep goes on.
     SIGINT/SIGTERM: checkpoint, note, release, raise ``Interrupted``.
+    ``launcher``: the id of the launch that asked (kept in the claim and the summary).
     """
     use_compilation_cache(compilation_cache)
     run_dir = results.run_path(workdir, run["run_id"])
@@ -264,22 +267,23 @@ def run_one(run: dict, workdir: str, rerun_failed: bool = False, show_progress: 
     if not _redo(old, rerun_failed):
         return old
     _check_stop(run["run_id"])
-    claim = results.new_claim()
+    claim = {**results.new_claim(), "launcher": launcher}
     if results.claim_run(run_dir, claim, claim_timeout_s).get("token") != claim["token"]:
         return None
     with _Heartbeat(run_dir, claim, claim_timeout_s / 4), stop_on_signals():
         if results.read_summary(run_dir) != old:  # another launcher finished it before we claimed it
             return None
-        return _run_claimed(run, run_dir, old is not None, show_progress, position, writer_names)
+        return _run_claimed(run, run_dir, old is not None, show_progress, position, writer_names, launcher)
 
 
-def _run_claimed(run: dict, run_dir: str, from_scratch: bool, show_progress: bool, position, writer_names) -> dict:
+def _run_claimed(run: dict, run_dir: str, from_scratch: bool, show_progress: bool, position, writer_names,
+                 launcher) -> dict:
     if from_scratch:  # rerun a failed run from scratch: its checkpoint may hold the NaN
         results.clear_run(run_dir)
     results.write_config(run_dir, run["config"])
     cfg = run["config"]
     progress = _Progress(run, cfg["steps"], cfg["log_every"], show_progress, position)
-    meta = _meta(run)
+    meta = {**_meta(run), "launcher": launcher}
     try:
         out = _train(run, run_dir, progress, meta, writer_names)
     finally:
@@ -292,11 +296,11 @@ def _run_claimed(run: dict, run_dir: str, from_scratch: bool, show_progress: boo
 
 def run_many(runs: list[dict], workdir: str, rerun_failed: bool = False, show_progress: bool = True,
              compilation_cache: str | None = None, writer_names=writers.DEFAULT,
-             claim_timeout_s: float = CLAIM_TIMEOUT_S) -> list[dict | None]:
+             claim_timeout_s: float = CLAIM_TIMEOUT_S, launcher: str | None = None) -> list[dict | None]:
     """Runs one after the other (a Slurm job's body); None for a run another launcher holds."""
     with stop_on_signals():
         return [run_one(r, workdir, rerun_failed, show_progress, None, compilation_cache, writer_names,
-                        claim_timeout_s) for r in runs]
+                        claim_timeout_s, launcher) for r in runs]
 
 
 # --------------------------------------------------------------------------- executors
@@ -309,8 +313,8 @@ def _forward_stop(pool) -> None:
             os.kill(p.pid, _STOP["signum"])
 
 
-def _run_processes(todo, workdir, rerun_failed, show_progress, parallel, opts) -> list:
-    """``parallel`` spawned processes, each training one run at a time; their run_one results.
+def _run_processes(todo, workdir, rerun_failed, show_progress, parallel, opts) -> None:
+    """``parallel`` spawned processes, each training one run at a time.
     A stop request cancels the runs not started and is passed on to the workers."""
     import concurrent.futures as cf
     import multiprocessing
@@ -334,7 +338,6 @@ def _run_processes(todo, workdir, rerun_failed, show_progress, parallel, opts) -
                 stopping = True
     if interrupted or stop_requested():
         raise interrupted or Interrupted(None, None, _STOP["signum"])
-    return [f.result() for f in futures]
 
 
 def _submit_slurm(todo, workdir, rerun_failed, slurm, runs_per_job, name, opts, show_progress, log):
@@ -365,25 +368,35 @@ def _check_executor(executor: str, parallel: int, runs_per_job: int) -> None:
 
 
 def _execute(todo, workdir, rerun_failed, show_progress, executor, parallel, slurm, runs_per_job, name, wait,
-             opts, log) -> tuple[list, list]:
-    """Train ``todo`` with the executor; (what each run_one returned, submitit jobs)."""
+             opts, log) -> list:
+    """Train ``todo`` with the executor; the submitit jobs (Slurm)."""
     if executor == "slurm":
         jobs = _submit_slurm(todo, workdir, rerun_failed, dict(slurm or {}), runs_per_job, name, opts,
                              show_progress, log)
-        return [s for job in jobs for s in job.result()] if wait else [], jobs
+        for job in jobs if wait else ():
+            job.result()
+        return jobs
     if parallel == 1 or len(todo) <= 1:
-        return run_many(todo, workdir, rerun_failed, show_progress, *opts), []
-    return _run_processes(todo, workdir, rerun_failed, show_progress, parallel, opts), []
+        run_many(todo, workdir, rerun_failed, show_progress, *opts)
+    else:
+        _run_processes(todo, workdir, rerun_failed, show_progress, parallel, opts)
+    return []
 
 
-def _others(todo, trained, workdir) -> dict:
-    """{run_id: "host pid N"} of the selected runs another launcher trained or is training."""
-    out = {}
+def _who_trained(todo, workdir, launcher) -> tuple[list, dict]:
+    """The runs of ``todo`` this launcher trained, and {run_id: "host pid N" (running) or
+    "finished"} for those another launcher trained or is training."""
+    mine, others = [], {}
     for r in todo:
-        if r["run_id"] not in trained:
-            claim = results.read_claim(results.run_path(workdir, r["run_id"]))
-            out[r["run_id"]] = f"{claim.get('host')} pid {claim.get('pid')}" if claim else "finished"
-    return out
+        run_dir = results.run_path(workdir, r["run_id"])
+        s, claim = results.read_summary(run_dir) or {}, results.read_claim(run_dir)
+        if s.get("launcher") == launcher:
+            mine.append(r["run_id"])
+        elif claim is not None:
+            others[r["run_id"]] = f"{claim.get('host')} pid {claim.get('pid')}"
+        elif s:
+            others[r["run_id"]] = "finished"
+    return mine, others
 
 
 def launch(cfg, workdir: str | None = None, executor: str = "local", parallel: int = 1, only=None,
@@ -424,12 +437,13 @@ def launch(cfg, workdir: str | None = None, executor: str = "local", parallel: i
             log(f"  {r['run_id']}{'' if r in todo else '  (finished)'}")
         return out
     results.write_experiment(workdir, grid.experiment_record(e, runs))
+    launcher = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     with stop_on_signals(reset=True):
-        done, out["jobs"] = _execute(todo, workdir, rerun_failed, show_progress, executor, parallel, slurm,
-                                     runs_per_job, e["experiment"], wait, (compilation_cache, writer_names,
-                                                                           claim_timeout_s), log)
-    out["trained"] = [s["run_id"] for s in done if s is not None]
-    out["others"] = _others(todo, set(out["trained"]), workdir) if done or not out["jobs"] else {}
+        out["jobs"] = _execute(todo, workdir, rerun_failed, show_progress, executor, parallel, slurm, runs_per_job,
+                               e["experiment"], wait, (compilation_cache, writer_names, claim_timeout_s, launcher),
+                               log)
+    if wait or executor != "slurm":
+        out["trained"], out["others"] = _who_trained(todo, workdir, launcher)
     for r in chosen:
         s = results.read_summary(results.run_path(workdir, r["run_id"]))
         if s is not None:
