@@ -426,29 +426,29 @@ def launch(cfg, workdir: str | None = None, executor: str = "local", parallel: i
         raise ConfigError(str(err)) from None
     if not claim_timeout_s > 0:
         raise ConfigError(f"--claim_timeout={claim_timeout_s} must be > 0 (seconds)")
-    e, runs, chosen, workdir = grid.prepare(cfg, workdir, only)
-    workdir = os.path.abspath(workdir)
-    todo = [r for r in chosen if needs_running(results.run_path(workdir, r["run_id"]), rerun_failed)]
-    log(f"experiment {e['experiment']}: {len(runs)} runs in the grid, {len(chosen)} selected, {len(todo)} to run "
-        f"({len(chosen) - len(todo)} already finished) -> {workdir}")
-    out = {"workdir": workdir, "runs": runs, "summaries": {}, "jobs": [], "trained": [], "others": {}}
-    if dry_run:
-        for r in chosen:
-            log(f"  {r['run_id']}{'' if r in todo else '  (finished)'}")
-        return out
-    results.write_experiment(workdir, grid.experiment_record(e, runs))
-    launcher = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    with stop_on_signals(reset=True):
+    with stop_on_signals(reset=True):  # from here on SIGINT/SIGTERM stop at a step boundary
+        e, runs, chosen, workdir = grid.prepare(cfg, workdir, only)
+        workdir = os.path.abspath(workdir)
+        todo = [r for r in chosen if needs_running(results.run_path(workdir, r["run_id"]), rerun_failed)]
+        log(f"experiment {e['experiment']}: {len(runs)} runs in the grid, {len(chosen)} selected, {len(todo)} to run "
+            f"({len(chosen) - len(todo)} already finished) -> {workdir}")
+        out = {"workdir": workdir, "runs": runs, "summaries": {}, "jobs": [], "trained": [], "others": {}}
+        if dry_run:
+            for r in chosen:
+                log(f"  {r['run_id']}{'' if r in todo else '  (finished)'}")
+            return out
+        results.write_experiment(workdir, grid.experiment_record(e, runs))
+        launcher = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         out["jobs"] = _execute(todo, workdir, rerun_failed, show_progress, executor, parallel, slurm, runs_per_job,
-                               e["experiment"], wait, (compilation_cache, writer_names, claim_timeout_s, launcher),
-                               log)
-    if wait or executor != "slurm":
-        out["trained"], out["others"] = _who_trained(todo, workdir, launcher)
-    for r in chosen:
-        s = results.read_summary(results.run_path(workdir, r["run_id"]))
-        if s is not None:
-            out["summaries"][r["run_id"]] = s
-    return out
+                               e["experiment"], wait, (compilation_cache, writer_names, claim_timeout_s, launcher), log)
+        _check_stop()  # a signal that came when no run was training
+        if wait or executor != "slurm":
+            out["trained"], out["others"] = _who_trained(todo, workdir, launcher)
+        for r in chosen:
+            s = results.read_summary(results.run_path(workdir, r["run_id"]))
+            if s is not None:
+                out["summaries"][r["run_id"]] = s
+        return out
 
 
 def summarise(out: dict) -> str:
