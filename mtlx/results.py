@@ -38,7 +38,8 @@ creating and taking over atomic (``os.link`` of a complete temp file, which
 fails when the name exists; one ``.takeover-<token>`` lock per stale claim),
 so two launchers never both train a run.
 
-Nothing else in mtlx writes or parses these files. Every file is written
+Nothing else in mtlx writes or parses these files (the event files in
+``tensorboard/`` are tensorboardX's, written by ``mtlx.writers``). Every file is written
 through a temp file and a rename (JSON/JSONL, never pickle), so a reader never
 sees half a file and a kill never loses an old one.
 """

@@ -77,12 +77,13 @@ def _handle_signals() -> None:
 
 
 @contextlib.contextmanager
-def stop_on_signals(reset: bool = False):
+def stop_on_signals():
     """Inside: SIGINT/SIGTERM set a flag the training loop checks at each step, instead of
-    raising KeyboardInterrupt inside JAX. Main thread only; nests. ``reset``: clear an old flag."""
-    if reset:
-        _STOP["signum"] = None
+    raising KeyboardInterrupt inside JAX. Main thread only; nests; the outermost one clears
+    the flag of an earlier stop (a worker process keeps its handlers and flag for good)."""
     install = threading.current_thread() is threading.main_thread() and not _STOP["installed"]
+    if install:
+        _STOP["signum"] = None
     old = {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS} if install else {}
     _STOP["installed"] = _STOP["installed"] or install
     try:
@@ -266,14 +267,15 @@ def run_one(run: dict, workdir: str, rerun_failed: bool = False, show_progress: 
     old = results.read_summary(run_dir)
     if not _redo(old, rerun_failed):
         return old
-    _check_stop(run["run_id"])
-    claim = {**results.new_claim(), "launcher": launcher}
-    if results.claim_run(run_dir, claim, claim_timeout_s).get("token") != claim["token"]:
-        return None
-    with _Heartbeat(run_dir, claim, claim_timeout_s / 4), stop_on_signals():
-        if results.read_summary(run_dir) != old:  # another launcher finished it before we claimed it
+    with stop_on_signals():
+        _check_stop(run["run_id"])
+        claim = {**results.new_claim(), "launcher": launcher}
+        if results.claim_run(run_dir, claim, claim_timeout_s).get("token") != claim["token"]:
             return None
-        return _run_claimed(run, run_dir, old is not None, show_progress, position, writer_names, launcher)
+        with _Heartbeat(run_dir, claim, claim_timeout_s / 4):
+            if results.read_summary(run_dir) != old:  # another launcher finished it before we claimed it
+                return None
+            return _run_claimed(run, run_dir, old is not None, show_progress, position, writer_names, launcher)
 
 
 def _run_claimed(run: dict, run_dir: str, from_scratch: bool, show_progress: bool, position, writer_names,
@@ -426,7 +428,7 @@ def launch(cfg, workdir: str | None = None, executor: str = "local", parallel: i
         raise ConfigError(str(err)) from None
     if not claim_timeout_s > 0:
         raise ConfigError(f"--claim_timeout={claim_timeout_s} must be > 0 (seconds)")
-    with stop_on_signals(reset=True):  # from here on SIGINT/SIGTERM stop at a step boundary
+    with stop_on_signals():  # from here on SIGINT/SIGTERM stop at a step boundary
         e, runs, chosen, workdir = grid.prepare(cfg, workdir, only)
         workdir = os.path.abspath(workdir)
         todo = [r for r in chosen if needs_running(results.run_path(workdir, r["run_id"]), rerun_failed)]
