@@ -82,10 +82,9 @@ def stop_on_signals():
     raising KeyboardInterrupt inside JAX. Main thread only; nests; the outermost one clears
     the flag of an earlier stop (a worker process keeps its handlers and flag for good)."""
     install = threading.current_thread() is threading.main_thread() and not _STOP["installed"]
-    if install:
-        _STOP["signum"] = None
     old = {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS} if install else {}
-    _STOP["installed"] = _STOP["installed"] or install
+    if install:
+        _STOP.update(signum=None, installed=True)
     try:
         yield
     finally:
@@ -121,7 +120,8 @@ class _Heartbeat:
     def __exit__(self, *exc):
         self.done.set()
         self.thread.join()
-        results.release_claim(self.run_dir, self.claim)
+        with contextlib.suppress(OSError):  # never hide the run's own exception; the claim then goes stale
+            results.release_claim(self.run_dir, self.claim)
 
 
 def use_compilation_cache(path: str | None) -> None:
@@ -330,7 +330,8 @@ def _run_processes(todo, workdir, rerun_failed, show_progress, parallel, opts) -
             done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
             for f in done:
                 if not f.cancelled() and isinstance(f.exception(), Interrupted):
-                    interrupted = interrupted or f.exception()
+                    if interrupted is None or interrupted.step is None:  # prefer a run stopped mid-way
+                        interrupted = f.exception()
                 elif not f.cancelled():
                     f.result()
             if stop_requested() and not stopping:
