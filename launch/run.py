@@ -6,6 +6,9 @@
   python -m launch.run --config experiments/mmoe_synthetic.py --executor=slurm --slurm_partition=gpu --slurm_gpus=1
 
 A bad config is refused before any training with one line ``error: ...`` and exit status 2.
+SIGINT/SIGTERM stop at the next step boundary with a checkpoint and one line
+``interrupted: ...``, exit status 130/143; relaunching resumes. Several launchers
+may work on one workdir at once: each run is claimed by one of them.
 """
 
 import sys
@@ -31,6 +34,9 @@ _GPUS = flags.DEFINE_integer("slurm_gpus", 0, "GPUs per job.")
 _CPUS = flags.DEFINE_integer("slurm_cpus", 4, "CPUs per job.")
 _RUNS_PER_JOB = flags.DEFINE_integer("runs_per_job", 1, "slurm: runs per job (run one after the other).")
 _WAIT = flags.DEFINE_bool("wait", True, "slurm: wait for the jobs to finish (else print their ids and exit).")
+_WRITERS = flags.DEFINE_list("writers", ["jsonl"], "Metric writers: jsonl (always), tensorboard, wandb.")
+_CLAIM_TIMEOUT = flags.DEFINE_float("claim_timeout", 600.0, "Seconds without a heartbeat after which "
+                                    "another launcher's claim on a run is stale and taken over.")
 _CACHE = flags.DEFINE_string("compilation_cache", "~/.cache/mtlx/jax", "JAX persistent compilation cache ('' = off).")
 
 
@@ -64,9 +70,14 @@ def main(argv):
         out = runner.launch(_CONFIG.value, _WORKDIR.value, executor=_EXECUTOR.value, parallel=_PARALLEL.value,
                             only=_ONLY.value, rerun_failed=_RERUN_FAILED.value, dry_run=_DRY_RUN.value,
                             show_progress=_PROGRESS.value, slurm=slurm, runs_per_job=_RUNS_PER_JOB.value,
-                            wait=_WAIT.value, compilation_cache=_CACHE.value)
+                            wait=_WAIT.value, compilation_cache=_CACHE.value, writer_names=_WRITERS.value,
+                            claim_timeout_s=_CLAIM_TIMEOUT.value)
     except grid.ConfigError as e:
         _fail(e)
+    except runner.Interrupted as e:
+        where = f"run {e.run_id} at step {e.step}" if e.run_id and e.step is not None else "before a run started"
+        print(f"interrupted: {where}; relaunch to resume", file=sys.stderr)
+        sys.exit(128 + (e.signum or 2))
     if _DRY_RUN.value or (_EXECUTOR.value == "slurm" and not _WAIT.value):
         return
     if _REPORT.value:

@@ -11,14 +11,35 @@ An experiment directory (``workdir``) holds::
   <run_id>/metrics.jsonl  curves: one JSON record a line, {"step", "kind":
                           "train"|"eval", ...}
   <run_id>/checkpoints/   orbax checkpoints (mtlx.checkpoint)
-  <run_id>/error.txt      the traceback of a run that crashed
+  <run_id>/error.txt      the traceback of a run that crashed (never beside a
+                          "done" summary)
+  <run_id>/claim.json     the launcher training the run now (``claim_run``):
+                          host, pid, start time, heartbeat, token; removed
+                          when the run finishes, fails or is interrupted
+  <run_id>/interrupted.json  a note {step, signal, host, time} left by a
+                          SIGINT/SIGTERM stop; the run resumes when relaunched
+  <run_id>/tensorboard/   TensorBoard event files (launch ``--writers``)
   <run_id>/summary.json   written LAST and atomically: marks the run finished
                           (``status`` "done" or "failed", ``metrics`` per task,
                           ``tasks`` {task: {main_metric, higher_is_better}},
                           architecture/weighting labels and registry names,
-                          seed, sweep, config, wall time, ...)
+                          seed, sweep, config, wall time, ``failure`` {step,
+                          task, message} of a failed run, ...)
 
-Nothing else in mtlx writes or parses these files. Every file is written
+Steps are counted the same way everywhere: ``step`` n (curve records,
+TensorBoard/W&B points, checkpoints, ``failure.step``, ``interrupted.json``)
+means "after n updates", so the first update is step 1 and a failure's step is
+the 1-based number of the update whose loss was NaN/inf (the curve record of
+that step, when one was logged, holds that loss as null).
+
+Claims: a claim whose heartbeat is older than ``stale_after_s`` or whose pid
+is dead on this host is stale and may be taken over; ``claim_run`` makes
+creating and taking over atomic (``os.link`` of a complete temp file, which
+fails when the name exists; one ``.takeover-<token>`` lock per stale claim),
+so two launchers never both train a run.
+
+Nothing else in mtlx writes or parses these files (the event files in
+``tensorboard/`` are tensorboardX's, written by ``mtlx.writers``). Every file is written
 through a temp file and a rename (JSON/JSONL, never pickle), so a reader never
 sees half a file and a kill never loses an old one.
 """
@@ -29,7 +50,10 @@ import json
 import math
 import os
 import shutil
+import socket
 import tempfile
+import time
+import uuid
 from typing import Any, Mapping
 
 EXPERIMENT = "experiment.json"
@@ -38,6 +62,9 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 ERROR = "error.txt"
+CLAIM = "claim.json"
+INTERRUPTED = "interrupted.json"
+TENSORBOARD = "tensorboard"
 FIGURES = "figures"
 
 DONE, FAILED = "done", "failed"
@@ -161,11 +188,33 @@ def write_error(run_dir: str, text: str) -> None:
     atomic_write_text(os.path.join(run_dir, ERROR), text)
 
 
+def remove_files(run_dir: str, *names: str) -> None:
+    for name in names:
+        try:
+            os.remove(os.path.join(run_dir, name))
+        except FileNotFoundError:
+            pass
+
+
 def write_summary(run_dir: str, summary: Mapping) -> None:
-    """The run's summary, written LAST: its presence marks the run finished."""
+    """The run's summary, written LAST: its presence marks the run finished. A "done" one
+    first removes an error.txt (and any interrupted note) left by an earlier attempt."""
     if summary.get("status") not in STATUSES:
         raise ValueError(f"summary status={summary.get('status')!r} is not valid; choose one of {list(STATUSES)}")
+    remove_files(run_dir, INTERRUPTED, *((ERROR,) if summary["status"] == DONE else ()))
     write_json(os.path.join(run_dir, SUMMARY), summary)
+
+
+def write_interrupted(run_dir: str, note: Mapping) -> None:
+    """The note of a run stopped by a signal at ``note["step"]`` (it resumes when relaunched)."""
+    write_json(os.path.join(run_dir, INTERRUPTED), note)
+
+
+def read_interrupted(run_dir: str) -> dict | None:
+    try:
+        return dict(read_json(os.path.join(run_dir, INTERRUPTED)))
+    except (OSError, ValueError):
+        return None
 
 
 def read_summary(run_dir: str) -> dict | None:
@@ -180,12 +229,134 @@ def read_summary(run_dir: str) -> dict | None:
 
 
 def clear_run(run_dir: str) -> None:
-    """Remove a run's outputs (summary, curves, error, checkpoints) to run it again from scratch."""
-    for name in (SUMMARY, METRICS, ERROR):
-        path = os.path.join(run_dir, name)
-        if os.path.exists(path):
-            os.remove(path)
+    """Remove a run's outputs (summary, curves, error, note, checkpoints, event files) to run it
+    again from scratch; its claim stays."""
+    remove_files(run_dir, SUMMARY, METRICS, ERROR, INTERRUPTED)
     shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
+    shutil.rmtree(tensorboard_dir(run_dir), ignore_errors=True)
+
+
+def tensorboard_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, TENSORBOARD)
+
+
+# --------------------------------------------------------------------------- run claims
+
+
+def new_claim(host: str | None = None, pid: int | None = None, now: float | None = None) -> dict:
+    """A claim record for this process (host, pid, start time, heartbeat, a unique token)."""
+    now = time.time() if now is None else now
+    return {"host": host or socket.gethostname(), "pid": os.getpid() if pid is None else pid, "started": now,
+            "heartbeat": now, "token": uuid.uuid4().hex}
+
+
+def _claim_text(claim: Mapping) -> str:
+    return json.dumps(_clean(dict(claim)), indent=1, sort_keys=True)
+
+
+def read_claim(run_dir: str) -> dict | None:
+    """The run's claim; None when it has none. An unreadable one reads as a claim whose
+    heartbeat is the file's mtime (so that it goes stale)."""
+    path = os.path.join(run_dir, CLAIM)
+    try:
+        return dict(read_json(path))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        try:
+            return {"host": None, "pid": None, "heartbeat": os.path.getmtime(path), "token": "unreadable"}
+        except OSError:
+            return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, someone else's
+        return True
+    return True
+
+
+def claim_is_stale(claim: Mapping, stale_after_s: float, now: float | None = None, host: str | None = None) -> bool:
+    """Its heartbeat is older than ``stale_after_s``, or its pid is dead on this host."""
+    now = time.time() if now is None else now
+    if now - float(claim.get("heartbeat") or 0.0) > stale_after_s:
+        return True
+    same_host = claim.get("host") == (host or socket.gethostname())
+    return same_host and claim.get("pid") is not None and not _pid_alive(int(claim["pid"]))
+
+
+def _link_new(run_dir: str, claim: Mapping) -> bool:
+    """Create claim.json holding ``claim`` unless it exists: a complete temp file hard-linked
+    to the name (atomic, also on NFS; fails when the name exists)."""
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".tmp-claim-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(_claim_text(claim))
+        os.link(tmp, os.path.join(run_dir, CLAIM))
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.remove(tmp)
+
+
+def _take_over(run_dir: str, stale: Mapping, claim: Mapping, stale_after_s: float) -> bool:
+    """Replace the stale claim by ``claim``; one caller per stale claim wins (an exclusive lock
+    named after its token, then a check that it is still the claim in place)."""
+    lock = os.path.join(run_dir, f".takeover-{stale.get('token')}")
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:  # another launcher is taking it over (or died doing so long ago)
+        if time.time() - os.path.getmtime(lock) > stale_after_s:
+            remove_files(run_dir, os.path.basename(lock))
+        return False
+    try:
+        now = read_claim(run_dir)
+        if now is None or now.get("token") != stale.get("token"):
+            return False
+        atomic_write_text(os.path.join(run_dir, CLAIM), _claim_text(claim))
+        return True
+    finally:
+        remove_files(run_dir, os.path.basename(lock))
+
+
+def claim_run(run_dir: str, claim: Mapping, stale_after_s: float) -> dict:
+    """Claim the run for ``claim`` (from ``new_claim``); returns the claim that holds it now:
+    ``claim`` itself when the caller won (created it, or took a stale one over), else the
+    other launcher's claim."""
+    os.makedirs(run_dir, exist_ok=True)
+    for attempt in range(5):
+        time.sleep(0.02 * attempt)  # a retry: let a released claim or a takeover settle
+        if _link_new(run_dir, claim):
+            return dict(claim)
+        held = read_claim(run_dir)
+        if held is None:  # released meanwhile: try again
+            continue
+        if not claim_is_stale(held, stale_after_s):
+            return held
+        if _take_over(run_dir, held, claim, stale_after_s):
+            return dict(claim)
+    return read_claim(run_dir) or {}
+
+
+def refresh_claim(run_dir: str, claim: dict, now: float | None = None) -> bool:
+    """Refresh the heartbeat of the caller's ``claim``; False when it no longer holds the run."""
+    held = read_claim(run_dir)
+    if held is None or held.get("token") != claim["token"]:
+        return False
+    claim["heartbeat"] = time.time() if now is None else now
+    atomic_write_text(os.path.join(run_dir, CLAIM), _claim_text(claim))
+    return True
+
+
+def release_claim(run_dir: str, claim: Mapping) -> None:
+    """Remove the caller's claim (a claim someone else holds now stays)."""
+    held = read_claim(run_dir)
+    if held is not None and held.get("token") == claim["token"]:
+        remove_files(run_dir, CLAIM)
 
 
 # --------------------------------------------------------------------------- the experiment directory
@@ -219,8 +390,17 @@ def _unfinished(run_dir: str, grid_entry: Mapping | None, sweep_fields) -> dict:
         cfg = read_config(run_dir)
         s = {"architecture": _dotted(cfg, "architecture.name"), "weighting": _dotted(cfg, "weighting.name"),
              "seed": cfg.get("seed"), "sweep": {f: _dotted(cfg, f) for f in sweep_fields}}
-    s.update(status=INCOMPLETE, failure="no summary.json (still running or killed)")
+    s.update(status=INCOMPLETE, failure=_why_unfinished(run_dir))
     return s
+
+
+def _why_unfinished(run_dir: str) -> str:
+    note, claim = read_interrupted(run_dir), read_claim(run_dir)
+    if claim is not None:
+        return f"no summary.json (claimed by {claim.get('host')} pid {claim.get('pid')}: running, or killed)"
+    if note is not None:
+        return f"no summary.json (interrupted at step {note.get('step')}; relaunch to resume)"
+    return "no summary.json (still running or killed)"
 
 
 def load_runs(workdir: str) -> list[dict]:

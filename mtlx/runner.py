@@ -7,25 +7,121 @@ A run directory ``<workdir>/<run_id>/`` holds what ``mtlx.results`` defines:
 ``<workdir>/experiment.json`` holds the experiment and its run list. Every
 file goes through ``mtlx.results``.
 
-Runs need no claiming: a run with a summary is finished and skipped (a failed
-one is redone only with ``rerun_failed``); one without resumes from its last
-checkpoint. ``launch`` checks the experiment once and validates every
-expanded run before anything is written (``mtlx.grid.prepare``).
+A run with a summary is finished and skipped (a failed one is redone only
+with ``rerun_failed``); one without resumes from its last checkpoint. Before
+training a run, a launcher claims it (``results.claim_run``: host, pid,
+heartbeat refreshed by a thread while it trains; released when it ends), so
+several launchers - local, or Slurm jobs on nodes sharing the file system -
+work through one sweep without duplicates: a run another launcher holds is
+skipped, a stale claim (heartbeat older than ``claim_timeout_s``, or a dead
+pid on this host) is taken over. ``launch`` checks the experiment once and
+validates every expanded run before anything is written
+(``mtlx.grid.prepare``).
+
+SIGINT/SIGTERM while training set a flag (``stop_on_signals``); the loop
+stops at the next step boundary, checkpoints, and ``run_one`` leaves an
+interrupted note, releases the claim and raises ``Interrupted``; a relaunch
+resumes the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
+import uuid
 from typing import Any, Callable, Mapping
 
-from mtlx import grid, results, tasks
+from mtlx import grid, results, tasks, writers
 from mtlx.grid import ConfigError
 
-__all__ = ["ConfigError", "launch", "needs_running", "run_many", "run_one", "summarise", "use_compilation_cache"]
+__all__ = ["ConfigError", "Interrupted", "launch", "needs_running", "run_many", "run_one", "summarise",
+           "use_compilation_cache"]
+
+CLAIM_TIMEOUT_S = 600.0  # a claim whose heartbeat is older than this is stale
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM: run ``run_id`` (None: before a run started)
+    checkpointed after ``step`` updates; a relaunch resumes it."""
+
+    def __init__(self, step: int | None, run_id: str | None = None, signum: int | None = None):
+        super().__init__(step, run_id, signum)
+        self.step, self.run_id, self.signum = step, run_id, signum
+
+
+# --------------------------------------------------------------------------- stopping on signals
+
+_STOP = {"signum": None, "installed": False}
+
+
+def stop_requested() -> bool:
+    return _STOP["signum"] is not None
+
+
+def _on_signal(signum, frame) -> None:
+    _STOP["signum"] = _STOP["signum"] or signum
+
+
+def _handle_signals() -> None:
+    """SIGINT/SIGTERM set the stop flag from now on (a worker process's initializer)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _on_signal)
+    _STOP["installed"] = True
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Inside: SIGINT/SIGTERM set a flag the training loop checks at each step, instead of
+    raising KeyboardInterrupt inside JAX. Main thread only; nests; the outermost one clears
+    the flag of an earlier stop (a worker process keeps its handlers and flag for good)."""
+    install = threading.current_thread() is threading.main_thread() and not _STOP["installed"]
+    old = {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS} if install else {}
+    if install:
+        _STOP.update(signum=None, installed=True)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if install:
+            _STOP["installed"] = False
+
+
+def _check_stop(run_id: str | None = None) -> None:
+    if stop_requested():
+        raise Interrupted(None, run_id, _STOP["signum"])
+
+
+class _Heartbeat:
+    """Holds a run's claim: refreshes its heartbeat from a thread every ``every_s``; releases it on exit."""
+
+    def __init__(self, run_dir: str, claim: dict, every_s: float):
+        self.run_dir, self.claim, self.every_s, self.done = run_dir, claim, every_s, threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.every_s):
+            try:
+                results.refresh_claim(self.run_dir, self.claim)
+            except OSError:  # a file-system hiccup: try again at the next beat
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        with contextlib.suppress(OSError):  # never hide the run's own exception; the claim then goes stale
+            results.release_claim(self.run_dir, self.claim)
 
 
 def use_compilation_cache(path: str | None) -> None:
@@ -126,7 +222,7 @@ def _failure(t0: float, step, task, message: str) -> dict:
             "failure": {"step": step, "task": task, "message": message}}
 
 
-def _train(run: dict, run_dir: str, progress: _Progress, meta: dict) -> dict:
+def _train(run: dict, run_dir: str, progress: _Progress, meta: dict, writer_names) -> dict:
     """Train the run; a NaN/inf loss or any exception becomes a failed summary (the sweep goes on)."""
     from mtlx import train
 
@@ -135,37 +231,63 @@ def _train(run: dict, run_dir: str, progress: _Progress, meta: dict) -> dict:
         task_set = grid.task_set_for(run["config"])
         meta.update(task_set=task_set.name, tasks=tasks_info(task_set), resumed_from_step=_checkpoint_step(run_dir))
         return train.train_and_evaluate(grid.train_config(run["config"]), run_dir, task_set=task_set,
-                                        progress=progress.update)
+                                        progress=progress.update, should_stop=stop_requested,
+                                        writer_names=writer_names)
     except train.NonFiniteLoss as e:
         return _failure(t0, e.step, e.task, str(e))
+    except train.Interrupted as e:
+        results.write_interrupted(run_dir, {"step": e.step, "signal": _STOP["signum"], "host": socket.gethostname(),
+                                            "time": time.time()})
+        raise Interrupted(e.step, run["run_id"], _STOP["signum"]) from None
     except Exception as e:  # a bug, missing data, a resource error: record it, go on with the sweep
         results.write_error(run_dir, traceback.format_exc())
         return _failure(t0, None, None, f"{type(e).__name__}: {e}".splitlines()[0])
 
 
+def _redo(summary: dict | None, rerun_failed: bool) -> bool:
+    return summary is None or (summary.get("status") == results.FAILED and rerun_failed)
+
+
 def run_one(run: dict, workdir: str, rerun_failed: bool = False, show_progress: bool = True,
-            position: int | None = None, compilation_cache: str | None = None) -> dict:
-    """Train one run of the grid into ``<workdir>/<run_id>/``; returns its summary.
+            position: int | None = None, compilation_cache: str | None = None,
+            writer_names=writers.DEFAULT, claim_timeout_s: float = CLAIM_TIMEOUT_S,
+            launcher: str | None = None) -> dict | None:
+    """Train one run of the grid into ``<workdir>/<run_id>/``; returns its summary, or None when
+    another launcher holds the run's claim (or finished it meanwhile).
 
     A done run (or a failed one, unless ``rerun_failed``) is not redone; an
     interrupted one resumes from its last checkpoint. A NaN/inf loss marks the
     run failed with the step and task; any other exception marks it failed
     with the message (traceback in ``error.txt``) -- the sweep goes on.
+    SIGINT/SIGTERM: checkpoint, note, release, raise ``Interrupted``.
+    ``launcher``: the id of the launch that asked (kept in the claim and the summary).
     """
     use_compilation_cache(compilation_cache)
     run_dir = results.run_path(workdir, run["run_id"])
     old = results.read_summary(run_dir)
-    if old is not None and not (old.get("status") == results.FAILED and rerun_failed):
+    if not _redo(old, rerun_failed):
         return old
-    if old is not None:  # rerun a failed run from scratch: its checkpoint may hold the NaN
+    with stop_on_signals():
+        _check_stop(run["run_id"])
+        claim = {**results.new_claim(), "launcher": launcher}
+        if results.claim_run(run_dir, claim, claim_timeout_s).get("token") != claim["token"]:
+            return None
+        with _Heartbeat(run_dir, claim, claim_timeout_s / 4):
+            if results.read_summary(run_dir) != old:  # another launcher finished it before we claimed it
+                return None
+            return _run_claimed(run, run_dir, old is not None, show_progress, position, writer_names, launcher)
+
+
+def _run_claimed(run: dict, run_dir: str, from_scratch: bool, show_progress: bool, position, writer_names,
+                 launcher) -> dict:
+    if from_scratch:  # rerun a failed run from scratch: its checkpoint may hold the NaN
         results.clear_run(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
     results.write_config(run_dir, run["config"])
     cfg = run["config"]
     progress = _Progress(run, cfg["steps"], cfg["log_every"], show_progress, position)
-    meta = _meta(run)
+    meta = {**_meta(run), "launcher": launcher}
     try:
-        out = _train(run, run_dir, progress, meta)
+        out = _train(run, run_dir, progress, meta, writer_names)
     finally:
         progress.close()
     summary = {**out, **meta}
@@ -175,27 +297,53 @@ def run_one(run: dict, workdir: str, rerun_failed: bool = False, show_progress: 
 
 
 def run_many(runs: list[dict], workdir: str, rerun_failed: bool = False, show_progress: bool = True,
-             compilation_cache: str | None = None) -> list[dict]:
-    """Runs one after the other (a Slurm job's body)."""
-    return [run_one(r, workdir, rerun_failed, show_progress, None, compilation_cache) for r in runs]
+             compilation_cache: str | None = None, writer_names=writers.DEFAULT,
+             claim_timeout_s: float = CLAIM_TIMEOUT_S, launcher: str | None = None) -> list[dict | None]:
+    """Runs one after the other (a Slurm job's body); None for a run another launcher holds."""
+    with stop_on_signals():
+        return [run_one(r, workdir, rerun_failed, show_progress, None, compilation_cache, writer_names,
+                        claim_timeout_s, launcher) for r in runs]
 
 
 # --------------------------------------------------------------------------- executors
 
 
-def _run_processes(todo, workdir, rerun_failed, show_progress, parallel, compilation_cache) -> None:
-    """``parallel`` spawned processes, each training one run at a time."""
+def _forward_stop(pool) -> None:
+    """Pass the launcher's SIGINT/SIGTERM on to its workers (each stops at a step boundary)."""
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError):
+            os.kill(p.pid, _STOP["signum"])
+
+
+def _run_processes(todo, workdir, rerun_failed, show_progress, parallel, opts) -> None:
+    """``parallel`` spawned processes, each training one run at a time.
+    A stop request cancels the runs not started and is passed on to the workers."""
     import concurrent.futures as cf
     import multiprocessing
 
-    with cf.ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_one, r, workdir, rerun_failed, show_progress, k % parallel, compilation_cache)
+    with cf.ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_handle_signals) as pool:
+        futures = [pool.submit(run_one, r, workdir, rerun_failed, show_progress, k % parallel, *opts)
                    for k, r in enumerate(todo)]
-        for f in cf.as_completed(futures):
-            f.result()
+        pending, stopping, interrupted = set(futures), False, None
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            for f in done:
+                if not f.cancelled() and isinstance(f.exception(), Interrupted):
+                    if interrupted is None or interrupted.step is None:  # prefer a run stopped mid-way
+                        interrupted = f.exception()
+                elif not f.cancelled():
+                    f.result()
+            if stop_requested() and not stopping:
+                for f in pending:
+                    f.cancel()
+                _forward_stop(pool)
+                stopping = True
+    if interrupted or stop_requested():
+        raise interrupted or Interrupted(None, None, _STOP["signum"])
 
 
-def _submit_slurm(todo, workdir, rerun_failed, slurm, runs_per_job, name, compilation_cache, show_progress, log):
+def _submit_slurm(todo, workdir, rerun_failed, slurm, runs_per_job, name, opts, show_progress, log):
     """submitit jobs of ``runs_per_job`` runs each (cluster None = Slurm; 'local'/'debug' run here)."""
     import submitit
 
@@ -209,7 +357,7 @@ def _submit_slurm(todo, workdir, rerun_failed, slurm, runs_per_job, name, compil
         params["slurm_partition"] = slurm.pop("partition")
     ex.update_parameters(**params)
     groups = [todo[i:i + runs_per_job] for i in range(0, len(todo), runs_per_job)]
-    jobs = [ex.submit(run_many, g, workdir, rerun_failed, show_progress, compilation_cache) for g in groups]
+    jobs = [ex.submit(run_many, g, workdir, rerun_failed, show_progress, *opts) for g in groups]
     log(f"submitted {len(jobs)} job(s) ({ex.cluster}): {', '.join(str(j.job_id) for j in jobs)}; "
         f"logs under {os.path.join(workdir, '.submitit')}")
     return jobs
@@ -222,46 +370,88 @@ def _check_executor(executor: str, parallel: int, runs_per_job: int) -> None:
         raise ConfigError(f"--parallel={parallel} and --runs_per_job={runs_per_job} must be >= 1")
 
 
+def _execute(todo, workdir, rerun_failed, show_progress, executor, parallel, slurm, runs_per_job, name, wait,
+             opts, log) -> list:
+    """Train ``todo`` with the executor; the submitit jobs (Slurm)."""
+    if executor == "slurm":
+        jobs = _submit_slurm(todo, workdir, rerun_failed, dict(slurm or {}), runs_per_job, name, opts,
+                             show_progress, log)
+        for job in jobs if wait else ():
+            job.result()
+        return jobs
+    if parallel == 1 or len(todo) <= 1:
+        run_many(todo, workdir, rerun_failed, show_progress, *opts)
+    else:
+        _run_processes(todo, workdir, rerun_failed, show_progress, parallel, opts)
+    return []
+
+
+def _who_trained(todo, workdir, launcher) -> tuple[list, dict]:
+    """The runs of ``todo`` this launcher trained, and {run_id: "host pid N" (running) or
+    "finished"} for those another launcher trained or is training."""
+    mine, others = [], {}
+    for r in todo:
+        run_dir = results.run_path(workdir, r["run_id"])
+        s, claim = results.read_summary(run_dir) or {}, results.read_claim(run_dir)
+        if s.get("launcher") == launcher:
+            mine.append(r["run_id"])
+        elif claim is not None:
+            others[r["run_id"]] = f"{claim.get('host')} pid {claim.get('pid')}"
+        elif s:
+            others[r["run_id"]] = "finished"
+    return mine, others
+
+
 def launch(cfg, workdir: str | None = None, executor: str = "local", parallel: int = 1, only=None,
            rerun_failed: bool = False, dry_run: bool = False, show_progress: bool = True,
            slurm: Mapping | None = None, runs_per_job: int = 1, wait: bool = True,
-           compilation_cache: str | None = None, log: Callable[[str], Any] | None = None) -> dict:
-    """Validate the whole grid, then train every run not done yet.
+           compilation_cache: str | None = None, log: Callable[[str], Any] | None = None,
+           writer_names=writers.DEFAULT, claim_timeout_s: float = CLAIM_TIMEOUT_S) -> dict:
+    """Validate the whole grid, then train every run not done yet (and not claimed by another launcher).
 
     Returns {"workdir", "runs" (all grid runs), "summaries" {run_id: summary}
-    for the selected runs that have one, "jobs" (submitit jobs, Slurm only)}.
+    for the selected runs that have one, "jobs" (submitit jobs, Slurm only),
+    "trained" [run ids trained by this launcher], "others" {run_id: "host pid N"
+    or "finished"} for the runs to do that another launcher held}.
     ``compilation_cache``: a directory for JAX's persistent compilation cache,
     used by every process that trains (None: JAX's default, no cache).
+    ``writer_names``: metric writers besides metrics.jsonl (``mtlx.writers``).
+    ``claim_timeout_s``: a claim whose heartbeat is older is stale. Raises
+    ``Interrupted`` after SIGINT/SIGTERM (the runs resume when relaunched).
     """
     if (executor == "local" and parallel == 1) or (executor == "slurm" and (slurm or {}).get("cluster") == "debug"):
         use_compilation_cache(compilation_cache)  # runs train in this process: set it before anything compiles
     log = log or (lambda msg: print(msg, file=sys.stderr))
     _check_executor(executor, parallel, runs_per_job)
-    e, runs, chosen, workdir = grid.prepare(cfg, workdir, only)
-    workdir = os.path.abspath(workdir)
-    todo = [r for r in chosen if needs_running(results.run_path(workdir, r["run_id"]), rerun_failed)]
-    log(f"experiment {e['experiment']}: {len(runs)} runs in the grid, {len(chosen)} selected, {len(todo)} to run "
-        f"({len(chosen) - len(todo)} already finished) -> {workdir}")
-    out = {"workdir": workdir, "runs": runs, "summaries": {}, "jobs": []}
-    if dry_run:
+    try:
+        writer_names = writers.check_writers(writer_names)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if not claim_timeout_s > 0:
+        raise ConfigError(f"--claim_timeout={claim_timeout_s} must be > 0 (seconds)")
+    with stop_on_signals():  # from here on SIGINT/SIGTERM stop at a step boundary
+        e, runs, chosen, workdir = grid.prepare(cfg, workdir, only)
+        workdir = os.path.abspath(workdir)
+        todo = [r for r in chosen if needs_running(results.run_path(workdir, r["run_id"]), rerun_failed)]
+        log(f"experiment {e['experiment']}: {len(runs)} runs in the grid, {len(chosen)} selected, {len(todo)} to run "
+            f"({len(chosen) - len(todo)} already finished) -> {workdir}")
+        out = {"workdir": workdir, "runs": runs, "summaries": {}, "jobs": [], "trained": [], "others": {}}
+        if dry_run:
+            for r in chosen:
+                log(f"  {r['run_id']}{'' if r in todo else '  (finished)'}")
+            return out
+        results.write_experiment(workdir, grid.experiment_record(e, runs))
+        launcher = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        out["jobs"] = _execute(todo, workdir, rerun_failed, show_progress, executor, parallel, slurm, runs_per_job,
+                               e["experiment"], wait, (compilation_cache, writer_names, claim_timeout_s, launcher), log)
+        _check_stop()  # a signal that came when no run was training
+        if wait or executor != "slurm":
+            out["trained"], out["others"] = _who_trained(todo, workdir, launcher)
         for r in chosen:
-            log(f"  {r['run_id']}{'' if r in todo else '  (finished)'}")
+            s = results.read_summary(results.run_path(workdir, r["run_id"]))
+            if s is not None:
+                out["summaries"][r["run_id"]] = s
         return out
-    results.write_experiment(workdir, grid.experiment_record(e, runs))
-    if executor == "slurm":
-        out["jobs"] = _submit_slurm(todo, workdir, rerun_failed, dict(slurm or {}), runs_per_job, e["experiment"],
-                                    compilation_cache, show_progress, log)
-        for job in out["jobs"] if wait else ():
-            job.result()
-    elif parallel == 1 or len(todo) <= 1:
-        run_many(todo, workdir, rerun_failed, show_progress, compilation_cache)
-    else:
-        _run_processes(todo, workdir, rerun_failed, show_progress, parallel, compilation_cache)
-    for r in chosen:
-        s = results.read_summary(results.run_path(workdir, r["run_id"]))
-        if s is not None:
-            out["summaries"][r["run_id"]] = s
-    return out
 
 
 def summarise(out: dict) -> str:
@@ -272,4 +462,10 @@ def summarise(out: dict) -> str:
     msg = f"{done} done, {len(failed)} failed, {len(out['runs'])} in the grid; results in {out['workdir']}"
     if failed:
         msg += f"; failed: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}"
+    others = out.get("others") or {}
+    if others:
+        running = sorted(f"{rid} ({who})" for rid, who in others.items() if who != "finished")
+        msg += (f"; this launcher trained {len(out.get('trained') or [])}, other launchers "
+                f"{len(others)}" + (f" (still running: {', '.join(running[:5])}{' ...' if len(running) > 5 else ''})"
+                                    if running else ""))
     return msg

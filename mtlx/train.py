@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mtlx import grads, results, taps
+from mtlx import grads, results, taps, writers
 from mtlx import losses as losses_lib
 from mtlx.architectures import ARCHITECTURES, build_model, check_heads, param_count
 from mtlx.data import get_task_set, pipeline
@@ -141,9 +141,19 @@ def evaluate(eval_step, mparams, split, task_list, batch_size: int = 1024) -> di
 
 
 class NonFiniteLoss(RuntimeError):
+    """``step``: the 1-based number of the update whose loss was NaN/inf (the curves' numbering)."""
+
     def __init__(self, step: int, task: str):
         super().__init__(f"loss of task {task!r} became NaN/inf at step {step}")
         self.step, self.task = step, task
+
+
+class Interrupted(Exception):
+    """Training stopped on request (SIGINT/SIGTERM) after ``step`` updates, checkpointed there."""
+
+    def __init__(self, step: int | None, run_id: str | None = None, signum: int | None = None):
+        super().__init__(step, run_id, signum)
+        self.step, self.run_id, self.signum = step, run_id, signum
 
 
 @dataclasses.dataclass
@@ -201,11 +211,13 @@ class _Loop:
     """The mutable side of one run's loop: the state, the curves, model selection, the clocks.
     ``step`` arguments count finished steps."""
 
-    def __init__(self, run: Run, state: TrainState, workdir, mgr, progress, start: int):
+    def __init__(self, run: Run, state: TrainState, workdir, mgr, progress, start: int, writer_names):
         ts = run.task_set
         self.cfg, self.tasks, self.names = run.cfg, ts.tasks, ts.task_names
         self.state, self.mgr, self.progress = state, mgr, progress
-        self.metrics, self.writer = None, results.metrics_writer(workdir) if workdir else None
+        config = run.cfg.to_dict() if hasattr(run.cfg, "to_dict") else dict(run.cfg)
+        self.metrics = None
+        self.writer = writers.open_writers(writer_names, workdir, start, config=config) if workdir else None
         self.splits = {s: ts.splits[s] for s in ("validation", "test") if s in ts.splits}
         self.eval_step = jax.jit(make_eval_step(run.model))
         self.best, self.best_test, self.last_eval = -np.inf, None, None
@@ -230,19 +242,22 @@ class _Loop:
         return call
 
     def check_finite(self):
+        """Raise NonFiniteLoss at the 1-based step of the first NaN/inf update (the state holds
+        the number of updates done before it)."""
         if int(self.state.nonfinite_step) >= 0:
-            raise NonFiniteLoss(int(self.state.nonfinite_step), self.tasks[int(self.state.nonfinite_task)].name)
+            raise NonFiniteLoss(int(self.state.nonfinite_step) + 1, self.tasks[int(self.state.nonfinite_task)].name)
 
     def log(self, step):
+        """One train record (written even when its loss is NaN/inf, then the run fails)."""
         losses = np.asarray(self.metrics["losses"])  # host sync
         if self.t_first is None:
             self.t_first, self.s_first = time.time(), step
-        self.check_finite()
         rec = {"step": step, "kind": "train", "losses": dict(zip(self.names, losses.tolist())),
                "weights": dict(zip(self.names, np.asarray(self.metrics["weights"]).tolist())),
                "penalty": float(self.metrics["penalty"])}
         if self.writer:
-            self.writer.write(rec)
+            self.writer.write_record(rec)
+        self.check_finite()
         if self.progress:
             self.progress(step, rec["losses"])
 
@@ -257,14 +272,21 @@ class _Loop:
         out = {s: evaluate(self.eval_step, self.state.params["model"], split, self.tasks, self.cfg.eval_batch_size)
                for s, split in self.splits.items()}
         if self.writer:
-            self.writer.write({"step": step, "kind": "eval", **out})
+            self.writer.write_record({"step": step, "kind": "eval", **out})
         self.select(out)
 
     def checkpoint(self, step):
         from mtlx import checkpoint
 
         self.check_finite()  # never checkpoint a state whose loss already went NaN/inf
-        checkpoint.save(self.mgr, step, self.state)
+        if checkpoint.latest_step(self.mgr) != step:
+            checkpoint.save(self.mgr, step, self.state)
+
+    def stop(self, step):
+        """Stop on request after ``step`` updates: checkpoint there, raise Interrupted."""
+        if self.mgr:
+            self.checkpoint(step)
+        raise Interrupted(step)
 
     def summary(self, t0, n_params, on_device) -> dict:
         if self.last_eval is None:  # resumed after the last step with no evaluation on record
@@ -310,14 +332,19 @@ def _jitted_step(run: Run, train, order, start: int):
     return jax.jit(step_fn, donate_argnums=0), lambda s: (prefetch.next(),), False
 
 
-def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress: Callable | None = None) -> dict:
+def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress: Callable | None = None,
+                       should_stop: Callable[[], bool] | None = None,
+                       writer_names=writers.DEFAULT) -> dict:
     """Train one run, evaluating periodically; returns the summary.
 
-    With ``workdir`` (the run directory): appends curves to its metrics file,
-    checkpoints the TrainState with orbax every ``checkpoint_every`` steps and
-    resumes from the last checkpoint (dropping curve lines written after it).
+    With ``workdir`` (the run directory): appends curves to its metrics file
+    (and to the other ``writer_names``, see ``mtlx.writers``), checkpoints the
+    TrainState with orbax every ``checkpoint_every`` steps and resumes from the
+    last checkpoint (dropping curve lines written after it).
     ``progress(step, losses)`` is called at every log step. Raises
     NonFiniteLoss naming the step and task when a loss turns NaN/inf.
+    ``should_stop()`` is asked after every step but the last: when it says so,
+    the state is checkpointed and Interrupted(step) raised.
     """
     run = build_run(cfg, task_set)
     ts = run.task_set
@@ -327,12 +354,18 @@ def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress:
     state = init_state(run.model, run.weighting, run.tx, ts.num_tasks, sample, cfg.seed)
     n_params = param_count(state.params["model"])
     mgr, state, start = _resume(workdir, state)
-    loop = _Loop(run, state, workdir, mgr, progress, start)
-    jstep, next_args, on_device = _jitted_step(run, train, order, start)
-    actions = loop.actions()
-    t0 = time.time()
-    for s in range(start, cfg.steps):
-        loop.state, loop.metrics = jstep(loop.state, *next_args(s))
-        for action in actions:
-            action(s + 1)
-    return loop.summary(t0, n_params, on_device)
+    loop = _Loop(run, state, workdir, mgr, progress, start, writer_names)
+    try:
+        jstep, next_args, on_device = _jitted_step(run, train, order, start)
+        actions = loop.actions()
+        t0 = time.time()
+        for s in range(start, cfg.steps):
+            loop.state, loop.metrics = jstep(loop.state, *next_args(s))
+            for action in actions:
+                action(s + 1)
+            if should_stop is not None and s + 1 < cfg.steps and should_stop():
+                loop.stop(s + 1)
+        return loop.summary(t0, n_params, on_device)
+    finally:
+        if loop.writer:
+            loop.writer.close()

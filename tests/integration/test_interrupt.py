@@ -1,0 +1,93 @@
+"""SIGINT / SIGTERM stop launch.run at a step boundary with a checkpoint and one line; a relaunch resumes
+and gives an uninterrupted run's numbers."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from mtlx import grid, results, runner
+from test_resume_kill import _assert_close, _load
+from tiny_grid import REPO, env
+
+STEPS, LOG = 1500, 10
+
+EXPERIMENT = textwrap.dedent(f"""
+    import ml_collections
+    from mtlx.grid import experiment_config
+
+    def get_config(arg=None):
+        c = experiment_config()
+        c.experiment = "interrupt"
+        c.run.task_set.name = "synthetic_classification"
+        c.run.task_set.options = ml_collections.ConfigDict(
+            {{"num_tasks": 2, "dim": 8, "n_train": 256, "n_validation": 64, "n_test": 64}})
+        c.run.backbone.blocks = [{{"kind": "dense", "features": 16}}]
+        c.run.steps, c.run.batch_size = {STEPS}, 32
+        c.run.eval_every, c.run.log_every, c.run.checkpoint_every = 500, {LOG}, 1000
+        c.architectures = ({{"name": "hard", "options": {{}}}},)
+        return c
+""")
+
+
+def _signal_once_past(exp, workdir, run_dir, past, sig, log_path, cache):
+    """Launch; send ``sig`` once the run has logged a step beyond ``past``; return (exit code, output)."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "launch.run", f"--config={exp}", f"--workdir={workdir}",
+                                 "--noprogress", "--noreport", f"--compilation_cache={cache}"], cwd=REPO, env=env(),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 240
+        try:
+            while time.time() < deadline and proc.poll() is None:
+                steps = [r["step"] for r in results.read_metrics(run_dir, "train")]
+                if steps and max(steps) > past:
+                    proc.send_signal(sig)
+                    break
+                time.sleep(0.005)
+            code = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    return code, log_path.read_text()
+
+
+def _stopped_at(code, out, sig, run_id, run_dir):
+    """The run stopped cleanly after the signal: exit code, one line, checkpoint, note, no summary."""
+    assert code == 128 + sig, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    lines = [ln for ln in out.splitlines() if ln.startswith("interrupted")]
+    assert len(lines) == 1 and out.strip().splitlines()[-1] == lines[0], out
+    m = re.fullmatch(rf"interrupted: run {run_id} at step (\d+); relaunch to resume", lines[0])
+    step = int(m.group(1))
+    assert os.listdir(results.checkpoint_dir(run_dir)) == [str(step)]
+    assert results.read_summary(run_dir) is None and results.read_claim(run_dir) is None
+    assert results.read_interrupted(run_dir)["step"] == step and step < STEPS
+    assert max(r["step"] for r in results.read_metrics(run_dir)) <= step
+    return step
+
+
+def test_sigint_then_sigterm_leave_a_run_that_resumes_to_the_uninterrupted_numbers(tmp_path):
+    exp = tmp_path / "interrupt_exp.py"
+    exp.write_text(EXPERIMENT)
+    (run,) = grid.expand(_load(exp))
+    workdir = tmp_path / "wd"
+    run_dir = results.run_path(str(workdir), run["run_id"])
+
+    code, out = _signal_once_past(exp, workdir, run_dir, 3 * LOG, signal.SIGINT, tmp_path / "sigint.log",
+                                  tmp_path / "jax")
+    first = _stopped_at(code, out, signal.SIGINT, run["run_id"], run_dir)
+    code, out = _signal_once_past(exp, workdir, run_dir, first + 3 * LOG, signal.SIGTERM, tmp_path / "sigterm.log",
+                                  tmp_path / "jax")
+    second = _stopped_at(code, out, signal.SIGTERM, run["run_id"], run_dir)
+    assert first < second
+
+    resumed = runner.run_one(run, str(workdir), show_progress=False)
+    assert resumed["status"] == "done" and resumed["resumed_from_step"] == second
+    assert results.read_interrupted(run_dir) is None and os.listdir(results.checkpoint_dir(run_dir)) == [str(STEPS)]
+    ref = runner.run_one(run, str(tmp_path / "ref"), show_progress=False)
+    _assert_close(resumed["metrics"], ref["metrics"])
+    _assert_close(results.read_metrics(run_dir), results.read_metrics(results.run_path(str(tmp_path / "ref"),
+                                                                                       run["run_id"])))
