@@ -97,7 +97,7 @@ def test_nan_run_is_marked_failed_and_the_sweep_goes_on(tmp_path):
     out = runner.launch(c, workdir, show_progress=False)
     bad, good = (out["summaries"][r["run_id"]] for r in out["runs"])
     assert bad["status"] == "failed" and bad["sweep"] == {"optimizer.learning_rate": 1e6}
-    assert isinstance(bad["failure"]["step"], int) and 0 <= bad["failure"]["step"] < 20
+    assert isinstance(bad["failure"]["step"], int) and 1 <= bad["failure"]["step"] <= 20
     assert bad["failure"]["task"] in ("y1", "y2") and "NaN/inf" in bad["failure"]["message"]
     assert good["status"] == "done" and good["steps"] == 20
     # A relaunch skips the failed run too; --rerun_failed trains it again (and it fails again).

@@ -294,7 +294,7 @@ def _stub_train(monkeypatch, fail=()):
     """train_and_evaluate replaced: a done summary, or an exception for run configs whose seed is in ``fail``."""
     calls = []
 
-    def fake(cfg, workdir=None, task_set=None, progress=None):
+    def fake(cfg, workdir=None, task_set=None, progress=None, **kw):
         calls.append((cfg, workdir))
         assert isinstance(cfg, ml_collections.ConfigDict) and task_set is not None
         if cfg.seed in fail:
