@@ -201,7 +201,12 @@ def _check_run(run) -> dict:
 
     if not isinstance(run, Mapping):
         raise ConfigError(f"config.run must be a run config (mtlx.grid.run_config()), got {run!r}")
-    _checked("config.run", check_run_config, run)
+    try:
+        check_run_config(run)
+    except (ValueError, TypeError) as e:  # a field's own message names it from the run down: name it from the top
+        msg = str(e)
+        raise ConfigError("config.run." + msg[len("config field "):] if msg.startswith("config field ")
+                          else f"config.run: {msg}") from None
     ts, options = run["task_set"]["name"], _plain(run["task_set"]["options"])
     try:
         check_options(resolve(TASK_SETS, ts, "task_set"), ts, options)
@@ -217,8 +222,8 @@ def _check_seeds(seeds) -> list:
         raise ConfigError(f"config.seeds must be a tuple of ints, got {seeds!r}")
     if not seeds:
         raise ConfigError("config.seeds is empty: the grid has no runs; give at least one seed")
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"config.seeds={tuple(seeds)} must be distinct ints")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"config.seeds={tuple(seeds)} must be distinct ints >= 0")
     return list(seeds)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import json
 import math
 from typing import Mapping
@@ -297,7 +298,7 @@ _SEQUENCES = ("Sequence[", "tuple[", "list[")
 def _annotation_check(annotation: str, default):
     """(predicate, description) for a parameter's annotation (a string: ``from __future__ import annotations``),
     else from its default's type; None when neither says (anything goes)."""
-    a = str(annotation).replace(" ", "")
+    a = "" if annotation is inspect.Parameter.empty else str(annotation).replace(" ", "")
     optional = a.startswith("Optional[") or a.endswith("|None")
     a = a[len("Optional["):-1] if a.startswith("Optional[") else a.removesuffix("|None")
     check = _ANNOTATIONS.get(a)
@@ -306,7 +307,7 @@ def _annotation_check(annotation: str, default):
             inner, what = _ANNOTATIONS[a[len(s):].split(",")[0].rstrip("]")]
             check = (lambda v, inner=inner: isinstance(v, (list, tuple)) and all(inner(x) for x in v),
                      f"a list of {what.split(' ', 1)[1]}s")
-    if check is None and type(default) in (int, float, bool, str):
+    if check is None and a in ("", "None", "_empty", "inspect._empty") and type(default) in (int, float, bool, str):
         check = _ANNOTATIONS[type(default).__name__]
     if check is None or not optional:
         return check
@@ -341,15 +342,11 @@ def check_options(params: Mapping, options: Mapping, ranges: Mapping | None = No
 
 def signature_params(fn) -> dict:
     """{name: (annotation, default)} of a function's keyword parameters (``inspect.signature``)."""
-    import inspect
-
     return {n: (p.annotation, None if p.default is p.empty else p.default)
             for n, p in inspect.signature(fn).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 def takes_any_option(fn) -> bool:
-    import inspect
-
     return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
 
 
