@@ -37,7 +37,9 @@ schema's dict (the path exists, the value's type fits) without building a
 ConfigDict; the runner makes one ConfigDict per run for training.
 ``validate`` builds every expanded run (task set, model, weighting, optimizer;
 nothing compiled) before any directory is written. Every problem is a one-line
-``ConfigError``.
+``ConfigError`` naming the field's dotted path, the bad value and what is valid.
+The run-config schema and its value rules live in ``mtlx.schema`` (re-exported
+here); names may be registry keys or ``module:attribute`` (``mtlx.plugins``).
 
 A run's id is readable and stable:
 ``<arch label>-<weighting label>[-<sweep leaf><value>...]-s<seed>-<hash8>``

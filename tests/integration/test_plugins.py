@@ -121,3 +121,18 @@ def test_a_module_that_fails_to_import_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"cannot import module 'broken_mod' \(ModuleNotFoundError: No module named "
                                          r"'no_such_dependency_xyz'\)"):
         plugins.resolve({}, "broken_mod:make", "task_set")
+
+
+def test_architecture_and_weighting_by_import_path_are_labelled_by_attribute(tmp_path):
+    from mtlx import grid
+    from tiny_grid import tiny
+
+    c = tiny(archs=("mtlx.architectures.hard:Hard",))
+    c.weightings = ({"name": "mtlx.weighting.loss_based:uncertainty", "options": {"form": "classification"}},)
+    e, runs, chosen, _ = grid.prepare(c, str(tmp_path / "wd"))  # validated (built, nothing compiled)
+    assert [r["run_id"].rsplit("-", 1)[0] for r in runs] == ["Hard-uncertainty-s0"]
+    assert runs[0]["config"]["architecture"]["name"] == "mtlx.architectures.hard:Hard"
+    c.weightings = ({"name": "mtlx.weighting.loss_based:uncertainty", "options": {"form": 1}},)
+    with pytest.raises(grid.ConfigError, match=r"config.weightings\[0\].options.form=1 must be a str"):
+        grid.prepare(c, str(tmp_path / "wd"))
+    assert not (tmp_path / "wd").exists()
