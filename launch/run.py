@@ -11,12 +11,13 @@ SIGINT/SIGTERM stop at the next step boundary with a checkpoint and one line
 may work on one workdir at once: each run is claimed by one of them.
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mtlx import grid, results, runner
+from mtlx import grid, results, runner, schema
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file: experiments/<name>.py[:arg].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where run directories go (default results/<experiment>/).")
@@ -48,11 +49,29 @@ def _fail(msg, prefix="") -> None:
     sys.exit(2)
 
 
+def _importable(argv) -> None:
+    """The experiment file's folder first on sys.path and on PYTHONPATH: its own modules (plug-ins named
+    'module:attribute') import here, in spawned --parallel workers and in submitit jobs alike."""
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    paths += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    for path in paths[-1:]:
+        folder = os.path.dirname(os.path.abspath(path.split(":", 1)[0]))
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        env = os.environ.get("PYTHONPATH", "")
+        if folder not in env.split(os.pathsep):
+            os.environ["PYTHONPATH"] = folder + (os.pathsep + env if env else "")
+
+
 def _parse_flags(argv):
     """absl's parser, but a bad flag or config file is one line and exit status 2."""
+    _importable(argv)
     try:
         return flags.FLAGS(argv)
     except Exception as e:  # flags.Error, or what the config file / an override raised
+        for a in argv:  # an override of a field the schema lacks: name it, with the nearest valid one
+            if a.startswith("--config.") and (msg := schema.flag_path_error(a[9:].split("=")[0], grid.EXPERIMENT_FIELDS)):
+                _fail(msg)
         _fail(e)
 
 

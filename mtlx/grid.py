@@ -37,7 +37,9 @@ schema's dict (the path exists, the value's type fits) without building a
 ConfigDict; the runner makes one ConfigDict per run for training.
 ``validate`` builds every expanded run (task set, model, weighting, optimizer;
 nothing compiled) before any directory is written. Every problem is a one-line
-``ConfigError``.
+``ConfigError`` naming the field's dotted path, the bad value and what is valid.
+The run-config schema and its value rules live in ``mtlx.schema`` (re-exported
+here); names may be registry keys or ``module:attribute`` (``mtlx.plugins``).
 
 A run's id is readable and stable:
 ``<arch label>-<weighting label>[-<sweep leaf><value>...]-s<seed>-<hash8>``
@@ -50,7 +52,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import difflib
 import fnmatch
 import hashlib
 import itertools
@@ -63,50 +64,19 @@ import ml_collections
 
 from mtlx import results
 from mtlx.architectures import BASELINE
+from mtlx.plugins import default_label, resolve
+from mtlx.schema import (  # noqa: F401  (re-exported: the schema's public names stay importable from here)
+    FREE, GRID_PATHS, ConfigError, OptionError, _did_you_mean, _jsonable, _plain, _set_path, check_cross,
+    check_fields, check_override, check_run_config, run_config, schema)
 
 EXPERIMENT_FIELDS = ("experiment", "run", "architectures", "weightings", "seeds", "sweep", "paper", "baseline",
                      "smoke")
 OPTIONAL_FIELDS = {"baseline": ""}  # added after experiment files existed: an older file may lack it
 ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings")
-GRID_PATHS = ("architecture", "weighting", "seed")  # set by the grid itself, not sweepable
-FREE = "options"  # a run-config key whose value is free-form (checked by the registry that reads it)
-POSITIVE = ("steps", "batch_size", "eval_every", "log_every", "checkpoint_every", "eval_batch_size")
 
 
 class Experiment(dict):
     """A checked experiment (``check_experiment``'s output): plain, JSON-able data, checked once."""
-
-
-class ConfigError(ValueError):
-    """A bad experiment config: one line, raised before any training."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
-
-
-# --------------------------------------------------------------------------- the schema
-
-
-def run_config() -> ml_collections.ConfigDict:
-    """One run: the defaults of every field."""
-    c = ml_collections.ConfigDict()
-    c.task_set = ml_collections.ConfigDict({"name": "synthetic_classification", "options": {}})
-    c.backbone = ml_collections.ConfigDict({"blocks": [{"kind": "dense", "features": 64}] * 2, "head_hidden": []})
-    c.architecture = ml_collections.ConfigDict({"name": BASELINE, "options": {}})  # a grid sets it per run
-    c.weighting = ml_collections.ConfigDict({"name": "equal", "options": {}})
-    c.seed = 0
-    c.optimizer = ml_collections.ConfigDict({
-        "name": "adam", "learning_rate": 1e-3, "mixing_learning_rate": 0.0, "schedule": "constant",
-        "warmup_steps": 0, "weight_decay": 0.0, "momentum": 0.9, "grad_clip": 0.0})
-    c.steps = 1000
-    c.batch_size = 128
-    c.eval_every = 250
-    c.eval_batch_size = 1024
-    c.log_every = 50
-    c.checkpoint_every = 500
-    c.jacobian_chunk = 0
-    c.on_device_max_bytes = 2**30
-    return c
 
 
 def experiment_config() -> ml_collections.ConfigDict:
@@ -138,120 +108,6 @@ def smoke(config, steps: int, **task_set_options) -> None:
     config.seeds = (0,)
 
 
-def _plain(x):
-    """ConfigDicts (also ones with dotted keys) to plain dicts, tuples kept."""
-    if isinstance(x, ml_collections.ConfigDict):
-        x = x.to_dict()
-    if isinstance(x, Mapping):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return type(x)(_plain(v) for v in x)
-    return x
-
-
-def _jsonable(x):
-    try:
-        return json.loads(json.dumps(_plain(x)))
-    except (TypeError, ValueError) as e:  # e.g. a numpy scalar or an object in the config
-        raise ConfigError(f"the config holds a value that is not plain data (str, number, bool, list, dict): {e}") from None
-
-
-def _did_you_mean(name, choices) -> str:
-    m = difflib.get_close_matches(name, list(choices), 1)
-    return f" (did you mean {m[0]!r}?)" if m else ""
-
-
-_SCHEMA: dict = {}
-
-
-def schema() -> dict:
-    """The run-config schema as a plain dict: ``run_config()``'s defaults (built once)."""
-    if not _SCHEMA:
-        _SCHEMA.update(_plain(run_config()))
-    return _SCHEMA
-
-
-def _fields(d: Mapping, prefix: str = "") -> set:
-    """Dotted leaf paths of a run config; an ``options`` dict is one leaf (free-form)."""
-    out = set()
-    for k, v in d.items():
-        if isinstance(v, Mapping) and k != FREE:
-            out |= _fields(v, f"{prefix}{k}.")
-        else:
-            out.add(f"{prefix}{k}")
-    return out
-
-
-_TYPES = {bool: (bool,), int: (int,), float: (int, float), str: (str,), list: (list, tuple), tuple: (list, tuple)}
-
-
-def _check_value(path: str, value, default) -> None:
-    """``value`` fits the schema field ``path`` whose default is ``default``: its type, and >= 1 for counts."""
-    if isinstance(default, Mapping) and not path.endswith(FREE):
-        return check_fields(value, path + ".", default)
-    want = (Mapping,) if isinstance(default, Mapping) else _TYPES[type(default)]
-    if not isinstance(value, want) or (isinstance(value, bool) and bool not in want):
-        raise ValueError(f"config field {path}={value!r} must be a {' or '.join(t.__name__ for t in want)}")
-    if path in POSITIVE and value < 1:
-        raise ValueError(f"config field {path}={value} must be >= 1")
-
-
-def check_fields(cfg: Mapping, prefix: str = "", default: Mapping | None = None) -> None:
-    """Unknown (e.g. misspelled) and missing fields, and wrong types, raise one clear ValueError."""
-    default = schema() if default is None else default
-    if not isinstance(cfg, Mapping):
-        raise ValueError(f"config field {prefix.rstrip('.') or 'run'} must be a dict, got {cfg!r}")
-    want, have = _fields(default), _fields(cfg)
-    unknown, missing = sorted(have - want), sorted(want - have)
-    if unknown:
-        hints = [f"{prefix}{u} (did you mean {prefix}{m[0]}?)" if (m := difflib.get_close_matches(u, want, 1))
-                 else prefix + u for u in unknown]
-        raise ValueError(f"unknown config field(s): {', '.join(hints)}")
-    if missing:
-        raise ValueError(f"missing config field(s): {', '.join(prefix + m for m in missing)}")
-    for path in sorted(want):
-        _check_value(prefix + path, _get_path(cfg, path), _get_path(default, path))
-
-
-def check_run_config(cfg) -> None:
-    """A whole run config (ConfigDict or dict) against the schema; one ValueError names any problem."""
-    check_fields(_plain(cfg))
-
-
-def check_override(path: str, value) -> None:
-    """A dotted run-config path and its value against the schema, without building the run config."""
-    if not isinstance(path, str) or path.split(".")[0] in GRID_PATHS:
-        raise ValueError(f"{path!r} is set by the grid; use config.architectures, config.weightings "
-                         f"or config.seeds instead")
-    node, keys = schema(), path.split(".")
-    for i, k in enumerate(keys):
-        if not isinstance(node, Mapping) or k not in node:
-            want = sorted(_fields(schema()))
-            m = difflib.get_close_matches(path, want, 1)
-            raise ValueError(f"unknown config field(s): {path}" + (f" (did you mean {m[0]}?)" if m else ""))
-        if k == FREE and i < len(keys) - 1:
-            return  # inside options: free-form, checked when the run is built
-        node = node[k]
-    _check_value(path, _plain(value), node)
-
-
-def _get_path(d: Mapping, path: str):
-    for k in path.split("."):
-        d = d[k]
-    return d
-
-
-def _set_path(d: dict, path: str, value) -> dict:
-    keys = path.split(".")
-    node = d
-    for k in keys[:-1]:
-        if not isinstance(node.get(k), dict):
-            node[k] = {}
-        node = node[k]
-    node[keys[-1]] = value
-    return d
-
-
 # --------------------------------------------------------------------------- checking an experiment
 
 
@@ -266,12 +122,11 @@ def _entry(kind: str, i: int, e, registry) -> dict:
     if unknown:
         raise ConfigError(f"config.{kind}[{i}]: unknown key(s) {unknown}; valid keys {list(ENTRY_KEYS)}")
     name = e.get("name")
-    if name not in registry:
-        raise ConfigError(f"config.{kind}[{i}]: {kind[:-1]}={name!r} is not valid{_did_you_mean(str(name), registry)}; "
-                          f"choose one of {sorted(registry)}")
-    options, label, overrides = e.get("options") or {}, e.get("label") or name, e.get("overrides") or {}
+    _checked(f"config.{kind}[{i}].name", resolve, registry, name, kind[:-1])
+    options, label, overrides = e.get("options") or {}, e.get("label") or default_label(name), e.get("overrides") or {}
     if not isinstance(options, Mapping):
-        raise ConfigError(f"config.{kind}[{i}] ({name}): options must be a dict, got {options!r}")
+        raise ConfigError(f"config.{kind}[{i}].options ({name}) must be a dict, got {options!r}")
+    _check_entry_options(f"config.{kind}[{i}].options", kind, name, dict(options))
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"config.{kind}[{i}] ({label}): overrides must be a dict {{dotted path: value}}")
     if not re.fullmatch(r"[A-Za-z0-9_.+]+", label):
@@ -281,6 +136,22 @@ def _entry(kind: str, i: int, e, registry) -> dict:
         pair = e.get("weightings") or ()
         entry["weightings"] = [pair] if isinstance(pair, str) else list(pair)
     return entry
+
+
+def _check_entry_options(where: str, kind: str, name: str, options: dict) -> None:
+    """What an entry's options can be checked for without a task set or backbone (types, ranges, names)."""
+    from mtlx.architectures import ARCHITECTURES
+    from mtlx.weighting import get_weighting
+
+    try:
+        if kind == "architectures":
+            resolve(ARCHITECTURES, name, "architecture").check_option_values(options)
+        else:
+            get_weighting(name, **options)
+    except OptionError as e:
+        raise ConfigError(str(e.within(where, f"{kind[:-1]} {name!r}"))) from None
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _entries(kind: str, entries, registry) -> list[dict]:
@@ -328,15 +199,23 @@ def _fields_of(c) -> dict:
 
 
 def _check_run(run) -> dict:
-    from mtlx.data import TASK_SETS
+    from mtlx.data import TASK_SETS, check_options
 
     if not isinstance(run, Mapping):
         raise ConfigError(f"config.run must be a run config (mtlx.grid.run_config()), got {run!r}")
-    _checked("config.run", check_run_config, run)
-    ts = run["task_set"]["name"]
-    if ts not in TASK_SETS:
-        raise ConfigError(f"config.run.task_set.name={ts!r} is not valid{_did_you_mean(str(ts), TASK_SETS)}; "
-                          f"choose one of {sorted(TASK_SETS)}")
+    try:
+        check_run_config(run)
+    except (ValueError, TypeError) as e:  # a field's own message names it from the run down: name it from the top
+        msg = str(e)
+        raise ConfigError("config.run." + msg[len("config field "):] if msg.startswith("config field ")
+                          else f"config.run: {msg}") from None
+    ts, options = run["task_set"]["name"], _plain(run["task_set"]["options"])
+    try:
+        check_options(resolve(TASK_SETS, ts, "task_set"), ts, options)
+    except OptionError as e:
+        raise ConfigError(str(e.within("config.run.task_set.options"))) from None
+    except ValueError as e:
+        raise ConfigError(f"config.run.task_set: {e}") from None
     return _jsonable(run)
 
 
@@ -345,8 +224,8 @@ def _check_seeds(seeds) -> list:
         raise ConfigError(f"config.seeds must be a tuple of ints, got {seeds!r}")
     if not seeds:
         raise ConfigError("config.seeds is empty: the grid has no runs; give at least one seed")
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"config.seeds={tuple(seeds)} must be distinct ints")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"config.seeds={tuple(seeds)} must be distinct ints >= 0")
     return list(seeds)
 
 
@@ -505,10 +384,20 @@ def validate(runs: list[dict]) -> None:
 
     for r in runs:
         try:
-            build_run(train_config(r["config"]), task_set_for(r["config"]))
+            check_cross(r["config"])
+            _fits(build_run(train_config(r["config"]), task_set_for(r["config"])))
         except Exception as e:  # registries raise ValueError; bad option types raise TypeError etc.
             msg = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             raise ConfigError(f"run {r['run_id']}: {msg}") from None
+
+
+def _fits(run) -> None:
+    """What only the built run knows: a representation weighting needs a representation shared below the heads."""
+    if run.weighting.needs == "representation" and not run.model.shares_representation():
+        a = run.cfg.architecture
+        raise ValueError(f"weighting.name={run.weighting.name!r} differentiates the representation shared below "
+                         f"the heads, but architecture {a.name!r} with options {dict(a.options)} shares no block "
+                         f"(e.g. hard needs split >= 1); choose another weighting or share a block")
 
 
 def select(runs: list[dict], only) -> list[dict]:
@@ -524,7 +413,12 @@ def select(runs: list[dict], only) -> list[dict]:
 
 
 def check_workdir(workdir: str, name: str) -> None:
-    """Refuse a workdir that holds another experiment's runs."""
+    """Refuse a workdir that is a file (or lies under one), or holds another experiment's runs."""
+    up = os.path.abspath(workdir)
+    while not os.path.exists(up) and os.path.dirname(up) != up:
+        up = os.path.dirname(up)
+    if not os.path.isdir(up):
+        raise ConfigError(f"--workdir={workdir}: {up} is a file, not a folder; pass a folder (created if absent)")
     if os.path.exists(os.path.join(workdir, results.EXPERIMENT)):
         try:
             other = results.read_experiment(workdir).get("name")

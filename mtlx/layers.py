@@ -218,16 +218,38 @@ class BiLSTM:
 BLOCKS = {"dense": Dense, "conv": Conv, "embed": Embed, "bilstm": BiLSTM}
 
 
-def block_from_config(cfg) -> object:
-    """A block spec from a dict like {'kind': 'conv', 'features': 10, 'kernel': 5}."""
-    cfg = dict(cfg)
-    kind = cfg.pop("kind", None)
+CHOICES = {"activation": tuple(sorted(ACTIVATIONS)), "impl": ("auto", "im2col", "xla")}
+
+
+def check_block(cfg, where: str = "backbone block") -> None:
+    """A block's config dict: its kind, unknown and missing fields, int fields >= 1 and named choices; one
+    ValueError naming the field (``where``, e.g. 'backbone.blocks[1]', then '.features')."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{where}={cfg!r} must be a dict like {{'kind': 'dense', 'features': 64}}")
+    kind = cfg.get("kind")
     if kind not in BLOCKS:
-        raise ValueError(f"backbone block kind={kind!r} is not valid; choose one of {sorted(BLOCKS)}")
-    fields = {f.name for f in dataclasses.fields(BLOCKS[kind])}
-    unknown = set(cfg) - fields
+        raise ValueError(f"{where}.kind={kind!r} is not valid; choose one of {sorted(BLOCKS)}")
+    fields = {f.name: f for f in dataclasses.fields(BLOCKS[kind])}
+    unknown = sorted(set(cfg) - set(fields) - {"kind"})
     if unknown:
-        raise ValueError(f"backbone block {kind!r}: unknown fields {sorted(unknown)}; valid fields {sorted(fields)}")
+        raise ValueError(f"{where} ({kind!r}): unknown fields {unknown}; valid fields {sorted(fields)}")
+    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING]
+    for name in required:
+        if name not in cfg:
+            raise ValueError(f"{where}.{name} is missing: a {kind!r} block needs {required}")
+    for name, value in cfg.items():
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ValueError(f"{where}.{name}={value!r} is not valid; choose one of {list(CHOICES[name])}")
+        if fields.get(name) is not None and fields[name].type in ("int", int) and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{where}.{name}={value!r} must be an int >= 1")
+
+
+def block_from_config(cfg, where: str = "backbone block") -> object:
+    """A block spec from a dict like {'kind': 'conv', 'features': 10, 'kernel': 5} (checked by ``check_block``)."""
+    cfg = dict(cfg)
+    check_block(cfg, where)
+    kind = cfg.pop("kind")
     return BLOCKS[kind](**cfg)
 
 

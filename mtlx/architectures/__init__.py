@@ -22,6 +22,8 @@ from mtlx.architectures.single_task import SingleTask
 from mtlx.architectures.sluice import Sluice
 from mtlx.architectures.soft import SoftL2, SoftTrace
 from mtlx.architectures.tensor_factorised import TensorFactorised
+from mtlx.plugins import resolve
+from mtlx.schema import in_section
 from mtlx.layers import Conv, Embed, block_from_config, shapes_through
 
 ARCHITECTURES: dict[str, type[MTLModel]] = {
@@ -49,8 +51,13 @@ def _check_backbone(task_set, blocks) -> None:
                          f"{'needs' if tokens else 'must not start with'} an 'embed' first block")
     if any(isinstance(b, Conv) for b in blocks) and task_set.input_kind != "image":
         raise ValueError(f"backbone has 'conv' blocks but task set {task_set.name!r} has input_kind={task_set.input_kind!r}")
+    shapes = shapes_through(blocks, task_set.input_shape)
+    for i, shape in enumerate(shapes[1:]):
+        if min(shape, default=1) < 1:
+            raise ValueError(f"backbone.blocks[{i}] ({type(blocks[i]).__name__}) maps input shape {shapes[i]} to "
+                             f"{shape}: an empty output; use a smaller kernel/pool or fewer blocks")
     tagging = [t.kind == "tagging" for t in task_set.tasks]
-    out_shape = shapes_through(blocks, task_set.input_shape)[-1]
+    out_shape = shapes[-1]
     if any(tagging) and len(out_shape) != 2:
         raise ValueError(f"task set {task_set.name!r} has tagging tasks but the backbone output {out_shape} is not per token")
     if not any(tagging) and tokens and len(out_shape) == 2:
@@ -59,17 +66,28 @@ def _check_backbone(task_set, blocks) -> None:
 
 def build_model(name: str, task_set, blocks, head_hidden=(), **options) -> MTLModel:
     """The architecture ``name`` over ``blocks`` (specs or config dicts) for ``task_set``."""
-    if name not in ARCHITECTURES:
-        raise ValueError(f"architecture={name!r} is not valid; choose one of {sorted(ARCHITECTURES)}")
-    cls = ARCHITECTURES[name]
-    blocks = tuple(b if dataclasses.is_dataclass(b) else block_from_config(b) for b in blocks)
+    cls = resolve(ARCHITECTURES, name, "architecture")
+    blocks = tuple(b if dataclasses.is_dataclass(b) else block_from_config(b, f"backbone.blocks[{i}]")
+                   for i, b in enumerate(blocks))
     _check_backbone(task_set, blocks)
     try:
         cls.check_options(blocks, options, task_set.num_tasks)
     except ValueError as e:  # the class says what is wrong, the registry says where
-        raise ValueError(f"architecture {name!r}: {e}") from None
-    return cls(blocks=blocks, head_hidden=tuple(head_hidden), num_outputs=tuple(t.num_outputs for t in task_set.tasks),
-               task_names=task_set.task_names, tokens=task_set.input_kind == "tokens", **options)
+        raise in_section(e, "architecture.options", f"architecture {name!r}") from None
+    model = _construct(cls, name, blocks, head_hidden, task_set, options)
+    try:
+        model.check_shapes(tuple(task_set.input_shape))
+    except ValueError as e:
+        raise in_section(e, "architecture.options", f"architecture {name!r}") from None
+    return model
+
+
+def _construct(cls, name, blocks, head_hidden, task_set, options) -> MTLModel:
+    try:
+        return cls(blocks=blocks, head_hidden=tuple(head_hidden), num_outputs=tuple(t.num_outputs for t in task_set.tasks),
+                   task_names=task_set.task_names, tokens=task_set.input_kind == "tokens", **options)
+    except ValueError as e:  # e.g. tensor_factorised's own checks at construction
+        raise in_section(e, "architecture.options", f"architecture {name!r}") from None
 
 
 def shared_mask(model: MTLModel, params) -> Any:

@@ -28,9 +28,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtlx import taps
+from mtlx import schema, taps
 from mtlx.layers import Dense, StackedBlock
 
+OPTION_RANGES = {  # by option name, for every architecture (a plug-in's too)
+    "num_experts": schema.COUNT, "subspaces": schema.COUNT, "self_weight": schema.UNIT,
+    "strength": schema.NONNEG, "orthogonality": schema.NONNEG, "rel_error": schema.Range(0, 1, hi_open=True),
+}
 _BASE_FIELDS = ("blocks", "head_hidden", "num_outputs", "task_names", "tokens", "parent", "name")
 
 
@@ -53,19 +57,38 @@ class MTLModel(nn.Module):
         cls.options = tuple(sorted(f.name for f in dataclasses.fields(cls) if f.name not in _BASE_FIELDS))
 
     @classmethod
+    def option_params(cls) -> dict:
+        """{option: (annotation, default)}: what ``schema.check_options`` checks values against."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        return {n: (fields[n].type, None if fields[n].default is dataclasses.MISSING else fields[n].default)
+                for n in cls.options}
+
+    @classmethod
+    def check_option_values(cls, options) -> None:
+        """What needs no backbone: unknown options, types (the fields' annotations), finite numbers and
+        ``OPTION_RANGES``; an ``OptionError`` names the option."""
+        schema.check_options(cls.option_params(), options, OPTION_RANGES)
+
+    @classmethod
     def check_options(cls, blocks, options, num_tasks) -> None:
         """ValueError (one line: the option, its bad value, the valid choices) for
         options this architecture cannot take over ``blocks``; subclasses extend it.
 
-        Here: unknown options, and every option named ``*_after`` (block indices,
+        Here: ``check_option_values``, and every option named ``*_after`` (block indices,
         e.g. where cross-stitch units sit) naming a block outside the backbone."""
-        unknown = set(options) - set(cls.options)
-        if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)}; valid options {sorted(cls.options)}")
+        cls.check_option_values(options)
         for key in sorted(k for k in options if k.endswith("_after")):
-            bad = [i for i in options[key] if not 0 <= i < len(blocks)]
+            bad = [i for i in options[key] if not schema.is_int(i) or not 0 <= i < len(blocks)]
             if bad:
-                raise ValueError(f"{key}={list(options[key])} names blocks {bad} outside 0..{len(blocks) - 1}")
+                raise schema.OptionError(key, list(options[key]),
+                                         f"names blocks {bad} outside 0..{len(blocks) - 1}")
+
+    def shares_representation(self) -> bool:
+        """Whether a representation is shared below the heads (what MGDA-UB differentiates)."""
+        return type(self).has_shared_representation
+
+    def check_shapes(self, input_shape) -> None:
+        """Shape-dependent option checks (one example's ``input_shape``), before anything is traced."""
 
     @property
     def num_tasks(self) -> int:

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import flax.linen as nn
 
-from mtlx import taps
+from mtlx import schema, taps
 from mtlx.architectures.base import MTLModel, mix_columns, stitch_init
 
 UNITS = ("scalar", "channel")
@@ -29,7 +29,7 @@ class CrossStitch(MTLModel):
     def check_options(cls, blocks, options, num_tasks) -> None:
         super().check_options(blocks, options, num_tasks)
         if "units" in options and options["units"] not in UNITS:
-            raise ValueError(f"units={options['units']!r} is not valid; choose one of {list(UNITS)}")
+            raise schema.OptionError("units", options["units"], f"is not valid; choose one of {list(UNITS)}")
 
     def stitched_blocks(self):
         return tuple(self.stitch_after) if self.stitch_after else tuple(range(len(self.blocks) - 1))

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import flax.linen as nn
 
+from mtlx import schema
 from mtlx.architectures.base import MTLModel
 from mtlx.layers import Block, Dense
 
@@ -26,8 +27,11 @@ class Hard(MTLModel):
         super().check_options(blocks, options, num_tasks)
         L = len(blocks)
         if "split" in options and not (options["split"] == -1 or 0 <= options["split"] <= L):
-            raise ValueError(f"split={options['split']} is impossible for a backbone of {L} blocks; "
-                             f"choose 0..{L} (or -1 for all)")
+            raise schema.OptionError("split", options["split"], f"is impossible for a backbone of {L} blocks; "
+                                     f"choose 0..{L} (or -1 for all)")
+
+    def shares_representation(self) -> bool:
+        return self.depth > 0  # split=0: every block is a task column, nothing shared below the heads
 
     @property
     def depth(self) -> int:

@@ -26,12 +26,6 @@ class MoE(MTLModel):
     gates: ClassVar[str]  # 'multi' (a gate per task, MMoE) or 'one' (one gate for all, OMoE)
     has_shared_representation: ClassVar[bool] = True
 
-    @classmethod
-    def check_options(cls, blocks, options, num_tasks) -> None:
-        super().check_options(blocks, options, num_tasks)
-        if "num_experts" in options and options["num_experts"] < 1:
-            raise ValueError(f"num_experts={options['num_experts']} must be >= 1")
-
     @nn.compact
     def __call__(self, x):
         mask = self.input_mask(x)

@@ -16,7 +16,8 @@ from typing import ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mtlx import taps
+from mtlx import schema, taps
+from mtlx.layers import shapes_through
 from mtlx.architectures.base import MTLModel, stitch_init
 
 
@@ -59,11 +60,13 @@ class Sluice(MTLModel):
 
     task_specific_prefixes: ClassVar[tuple] = ("task_head",)
 
-    @classmethod
-    def check_options(cls, blocks, options, num_tasks) -> None:
-        super().check_options(blocks, options, num_tasks)
-        if "subspaces" in options and options["subspaces"] < 1:
-            raise ValueError(f"subspaces={options['subspaces']} must be >= 1")
+    def check_shapes(self, input_shape) -> None:
+        widths = [s[-1] for s in shapes_through(self.blocks, input_shape)[1:]]
+        where = tuple(self.mix_after) if self.mix_after else tuple(range(len(self.blocks)))
+        bad = sorted({widths[i] for i in where if widths[i] % self.subspaces})
+        if bad:
+            raise schema.OptionError("subspaces", self.subspaces, f"must divide every mixed block's width; "
+                                     f"widths {bad} are not multiples of it")
 
     @nn.compact
     def __call__(self, x):

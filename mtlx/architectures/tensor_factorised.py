@@ -273,6 +273,9 @@ class TensorFactorised(MTLModel):
                 raise ValueError(f"tensor_factorised: init_from must be single_task params with "
                                  f"task_column_0..{len(self.blocks) - 1}; missing {missing}")
 
+    def check_shapes(self, input_shape) -> None:
+        self.ranks(tuple(input_shape))  # the rank errors that need the blocks' input shapes
+
     # ---- helpers (also for tests and analysis)
 
     def _init_arrays(self, i, spec, in_shape):

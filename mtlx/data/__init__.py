@@ -39,9 +39,10 @@ Adding a TFDS task set (three steps, nothing else to edit)
 
 from __future__ import annotations
 
-import inspect
-
+from mtlx import schema
 from mtlx.data import synthetic, tfds_sets
+from mtlx.plugins import resolve
+from mtlx.tasks import TaskSet
 
 TASK_SETS = {
     "mmoe_synthetic": synthetic.mmoe_synthetic,
@@ -57,14 +58,38 @@ TASK_SETS = {
 }
 
 
+OPTION_RANGES = {  # by option name, for every task-set function (a plug-in's too); types: the signature's
+    "n_train": schema.COUNT, "n_validation": schema.INDEX, "n_test": schema.INDEX, "seed": schema.INDEX,
+    "dim": schema.COUNT, "num_tasks": schema.COUNT, "num_classes": schema.Range(2), "shared_dim": schema.COUNT,
+    "private_dim": schema.COUNT, "hidden": schema.COUNT, "num_sin": schema.INDEX, "noise_std": schema.NONNEG,
+    "label_noise": schema.UNIT, "shared_fraction": schema.UNIT, "correlation": schema.Range(-1, 1),
+    "image_size": schema.COUNT, "max_len": schema.COUNT, "max_word_len": schema.COUNT, "min_count": schema.COUNT,
+    "validation_fraction": schema.Range(0, 1, lo_open=True, hi_open=True),
+}
+
+
+def check_options(fn, name: str, options) -> None:
+    """A task-set function's options, without building it: unknown names, types, nan/inf, ``OPTION_RANGES``."""
+    if schema.takes_any_option(fn):
+        return
+    try:
+        schema.check_options(schema.signature_params(fn), options, OPTION_RANGES)
+    except ValueError as e:
+        if not isinstance(e, schema.OptionError):
+            raise ValueError(f"task_set {name!r}: {e}") from None
+        raise schema.in_section(e, "task_set.options", f"task set {name!r}") from None
+
+
 def get_task_set(name: str, **options):
-    """Build task set ``name``; unknown names or options name the valid choices."""
-    if name not in TASK_SETS:
-        raise ValueError(f"task_set.name={name!r} is not valid; choose one of {sorted(TASK_SETS)}")
-    fn = TASK_SETS[name]
-    params = inspect.signature(fn).parameters
-    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        unknown = set(options) - set(params)
-        if unknown:
-            raise ValueError(f"task_set {name!r}: unknown option(s) {sorted(unknown)}; valid options {sorted(params)}")
-    return fn(**options)
+    """Build task set ``name`` (a ``TASK_SETS`` key or 'package.module:function'); unknown names or options
+    name the valid choices, a bad value (type, nan/inf, range) names ``task_set.options.<option>``."""
+    fn = resolve(TASK_SETS, name, "task_set")
+    owner = f"task set {name!r}"
+    check_options(fn, name, options)
+    try:
+        ts = fn(**options)
+    except schema.OptionError as e:
+        raise schema.in_section(e, "task_set.options", owner) from None
+    if not isinstance(ts, TaskSet):
+        raise ValueError(f"task_set.name={name!r} returned a {type(ts).__name__}, not an mtlx.tasks.TaskSet")
+    return ts

@@ -7,8 +7,10 @@ needs="jacobian":       graddrop
 needs="representation": mgda_ub
 """
 
+from mtlx import schema
+from mtlx.plugins import resolve
 from mtlx.weighting.aligned_mtl import aligned_mtl
-from mtlx.weighting.base import NEEDS, EmptyState, Weighting, objective_weights, on_jacobian
+from mtlx.weighting.base import NEEDS, OPTION_RANGES, EmptyState, Weighting, objective_weights, on_jacobian
 from mtlx.weighting.cagrad import cagrad
 from mtlx.weighting.graddrop import graddrop
 from mtlx.weighting.gradnorm import gradnorm
@@ -44,9 +46,23 @@ __all__ = ["WEIGHTINGS", "NEEDS", "EmptyState", "Weighting", "get_weighting", "o
 
 
 def get_weighting(name: str, **options) -> Weighting:
-    if name not in WEIGHTINGS:
-        raise ValueError(f"weighting={name!r} is not valid; choose one of {sorted(WEIGHTINGS)}")
+    """The weighting ``name`` (a ``WEIGHTINGS`` key or 'package.module:constructor') with ``options``; an unknown
+    option lists the valid ones, a bad value (type, nan/inf, range) names ``weighting.options.<option>``."""
+    ctor = resolve(WEIGHTINGS, name, "weighting")
+    owner = f"weighting {name!r}"
+    if not schema.takes_any_option(ctor):
+        try:
+            schema.check_options(schema.signature_params(ctor), options, OPTION_RANGES)
+        except ValueError as e:
+            if not isinstance(e, schema.OptionError):
+                raise ValueError(f"{owner}: bad options: {e}") from None
+            raise schema.in_section(e, "weighting.options", owner) from None
     try:
-        return WEIGHTINGS[name](**options)
+        w = ctor(**options)
     except TypeError as e:
-        raise ValueError(f"weighting {name!r}: bad options {sorted(options)}: {e}") from None
+        raise ValueError(f"{owner}: bad options {sorted(options)}: {e}") from None
+    except schema.OptionError as e:
+        raise schema.in_section(e, "weighting.options", owner) from None
+    if not isinstance(w, Weighting):
+        raise ValueError(f"weighting={name!r} returned a {type(w).__name__}, not an mtlx.weighting.Weighting")
+    return w

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mtlx.schema import OptionError
 from mtlx.weighting.base import EmptyState, Weighting, no_state, state_optimizer
 
 
@@ -31,7 +32,8 @@ def static(weights: Sequence[float]) -> Weighting:
 
     def init(num_tasks):
         if len(weights) != num_tasks:
-            raise ValueError(f"weighting 'static': weights has {len(weights)} entries but the task set has {num_tasks} tasks")
+            raise OptionError("weights", list(weights), f"has {len(weights)} entries but the task set has {num_tasks} "
+                              f"tasks", "weighting.options", "weighting 'static'")
         return EmptyState()
 
     def combine(losses, grads, state, key):
