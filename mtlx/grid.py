@@ -385,19 +385,10 @@ def validate(runs: list[dict]) -> None:
     for r in runs:
         try:
             check_cross(r["config"])
-            _fits(build_run(train_config(r["config"]), task_set_for(r["config"])))
+            build_run(train_config(r["config"]), task_set_for(r["config"]))
         except Exception as e:  # registries raise ValueError; bad option types raise TypeError etc.
             msg = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             raise ConfigError(f"run {r['run_id']}: {msg}") from None
-
-
-def _fits(run) -> None:
-    """What only the built run knows: a representation weighting needs a representation shared below the heads."""
-    if run.weighting.needs == "representation" and not run.model.shares_representation():
-        a = run.cfg.architecture
-        raise ValueError(f"weighting.name={run.weighting.name!r} differentiates the representation shared below "
-                         f"the heads, but architecture {a.name!r} with options {dict(a.options)} shares no block "
-                         f"(e.g. hard needs split >= 1); choose another weighting or share a block")
 
 
 def select(runs: list[dict], only) -> list[dict]:

@@ -110,11 +110,13 @@ def init_state(model, weighting: Weighting, tx, num_tasks: int, sample_inputs, s
 
 
 def check_weighting_fits(model, weighting: Weighting, arch_name: str = "") -> None:
-    """A weighting that differentiates the shared representation needs an architecture that has one."""
-    if weighting.needs == "representation" and not type(model).has_shared_representation:
+    """A weighting that differentiates the representation shared below the heads needs a model that
+    shares one (``MTLModel.shares_representation``: e.g. hard with split >= 1)."""
+    if weighting.needs == "representation" and not model.shares_representation():
         fits = [n for n, cls in ARCHITECTURES.items() if getattr(cls, "has_shared_representation", False)]
-        raise ValueError(f"weighting {weighting.name!r} differentiates a shared representation, which architecture "
-                         f"{arch_name or type(model).__name__!r} lacks; use it with one of {fits}")
+        raise ValueError(f"weighting.name={weighting.name!r} differentiates the representation shared below the "
+                         f"heads, which architecture {arch_name or type(model).__name__!r} lacks (it shares no "
+                         f"block); use it with one of {fits} sharing at least one block")
 
 
 def make_eval_step(model) -> Callable:

@@ -44,12 +44,16 @@ def test_representation_weighting_needs_a_shared_representation(arch):
     _, ts, _ = tiny("mlp")
     model = build_model(arch, ts, MLP, **({"num_experts": 2} if arch in ("mmoe", "omoe") else {}))
     w = get_weighting("mgda_ub")
+    refused = pytest.raises(ValueError, match=r"'mgda_ub' differentiates the representation shared below the heads, "
+                                              rf"which architecture '{arch}' lacks .*one of \[.*'hard'")
     if type(model).has_shared_representation:
         check_weighting_fits(model, w, arch)
     else:
-        with pytest.raises(ValueError, match=r"'mgda_ub' differentiates a shared representation, which architecture"
-                                             rf" '{arch}' lacks; use it with one of \[.*'hard'"):
+        with refused:
             check_weighting_fits(model, w, arch)
+    if arch == "hard":  # split=0: every block is a task column, nothing is shared below the heads
+        with refused:
+            check_weighting_fits(build_model(arch, ts, MLP, split=0), w, arch)
 
 
 KINDS = [  # (architecture, weighting, ghost): every way the step obtains per-task gradients
