@@ -4,6 +4,8 @@ u1, u2 orthonormal; w1 = c u1, w2 = c (p u1 + sqrt(1 - p^2) u2), so cos(w1, w2) 
 y_k = w_k.x + sum_i sin(alpha_i w_k.x + beta_i) + eps. No files, no network; well under 5 s.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -52,7 +54,7 @@ def test_targets_empirical_correlation_falls_as_p_falls():
             tr = mmoe_synthetic(correlation=p, n_train=20000, n_validation=0, n_test=0, seed=seed).splits["train"]
             corr.append(np.corrcoef(tr["targets"]["y1"], tr["targets"]["y2"])[0, 1])
         assert corr[0] > 0.99, (seed, corr)  # only the noise separates the tasks at p = 1
-        assert all(a > b for a, b in zip(corr, corr[1:])), (seed, corr)
+        assert all(a > b for a, b in itertools.pairwise(corr)), (seed, corr)
         assert abs(corr[-1]) < 0.05, (seed, corr)  # w1 _|_ w2 and x ~ N(0, I): independent targets
 
 
