@@ -29,7 +29,15 @@ def mmoe_synthetic(correlation: float = 0.5, dim: int = 100, num_sin: int = 10, 
     alpha_i, beta_i ~ N(0, 1) are drawn once and shared by both tasks (with the
     paper's alpha_i = i, beta_i = i^2 no model learned the targets in a trial
     run here). The data seed fixes u, alpha, beta and every split; the targets
-    are standardised with the train split's mean and std when ``standardise``.
+    are standardised with the train split's mean and std when ``standardise``
+    (``info`` holds w1, w2, alpha, beta and those (mean, std) pairs).
+
+    The draw of alpha and beta decides how hard the targets are: with seed 0 the
+    sines all but cancel the linear term (the best linear fit of y1 on x
+    explains 0.4% of its variance; seeds 2 and 3: 98% and 96%), so
+    models sit on a plateau first and the test MSE of one architecture ranges
+    from about 0.01 to 0.2 across data seeds. Compare architectures over many
+    data draws, paired on the draw.
     """
     if not -1.0 <= correlation <= 1.0:
         raise ValueError(f"task_set.correlation={correlation} must lie in [-1, 1]")
@@ -49,13 +57,16 @@ def mmoe_synthetic(correlation: float = 0.5, dim: int = 100, num_sin: int = 10, 
         return _pack(x, {"y1": target(x, w1), "y2": target(x, w2)})
 
     splits = _splits(make, n_train, n_validation, n_test)
+    stats = {}
     if standardise:
-        stats = {k: (v.mean(), v.std()) for k, v in splits["train"]["targets"].items()}
+        stats = {k: (float(v.mean()), float(v.std())) for k, v in splits["train"]["targets"].items()}
         for s in splits.values():
             s["targets"] = {k: ((v - stats[k][0]) / stats[k][1]).astype(np.float32) for k, v in s["targets"].items()}
     tasks = (Task("y1", "regression", 1), Task("y2", "regression", 1))
     return TaskSet("mmoe_synthetic", tasks, (dim,), "dense", splits=splits,
-                   info={"correlation": correlation, "cosine_w1_w2": float(w1 @ w2 / scale**2)})
+                   info={"correlation": correlation, "cosine_w1_w2": float(w1 @ w2 / scale**2), "seed": seed,
+                         "w1": w1.tolist(), "w2": w2.tolist(), "alpha": alpha.tolist(), "beta": beta.tolist(),
+                         "standardisation": stats})
 
 
 def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int = 32, shared_dim: int = 8,
