@@ -17,6 +17,9 @@ returning a ConfigDict shaped like ``experiment_config()``:
   weightings    ({"name": WEIGHTINGS key, "options": {...}, "label": str,
                 "overrides": {...}}, ...), the same shape without "weightings".
   seeds         (int, ...): a tuple, so ``--config.seeds='(0,1)'`` works.
+  seed_paths    (dotted run-config path, ...): fields set to the run's seed,
+                e.g. ("task_set.options.seed",) so that every run draws its
+                own data as well as its own init; () (default) = none.
   sweep         {dotted run-config path: [values]}, e.g.
                 {"task_set.options.correlation": [1.0, 0.5]}; may be empty.
                 Build it with ``dotted({...})`` (ConfigDict refuses dots in keys).
@@ -69,9 +72,9 @@ from mtlx.schema import (  # noqa: F401  (re-exported: the schema's public names
     FREE, GRID_PATHS, ConfigError, OptionError, _did_you_mean, _jsonable, _plain, _set_path, check_cross,
     check_fields, check_override, check_run_config, run_config, schema)
 
-EXPERIMENT_FIELDS = ("experiment", "run", "architectures", "weightings", "seeds", "sweep", "paper", "baseline",
-                     "smoke")
-OPTIONAL_FIELDS = {"baseline": ""}  # added after experiment files existed: an older file may lack it
+EXPERIMENT_FIELDS = ("experiment", "run", "architectures", "weightings", "seeds", "seed_paths", "sweep",
+                     "paper", "baseline", "smoke")
+OPTIONAL_FIELDS = {"baseline": "", "seed_paths": ()}  # added after experiment files existed: an older file may lack them
 ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings")
 
 
@@ -89,6 +92,7 @@ def experiment_config() -> ml_collections.ConfigDict:
     c.seeds = (0,)
     c.sweep = dotted()
     c.paper = dotted()
+    c.seed_paths = ()
     c.baseline = ""
     c.smoke = False
     return c
@@ -229,6 +233,17 @@ def _check_seeds(seeds) -> list:
     return list(seeds)
 
 
+def _check_seed_paths(paths, sweep: Mapping) -> list:
+    """Run-config paths that take the run's seed (e.g. a task set's data seed, so that each run draws its own data)."""
+    if isinstance(paths, str) or not isinstance(paths, (list, tuple)):
+        raise ConfigError(f"config.seed_paths must be a tuple of dotted run-config paths, got {paths!r}")
+    for path in paths:
+        _checked(f"config.seed_paths[{path!r}]", check_override, path, 0)
+        if path in sweep:
+            raise ConfigError(f"config.seed_paths[{path!r}] is also swept in config.sweep; set it in one place")
+    return list(paths)
+
+
 def _check_sweep(sweep) -> dict:
     sweep = sweep or {}
     if not isinstance(sweep, Mapping):
@@ -266,12 +281,13 @@ def check_experiment(cfg) -> dict:
         if bad:
             raise ConfigError(f"config.architectures ({a['label']}): weightings {bad} are not in config.weightings; "
                               f"choose from {wlabels}")
-    paper = c["paper"] or {}
+    paper, sweep = c["paper"] or {}, _check_sweep(c["sweep"])
     if not isinstance(paper, Mapping):
         raise ConfigError(f"config.paper must be a dict, got {paper!r}")
     return Experiment(_jsonable({
         "experiment": c["experiment"], "run": run, "architectures": archs, "weightings": weightings,
-        "seeds": _check_seeds(c["seeds"]), "sweep": _check_sweep(c["sweep"]), "paper": paper,
+        "seeds": _check_seeds(c["seeds"]), "sweep": sweep, "seed_paths": _check_seed_paths(c["seed_paths"], sweep),
+        "paper": paper,
         "baseline": _check_baseline(c["baseline"], archs), "smoke": bool(c["smoke"])}))
 
 
@@ -312,6 +328,8 @@ def _run(e: dict, a: dict, w: dict, seed: int, sweep: dict) -> dict:
     rc["architecture"] = {"name": a["name"], "options": copy.deepcopy(a["options"])}
     rc["weighting"] = {"name": w["name"], "options": copy.deepcopy(w["options"])}
     rc["seed"] = seed
+    for p in e["seed_paths"]:
+        _set_path(rc, p, seed)
     for p, v in {**a["overrides"], **w["overrides"], **sweep}.items():
         _set_path(rc, p, copy.deepcopy(v))
     return {"run_id": run_id(a["label"], w["label"], seed, sweep, rc), "config": rc,
@@ -346,7 +364,7 @@ def expand(e) -> list[dict]:
 
 def experiment_record(e: dict, runs: list[dict]) -> dict:
     """experiment.json's one shape (see mtlx.results)."""
-    grid = {k: e[k] for k in ("architectures", "weightings", "seeds", "sweep", "baseline")}
+    grid = {k: e[k] for k in ("architectures", "weightings", "seeds", "seed_paths", "sweep", "baseline")}
     return {"name": e["experiment"], "experiment": e["experiment"], "smoke": e["smoke"], "paper": e["paper"],
             "grid": {**grid, "num_runs": len(runs)},
             "runs": [{k: r[k] for k in ("run_id", "architecture", "weighting", "seed", "sweep")} for r in runs],

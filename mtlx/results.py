@@ -4,7 +4,7 @@ An experiment directory (``workdir``) holds::
 
   experiment.json         the experiment (``write_experiment``): name, smoke,
                           paper, grid {architectures, weightings, seeds,
-                          sweep, num_runs, baseline}, runs [{run_id,
+                          seed_paths, sweep, num_runs, baseline}, runs [{run_id,
                           architecture, weighting, seed, sweep}], run (the
                           defaults every run starts from)
   <run_id>/config.json    the run config, written when the run starts

@@ -57,29 +57,48 @@ def test_grid_expansion_counts_and_stable_ids():
     assert [r["run_id"].rsplit("-", 1)[0] for r in plain] == ["hard-equal-s0", "single_task-equal-s0"]
 
 
-# results/mmoe_synthetic/hard-equal-correlation0.5-s1-636043fa/config.json, as committed: the committed run
+# results/census_income/hard-equal-group1-s1-edb14fa9/config.json, as committed: the committed run
 # directories are found by their ids, so the id of this config must never change.
-COMMITTED_ID = "hard-equal-correlation0.5-s1-636043fa"
+COMMITTED_ID = "hard-equal-group1-s1-edb14fa9"
 COMMITTED_CONFIG = {
     "architecture": {"name": "hard", "options": {"split": -1}},
-    "backbone": {"blocks": [{"features": 113, "kind": "dense"}], "head_hidden": [8]}, "batch_size": 128,
-    "checkpoint_every": 1000, "eval_batch_size": 1024, "eval_every": 500, "jacobian_chunk": 0, "log_every": 100,
+    "backbone": {"blocks": [{"features": 32, "kind": "dense"}], "head_hidden": [8]}, "batch_size": 256,
+    "checkpoint_every": 2000, "eval_batch_size": 4096, "eval_every": 500, "jacobian_chunk": 0, "log_every": 100,
     "on_device_max_bytes": 1073741824,
     "optimizer": {"grad_clip": 0.0, "learning_rate": 0.001, "mixing_learning_rate": 0.0, "momentum": 0.9,
                   "name": "adam", "schedule": "constant", "warmup_steps": 0, "weight_decay": 0.0},
-    "seed": 1, "steps": 2500,
-    "task_set": {"name": "mmoe_synthetic", "options": {"correlation": 0.5, "dim": 100, "n_test": 2000,
-                                                       "n_train": 10000, "n_validation": 1000, "noise_std": 0.1,
-                                                       "num_sin": 10, "seed": 0}},
+    "seed": 1, "steps": 4000,
+    "task_set": {"name": "census_income", "options": {"group": 1, "manual_dir": "../shared/data", "seed": 0}},
     "weighting": {"name": "equal", "options": {}}}
 
 
 def test_the_id_of_a_committed_run_is_unchanged():
-    assert grid.run_id("hard", "equal", 1, {"task_set.options.correlation": 0.5}, COMMITTED_CONFIG) == COMMITTED_ID
-    # ... and the shipped experiment file still expands to that run, with exactly that config.
-    cfg = importlib.import_module("experiments.mmoe_synthetic").get_config()
+    assert grid.run_id("hard", "equal", 1, {"task_set.options.group": 1}, COMMITTED_CONFIG) == COMMITTED_ID
+    # ... and the shipped experiment file still expands to that run, with exactly that config
+    # (expanding builds nothing: ../shared/data is not read).
+    cfg = importlib.import_module("experiments.census_income").get_config()
     run = next(r for r in grid.expand(cfg) if r["run_id"] == COMMITTED_ID)
     assert run["config"] == COMMITTED_CONFIG
+
+
+def test_seed_paths_give_each_run_its_own_data_seed():
+    c = tiny("mmoe_synthetic", archs=("hard",), seeds=(2, 3))
+    plain = grid.expand(c)
+    assert "seed" not in plain[0]["config"]["task_set"]["options"]
+    c.seed_paths = ("task_set.options.seed",)
+    runs = grid.expand(c)
+    assert [r["config"]["task_set"]["options"]["seed"] for r in runs] == [2, 3] == [r["config"]["seed"] for r in runs]
+    for r, p in zip(runs, plain):  # the data seed is part of the run config, hence of the id
+        del r["config"]["task_set"]["options"]["seed"]
+        assert r["config"] == p["config"] and r["run_id"] != p["run_id"]
+    assert grid.experiment_record(grid.check_experiment(c), runs)["grid"]["seed_paths"] == ["task_set.options.seed"]
+    c.seed_paths = ("task_set.option.seed",)
+    with pytest.raises(grid.ConfigError, match=r"config.seed_paths\['task_set.option.seed'\]"):
+        grid.expand(c)
+    c.seed_paths = ("task_set.options.correlation",)
+    c.sweep = grid.dotted({"task_set.options.correlation": [0.5]})
+    with pytest.raises(grid.ConfigError, match="also swept"):
+        grid.expand(c)
 
 
 def test_architecture_paired_with_some_weightings_only():
@@ -312,7 +331,7 @@ def test_launch_writes_the_run_directory_schema_and_skips_finished_runs(tmp_path
     assert len(calls) == 4 and len(out["summaries"]) == 4
     exp = results.read_experiment(workdir)
     assert set(exp) == {"name", "experiment", "smoke", "paper", "grid", "runs", "run"}
-    assert set(exp["grid"]) == {"architectures", "weightings", "seeds", "sweep", "num_runs", "baseline"}
+    assert set(exp["grid"]) == {"architectures", "weightings", "seeds", "seed_paths", "sweep", "num_runs", "baseline"}
     assert exp["grid"]["baseline"] == BASELINE and exp["grid"]["num_runs"] == 4 and exp["name"] == "tiny"
     assert [r["run_id"] for r in exp["runs"]] == [r["run_id"] for r in out["runs"]]
     for r in out["runs"]:
