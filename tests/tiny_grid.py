@@ -1,6 +1,7 @@
 """A tiny experiment grid shared by the grid/runner tests (unit and integration): trains in a second or two."""
 
 import os
+import textwrap
 
 import ml_collections
 
@@ -34,3 +35,25 @@ def run_dirs(workdir):
     if not os.path.isdir(workdir):
         return []
     return sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d)) and not d.startswith("."))
+
+
+def experiment_source(name, steps, batch_size, dim, n_train, n_eval, width, depth, eval_every, log_every,
+                      checkpoint_every, seeds=(0,)) -> str:
+    """The text of an experiment file (for subprocess tests): hard sharing on a synthetic classification set."""
+    return textwrap.dedent(f"""
+        import ml_collections
+        from mtlx.grid import experiment_config
+
+        def get_config(arg=None):
+            c = experiment_config()
+            c.experiment = {name!r}
+            c.run.task_set.name = "synthetic_classification"
+            c.run.task_set.options = ml_collections.ConfigDict(
+                {{"num_tasks": 2, "dim": {dim}, "n_train": {n_train}, "n_validation": {n_eval}, "n_test": {n_eval}}})
+            c.run.backbone.blocks = [{{"kind": "dense", "features": {width}}}] * {depth}
+            c.run.steps, c.run.batch_size = {steps}, {batch_size}
+            c.run.eval_every, c.run.log_every, c.run.checkpoint_every = {eval_every}, {log_every}, {checkpoint_every}
+            c.architectures = ({{"name": "hard", "options": {{}}}},)
+            c.seeds = {tuple(seeds)!r}
+            return c
+    """)

@@ -6,31 +6,15 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 from mtlx import grid, results, runner
 from test_resume_kill import _assert_close, _load
-from tiny_grid import REPO, env
+from tiny_grid import REPO, env, experiment_source
 
 STEPS, LOG = 1500, 10
 
-EXPERIMENT = textwrap.dedent(f"""
-    import ml_collections
-    from mtlx.grid import experiment_config
-
-    def get_config(arg=None):
-        c = experiment_config()
-        c.experiment = "interrupt"
-        c.run.task_set.name = "synthetic_classification"
-        c.run.task_set.options = ml_collections.ConfigDict(
-            {{"num_tasks": 2, "dim": 8, "n_train": 256, "n_validation": 64, "n_test": 64}})
-        c.run.backbone.blocks = [{{"kind": "dense", "features": 16}}]
-        c.run.steps, c.run.batch_size = {STEPS}, 32
-        c.run.eval_every, c.run.log_every, c.run.checkpoint_every = 500, {LOG}, 1000
-        c.architectures = ({{"name": "hard", "options": {{}}}},)
-        return c
-""")
+EXPERIMENT = experiment_source("interrupt", STEPS, 32, 8, 256, 64, 16, 1, 500, LOG, 1000)
 
 
 def _signal_once_past(exp, workdir, run_dir, past, sig, log_path, cache):

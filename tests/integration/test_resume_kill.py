@@ -5,33 +5,16 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
 
 from mtlx import grid, results, runner
-from tiny_grid import REPO, env
+from tiny_grid import REPO, env, experiment_source
 
 STEPS, CKPT, LOG = 600, 100, 10
 
-EXPERIMENT = textwrap.dedent(f"""
-    import ml_collections
-    from mtlx.grid import experiment_config
-
-    def get_config(arg=None):
-        c = experiment_config()
-        c.experiment = "resume"
-        c.run.task_set.name = "synthetic_classification"
-        c.run.task_set.options = ml_collections.ConfigDict(
-            {{"num_tasks": 2, "dim": 16, "n_train": 512, "n_validation": 128, "n_test": 128}})
-        c.run.backbone.blocks = [{{"kind": "dense", "features": 64}}, {{"kind": "dense", "features": 64}}]
-        c.run.steps, c.run.batch_size = {STEPS}, 64
-        c.run.eval_every, c.run.log_every, c.run.checkpoint_every = 200, {LOG}, {CKPT}
-        c.architectures = ({{"name": "hard", "options": {{}}}},)
-        c.seeds = (0, 1, 2)
-        return c
-""")
+EXPERIMENT = experiment_source("resume", STEPS, 64, 16, 512, 128, 64, 2, 200, LOG, CKPT, seeds=(0, 1, 2))
 
 
 def _launch(exp, workdir, log, cache):
