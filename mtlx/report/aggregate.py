@@ -159,8 +159,11 @@ def sweep_label(sweep: Mapping, fields: Sequence[str] | None = None) -> str:
 
 
 def _task_info(runs) -> tuple[list, dict, dict, dict]:
-    """Task order, main metric, higher_is_better and kind (None when not written) per task, from the summaries."""
-    order, main, hib, kind = [], {}, {}, {}
+    """Task order, main metric, higher_is_better and kind (None when not written) per task, from the summaries.
+
+    The order is the task set's when every task's summary entry has an ``index`` (its position in the task
+    set; summary.json's keys are sorted), else the order of first appearance."""
+    order, main, hib, kind, index = [], {}, {}, {}, {}
     for r in runs:
         for t, info in (r.get("tasks") or {}).items():
             if t not in main:
@@ -168,6 +171,10 @@ def _task_info(runs) -> tuple[list, dict, dict, dict]:
                 main[t] = info["main_metric"]
                 hib[t] = dict(info["higher_is_better"])
                 kind[t] = info.get("kind")
+                index[t] = info.get("index")
+    if order and all(isinstance(index[t], int) for t in order):  # the task set's order, when the summaries say it
+        order.sort(key=lambda t: index[t])
+        main, hib, kind = ({t: d[t] for t in order} for d in (main, hib, kind))
     return order, main, hib, kind
 
 

@@ -19,6 +19,7 @@ distributions. Conventions (stated in every table's notes, ``notes_text``):
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -52,7 +53,9 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
     a, b = _finite(a), _finite(b)
     if len(a) < 2 or len(b) < 2 or (a.std() == 0 and b.std() == 0):
         return float("nan")
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # nearly identical seeds: scipy warns of precision loss, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
