@@ -27,6 +27,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from mtlx import results, taps
+from mtlx.report import stats
 from mtlx.report.aggregate import (
     _metric_hib, _num, aggregate, fmt_value, has_baseline, metric_of, short_field, task_meta, task_sections,
     tasks_by_sweep)
@@ -289,7 +290,8 @@ def figure_sweep(ctx, path: str, field: str) -> dict:
 
 
 def figure_tradeoff(ctx, path: str, tasks: Sequence[str], sweep_keys: Sequence[tuple] | None = None) -> dict:
-    """Task a's main metric vs task b's, one small point per run, a large one per group mean (± std).
+    """Task a's main metric vs task b's, one small point per run, a large one per group mean (± 95% CI, cut at
+    the metrics' ranges).
 
     One panel per sweep value (``sweep_keys``, default: those whose rows have both tasks).
     """
@@ -309,11 +311,15 @@ def figure_tradeoff(ctx, path: str, tasks: Sequence[str], sweep_keys: Sequence[t
                 ax.scatter(pts[:, 0], pts[:, 1], s=9, color=ctx.colour[arch], marker=ctx.marker[w], alpha=0.45,
                            linewidths=0)
                 mx, my = pts.mean(0)
-                sx, sy = (pts.std(0, ddof=1) if len(pts) > 1 else (0.0, 0.0))
-                ax.errorbar([mx], [my], xerr=[sx], yerr=[sy], color=ctx.colour[arch], marker=ctx.marker[w],
-                            markersize=5, markeredgecolor="black", markeredgewidth=0.5, capsize=1.5, elinewidth=0.7)
+                ex = clipped_err(mx, *(stats.ci_half_width(pts[:, 0]),) * 2, metric_range(main[a]))
+                ey = clipped_err(my, *(stats.ci_half_width(pts[:, 1]),) * 2, metric_range(main[b]))
+                ax.errorbar([mx], [my], xerr=[[ex[0]], [ex[1]]], yerr=[[ey[0]], [ey[1]]], color=ctx.colour[arch],
+                            marker=ctx.marker[w], markersize=5, markeredgecolor="black", markeredgewidth=0.5,
+                            capsize=1.5, elinewidth=0.7)
         ax.set_xlabel(axis_label(a, main[a], _metric_hib(hib, a, main[a]), vertical=False))
         ax.set_ylabel(axis_label(b, main[b], _metric_hib(hib, b, main[b])))
+        keep_in_range(ax, metric_range(main[b]))
+        keep_in_range(ax, metric_range(main[a]), axis="x")
         if skey:
             ax.set_title(ctx.sweep_title(skey))
     line_legend(fig, ctx, weighting_handles(ctx))

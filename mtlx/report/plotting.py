@@ -182,13 +182,15 @@ def mark_broken_axis(ax):
         ax.plot([-0.025, 0.025], [0.01 + dy, 0.04 + dy], **kw)
 
 
-def keep_in_range(ax, bounds):
-    """Cut the y limits at the metric's range and keep only the tick labels inside the limits."""
-    y0, y1 = ax.get_ylim()
-    y0, y1 = max(y0, bounds[0]), min(y1, bounds[1])
-    ax.set_ylim(y0, y1)
-    ax.set_yticks([t for t in ax.get_yticks() if y0 - 1e-12 <= t <= y1 + 1e-12])
-    ax.set_ylim(y0, y1)
+def keep_in_range(ax, bounds, axis: str = "y"):
+    """Cut the ``axis`` limits at the metric's range and keep only the ticks inside the limits."""
+    get_lim, set_lim, get_ticks, set_ticks = (getattr(ax, f"{op}_{axis}{what}") for op, what in
+                                              (("get", "lim"), ("set", "lim"), ("get", "ticks"), ("set", "ticks")))
+    v0, v1 = get_lim()
+    v0, v1 = max(v0, bounds[0]), min(v1, bounds[1])
+    set_lim(v0, v1)
+    set_ticks([t for t in get_ticks() if v0 - 1e-12 <= t <= v1 + 1e-12])
+    set_lim(v0, v1)
 
 
 def bar_legend(fig, ctx, archs=None):
