@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from mtlx import results, taps
-from mtlx.report import stats
+from mtlx.report import pooling, stats
 from mtlx.report.aggregate import (
     _metric_hib, _num, aggregate, fmt_value, has_baseline, metric_of, short_field, task_meta, task_sections,
     tasks_by_sweep)
@@ -107,20 +107,20 @@ def figure_delta_m(ctx, path: str, _=None) -> dict:
     the bootstrap 95% interval over seeds; n at each bar's foot."""
     mtl = [a for a in ctx.archs if a not in ctx.baselines]
     fig, axes = subplots(1, 1)
-    fig.set_size_inches(max(PANEL_W, 0.9 + 0.35 * len(mtl) * max(len(ctx.sweep_keys), len(ctx.weightings))), PANEL_H)
     ax = axes[0][0]
     d = {(r["sweep_key"], r["architecture"], r["weighting"]): _dm_bar(r)
          for r in ctx.rows if r["delta_m"] is not None and r["architecture"] not in ctx.baselines}
+    groups = [(s, w) for s in ctx.sweep_keys for w in ctx.weightings if any((s, a, w) in d for a in mtl)]
     if len(ctx.sweep_keys) > 1:
-        groups = [(s, w) for s in ctx.sweep_keys for w in ctx.weightings]
         one = len(ctx.sweep_fields) == 1
-        labels = [(fmt_value(ctx.sweeps[s][ctx.sweep_fields[0]]) if one else ctx.sweep_title(s))
-                  + (f"\n{w}" if ctx.many_w else "") for s, w in groups]
+        labels = [(f"{w}, " if ctx.many_w else "")
+                  + (fmt_value(ctx.sweeps[s][ctx.sweep_fields[0]]) if one else ctx.sweep_title(s)) for s, w in groups]
     else:
-        groups = [(ctx.sweep_keys[0], w) for w in ctx.weightings]
         labels = [w if ctx.many_w else "" for _, w in groups]
-    grouped_bars(ax, groups, mtl, lambda g, a: d.get((g[0], a, g[1])), ctx.colour.get)
-    ax.set_xticklabels(labels, rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
+    fig.set_size_inches(max(PANEL_W, 0.9 + 0.35 * len(mtl) * len(groups)), PANEL_H + (1.0 if len(groups) > 4 else 0))
+    grouped_bars(ax, groups, mtl, lambda g, a: d.get((g[0], a, g[1])), ctx.colour.get, n_at_zero=True)
+    ax.set_xticklabels(labels, rotation=60 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center",
+                       rotation_mode="anchor")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_ylabel(ctx.delta_m_label())
     ax.grid(axis="x", visible=False)
@@ -238,9 +238,13 @@ def _sweep_panel(ax, ctx, data, p, pos, bounds=(-math.inf, math.inf)) -> None:
         errs = np.asarray([clipped_err(m, e, e, bounds) for _, m, e in pts]).T
         shift = transforms.offset_copy(ax.transData, fig=ax.figure, units="points",
                                        x=SWEEP_OFFSET_PT * (i - (len(series) - 1) / 2))
-        ax.errorbar([pos(x) for x, _, _ in pts], [m for _, m, _ in pts], yerr=errs, color=ctx.colour[a],
-                    linestyle=ctx.ls[w], marker=ctx.marker[w], markersize=3, capsize=2, label=ctx.name(a, w),
-                    transform=shift)
+        xs, ys = [pos(x) for x, _, _ in pts], np.asarray([m for _, m, _ in pts])
+        ax.errorbar(xs, ys, yerr=errs, color=ctx.colour[a], linestyle=ctx.ls[w], marker=ctx.marker[w], markersize=3,
+                    capsize=2, label=ctx.name(a, w), transform=shift)
+        # an offset transform keeps matplotlib from growing the data limits: grow them by hand
+        ax.update_datalim(np.column_stack([xs * 2, np.concatenate([ys - errs[0], ys + errs[1]])]))
+    ax.margins(x=0.12)  # room for the offset series at the ends
+    ax.autoscale_view()
 
 
 def figure_sweep(ctx, path: str, field: str) -> dict:
@@ -271,7 +275,7 @@ def figure_sweep(ctx, path: str, field: str) -> dict:
             ax.set_xticklabels([fmt_value(v) for v in values])
         if not uniform:  # a task may exist at some values only: every panel spans all of them
             xs = [pos(v) for v in values]
-            pad = 0.08 * (max(xs) - min(xs)) if max(xs) > min(xs) else 0.5
+            pad = 0.15 * (max(xs) - min(xs)) if max(xs) > min(xs) else 0.5
             ax.set_xlim(min(xs) - pad, max(xs) + pad)
             ax.set_xticks(xs)
             ax.set_xticklabels([fmt_value(v) for v in values])
@@ -508,6 +512,9 @@ def plot_all(workdir: str, tasks: Sequence[str] | None = None, select: str = "fi
         log(f"no finished runs under {workdir}: no figures")
         return {}
     ctx = Context(runs, live, exp, select, tradeoff_pairs(tasks_by_sweep(live), tasks))
+    diffs = pooling.differences(runs, exp)
+    if diffs:  # launch.table refuses these (without --pool_configs); the figures say so
+        log(f"the figures pool runs of different configurations: {pooling.describe(diffs)}")
     out_dir = os.path.join(workdir, results.FIGURES)
     written: dict = {}
     with plt().rc_context(STYLE):

@@ -131,10 +131,11 @@ def clipped_err(mean: float, lo_err: float, hi_err: float, bounds=(-math.inf, ma
     return max(0.0, min(lo_err, mean - bounds[0])), max(0.0, min(hi_err, bounds[1] - mean))
 
 
-def grouped_bars(ax, groups, hues, get, colour, bounds=(-math.inf, math.inf)):
+def grouped_bars(ax, groups, hues, get, colour, bounds=(-math.inf, math.inf), n_at_zero: bool = False):
     """Bars: x = groups, one bar per hue; get(group, hue) -> (value, err below, err above, n) or None.
 
-    Error bars are cut at ``bounds`` (the metric's range); each bar says its n at its foot."""
+    Error bars are cut at ``bounds`` (the metric's range); each bar says its n at its foot (``n_at_zero``:
+    beside the zero line, on the side the bar does not take, for bars of either sign)."""
     from matplotlib import transforms
     present = [h for h in hues if any(get(g, h) is not None for g in groups)]
     width = 0.8 / max(len(present), 1)
@@ -153,9 +154,10 @@ def grouped_bars(ax, groups, hues, get, colour, bounds=(-math.inf, math.inf)):
         ax.bar(xs, ys, width * 0.92, yerr=[lo, hi] if any(lo + hi) else None,
                color=colour(h), label=str(h), capsize=2, error_kw={"elinewidth": 0.8, "capthick": 0.8},
                edgecolor="black", linewidth=0.4)
-        for x, n in zip(xs, ns):
-            ax.text(x, 0.02, f"n={n}", transform=foot, ha="center", va="bottom", rotation=90, fontsize=5,
-                    color="black", gid="bar-n")
+        for x, y, n in zip(xs, ys, ns):
+            where = ({"y": 0.0, "va": "bottom" if y < 0 else "top"} if n_at_zero else
+                     {"y": 0.02, "va": "bottom", "transform": foot})
+            ax.text(x, s=f"n={n}", ha="center", rotation=90, fontsize=5, color="black", gid="bar-n", **where)
     ax.set_xticks(range(len(groups)))
     return present
 

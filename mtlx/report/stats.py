@@ -18,6 +18,7 @@ distributions. Conventions (stated in every table's notes, ``notes_text``):
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Sequence
@@ -76,14 +77,19 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 def bootstrap_ci(values: Sequence[float], level: float = LEVEL, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
     """Percentile-bootstrap ``level`` interval of the mean (scipy.stats.bootstrap, seeded); NaNs when n < 2."""
+    return _bootstrap(tuple(float(v) for v in _finite(values)), level, seed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bootstrap(a: tuple, level: float, seed: int) -> tuple[float, float]:
+    """``bootstrap_ci`` on a tuple (cached: a table and its figures ask for the same rows)."""
     from scipy import stats
-    a = _finite(values)
     if len(a) < 2:
         return float("nan"), float("nan")
-    if np.all(a == a[0]):
-        return float(a[0]), float(a[0])
-    res = stats.bootstrap((a,), np.mean, confidence_level=level, n_resamples=N_RESAMPLES, method="percentile",
-                          rng=np.random.default_rng(seed))
+    if all(v == a[0] for v in a):
+        return a[0], a[0]
+    res = stats.bootstrap((np.asarray(a),), np.mean, confidence_level=level, n_resamples=N_RESAMPLES,
+                          method="percentile", rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

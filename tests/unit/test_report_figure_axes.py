@@ -122,6 +122,8 @@ def test_sweep_series_are_offset_and_in_range(tmp_path, drawn):
         xs.append(line.get_transform().transform(np.column_stack([line.get_xdata(), line.get_ydata()]))[0, 0])
     assert len(xs) == 3 and len({round(x, 3) for x in xs}) == 3  # three series at x = 0.5, drawn apart
     assert _in(_errorbar_ys(ax), 0, 1) and _in(ax.get_ylim(), 0, 1)
+    assert _in(_errorbar_ys(ax), *ax.get_ylim())  # every bar inside the view (the offset kept the autoscaling)
+    assert ax.get_ylim()[1] - ax.get_ylim()[0] < 0.2  # zoomed to the data, not the default view
 
 
 def test_tradeoff_stays_in_both_metrics_ranges(edge, drawn):

@@ -154,3 +154,11 @@ def test_launch_table_stops_with_one_clear_error(tmp_path):
         flags.FLAGS.unparse_flags()
     with open(tmp_path / "table.md") as f:
         assert "--pool_configs" in f.read()
+
+
+def test_readme_states_the_delta_m_convention_in_the_tables_words():
+    import os
+    readme = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+    with open(readme) as f:
+        text = " ".join(f.read().split())
+    assert report.DELTA_M_CONVENTION.split(" = ", 1)[1] in text
