@@ -3,7 +3,12 @@ r"""Paper figures of an experiment directory, written as PNGs into RUN_DIR/figur
   python -m launch.plot RUN_DIR [--tasks a,b] [--select final|best_validation]
 
 Reads run directories only. Figures that do not apply (no sweep, no mixing
-weights, one task, no baseline) are skipped with a printed note.
+weights, one task, no baseline) are skipped with a printed note. Error bars
+are 95% confidence intervals over seeds (Δm%: bootstrap), cut at each
+metric's range; bars say their n; a bar axis that does not start at 0 is
+marked broken; learning curves show the validation loss beside the training
+loss. Runs of one group whose configurations differ beyond the seed are
+drawn pooled, with a printed note (launch.table refuses them).
 See mtlx.report.figures.FIGURES for the list.
 
 The flags are defined when this file runs as the program (``define_flags``),

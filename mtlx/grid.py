@@ -61,6 +61,7 @@ import itertools
 import json
 import os
 import re
+import sys
 from typing import Mapping
 
 import ml_collections
@@ -400,13 +401,39 @@ def validate(runs: list[dict]) -> None:
     """Build every run (task set, model, weighting, optimizer) without compiling; the first problem raises."""
     from mtlx.train import build_run
 
+    warned: set = set()
     for r in runs:
         try:
             check_cross(r["config"])
-            build_run(train_config(r["config"]), task_set_for(r["config"]))
+            built = build_run(train_config(r["config"]), task_set_for(r["config"]))
         except Exception as e:  # registries raise ValueError; bad option types raise TypeError etc.
             msg = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             raise ConfigError(f"run {r['run_id']}: {msg}") from None
+        _warn_nothing_shared(r, built, warned)
+
+
+GRADIENT_NEEDS = ("jacobian", "gram", "representation")  # weightings that combine per-task gradients
+
+
+def _warn_nothing_shared(r: dict, built, warned: set) -> None:
+    """One line on stderr (once per architecture/weighting pair) when a gradient-based weighting meets an
+    architecture without shared parameters (``mtlx.architectures.shared_mask``): nothing to combine."""
+    key = (r["architecture"], r["weighting"])
+    if built.weighting.needs not in GRADIENT_NEEDS or key in warned:
+        return
+    import jax
+    import numpy as np
+
+    from mtlx.architectures import shared_mask
+    from mtlx.data import pipeline
+    split = built.task_set.split("train")
+    sample = pipeline.gather(split, np.arange(1))["inputs"]
+    params = jax.eval_shape(built.model.init, jax.random.PRNGKey(0), sample)["params"]
+    warned.add(key)
+    if not any(jax.tree_util.tree_leaves(shared_mask(built.model, params))):
+        print(f"warning: weighting {r['weighting']!r} combines per-task gradients of the shared parameters, "
+              f"which architecture {r['architecture']!r} has none of; its weights act on task-specific "
+              f"gradients only", file=sys.stderr)
 
 
 def select(runs: list[dict], only) -> list[dict]:

@@ -60,6 +60,12 @@ class Fake:
     failed: list = dataclasses.field(default_factory=list)  # run ids
     run_ids: dict = dataclasses.field(default_factory=dict)  # key -> run id
     point_tasks: dict = dataclasses.field(default_factory=dict)  # sweep_json -> {task: kind} at that point
+    seed_paths: tuple = ()  # run-config fields set to the run's seed (experiment.json's grid.seed_paths)
+    overrides: Callable | None = None  # (arch, w, seed, point) -> {dotted path: value} in the run's config
+
+    def config(self, arch, w, seed, point, steps) -> dict:
+        """The run config written to config.json and the summary's ``config``."""
+        return _config(arch, w, seed, point, steps, self.seed_paths, self.overrides)
 
     def tasks_at(self, sweep) -> dict:
         """{task: kind} of the runs at one sweep point."""
@@ -103,19 +109,30 @@ def _experiment_json(fake: Fake, name, paper, arch_names, baseline) -> dict:
     return {"name": name, "experiment": name, "smoke": False, "paper": paper or {},
             "grid": {"architectures": [entry(a, arch_names.get(a, a)) for a in fake.architectures],
                      "weightings": [entry(w, w) for w in fake.weightings], "seeds": list(fake.seeds),
-                     "sweep": fake.sweep, "num_runs": len(grid_runs), "baseline": baseline},
+                     "sweep": fake.sweep, "num_runs": len(grid_runs), "baseline": baseline,
+                     "seed_paths": list(fake.seed_paths)},
             "runs": grid_runs, "run": {}}
 
 
-def _config(arch, w, seed, point, steps) -> dict:
+def _set(cfg: dict, field: str, v) -> None:
+    cur = cfg
+    parts = field.split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = v
+
+
+def _config(arch, w, seed, point, steps, seed_paths=(), overrides=None) -> dict:
+    """The run config: the swept fields at their dotted paths, ``seed_paths`` set to the seed, then
+    ``overrides(arch, w, seed, point)`` ({dotted path: value}; e.g. another number of steps for some runs)."""
     cfg = {"architecture": {"name": arch, "options": {}}, "weighting": {"name": w, "options": {}},
-           "seed": seed, "steps": max(steps), "task_set": {"name": "fake_task_set", "options": {}}}
+           "seed": seed, "steps": max(steps), "task_set": {"name": "fake_task_set", "options": {"seed": 0}}}
     for field, v in point.items():  # the swept field, at its dotted path
-        cur = cfg
-        parts = field.split(".")
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = v
+        _set(cfg, field, v)
+    for field in seed_paths:
+        _set(cfg, field, seed)
+    for field, v in ((overrides or (lambda *a: {}))(arch, w, seed, point) or {}).items():
+        _set(cfg, field, v)
     return cfg
 
 
@@ -128,9 +145,15 @@ def _write_curves(d, tasks, ai, arch, w, seed, point, steps) -> tuple[dict, np.r
     for i, s in enumerate(steps):
         writer.write({"step": s, "kind": "train", "losses": {t: curve[t][i][1] for t in tasks},
                       "weights": {t: 1.0 for t in tasks}, "penalty": 0.0})
-    writer.write({"step": steps[-1], "kind": "eval", "validation": {t: {"loss": 0.5} for t in tasks},
-                  "test": {t: {"loss": 0.5} for t in tasks}})
+    for s in steps[len(steps) // 2 - 1::len(steps) // 2] if len(steps) > 1 else steps:  # two eval records
+        writer.write({"step": s, "kind": "eval", "validation": {t: {"loss": validation_loss(ai, seed, s)} for t in tasks},
+                      "test": {t: {"loss": 0.5} for t in tasks}})
     return curve, r
+
+
+def validation_loss(ai: int, seed: int, step: int) -> float:
+    """The validation loss of every task of a fake eval record."""
+    return 2.0 + 0.1 * ai + 0.01 * seed - step / 1000.0
 
 
 def _mixing(arch, r, T, channels, subspaces) -> dict:
@@ -149,7 +172,8 @@ def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | C
                     seeds=(0, 1, 2), sweep: dict | None = None, paper: dict | None = None,
                     failed=(), incomplete=(), metric_fn: Callable = default_metric,
                     steps=tuple(range(10, 101, 10)), channels: int = 4, subspaces: int = 2,
-                    arch_names: dict | None = None, baseline="default") -> Fake:
+                    arch_names: dict | None = None, baseline="default", seed_paths=(),
+                    config_overrides: Callable | None = None) -> Fake:
     """Write a fake experiment; ``failed``/``incomplete``: (arch, weighting, seed, sweep dict) tuples.
 
     ``tasks``: {task: kind}, or a function sweep point -> {task: kind} when
@@ -161,13 +185,17 @@ def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | C
     ``Fake.metrics``. ``arch_names``: label -> ARCHITECTURES name (default:
     the label), written as ``architecture_name``. ``baseline``: the
     ``grid.baseline`` label (default: DEFAULT_BASELINE when it is one of the
-    architectures, else None).
+    architectures, else None). ``seed_paths``: run-config fields set to the
+    seed (and listed in grid.seed_paths); ``config_overrides(arch, w, seed,
+    point)`` -> {dotted path: value} changes some runs' configs (e.g. their
+    steps, which the report's pooling guard must refuse to average).
     """
     if baseline == "default":
         baseline = DEFAULT_BASELINE if DEFAULT_BASELINE in architectures else None
     fixed = None if callable(tasks) else dict(tasks or {"a": "classification", "b": "regression"})
     tasks_fn = tasks if fixed is None else (lambda point: fixed)
-    fake = Fake(root, {}, list(architectures), list(weightings), list(seeds), dict(sweep or {}))
+    fake = Fake(root, {}, list(architectures), list(weightings), list(seeds), dict(sweep or {}),
+                seed_paths=tuple(seed_paths), overrides=config_overrides)
     for point in fake.sweep_points():
         fake.point_tasks[json.dumps(point, sort_keys=True)] = dict(tasks_fn(point))
         for t, k in fake.point_tasks[json.dumps(point, sort_keys=True)].items():
@@ -186,7 +214,7 @@ def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | C
                                    channels, subspaces, dict(arch_names or {}))
                     else:
                         d = results.run_path(root, _run_id(arch, w, seed, point))
-                        results.write_config(d, _config(arch, w, seed, point, steps))
+                        results.write_config(d, fake.config(arch, w, seed, point, steps))
                         _write_curves(d, fake.tasks_at(point), ai, arch, w, seed, point, steps)
     return fake
 
@@ -197,13 +225,13 @@ def _write_run(fake, name, point, ai, arch, w, seed, failed, metric_fn, steps, c
     tasks = fake.point_tasks[sj]
     run_id = _run_id(arch, w, seed, point)
     d = results.run_path(fake.root, run_id)
-    results.write_config(d, _config(arch, w, seed, point, steps))
+    results.write_config(d, fake.config(arch, w, seed, point, steps))
     curve, r = _write_curves(d, tasks, ai, arch, w, seed, point, steps)
     mix = _mixing(arch, r, len(tasks), channels, subspaces)
     value = (lambda t, m: FAILED_VALUE) if failed else (lambda t, m: metric_fn(arch, w, seed, point, t, m))
     metrics = {t: {m: value(t, m) for m in list(KIND_METRICS[k]) + ["loss"]} for t, k in tasks.items()}
-    task_info = {t: {"main_metric": next(iter(KIND_METRICS[k])), "higher_is_better": dict(KIND_METRICS[k])}
-                 for t, k in tasks.items()}
+    task_info = {t: {"main_metric": next(iter(KIND_METRICS[k])), "higher_is_better": dict(KIND_METRICS[k]), "index": i}
+                 for i, (t, k) in enumerate(tasks.items())}
     summary = {
         "status": results.FAILED if failed else results.DONE, "run_id": run_id, "experiment": name,
         "architecture": arch, "architecture_name": arch_names.get(arch, arch),
@@ -212,6 +240,7 @@ def _write_run(fake, name, point, ai, arch, w, seed, failed, metric_fn, steps, c
         "test_at_best_validation": {t: {m: v + BEST_OFFSET for m, v in tm.items()} for t, tm in metrics.items()},
         "param_count": 1000 * (ai + 1), "wall_time_s": 10.0 + seed, "steps_per_s": 100.0,
         "steps": max(steps), "mixing": {k: v.tolist() for k, v in mix.items()},
+        "config": fake.config(arch, w, seed, point, steps),
     }
     key = (sj, arch, w, seed)
     if failed:

@@ -4,8 +4,11 @@ Everything here reads an experiment directory through ``mtlx.results`` only;
 no JAX, no model code. ``launch/table.py`` and ``launch/plot.py`` are thin
 wrappers around ``write_tables`` and ``plot_all``.
 
-  aggregate.py     seed means and stds, delta_m (Maninis et al. 2019) against
-                   experiment.json's ``grid.baseline``, best marks, paper matching
+  aggregate.py     seed means, stds and 95% CIs, delta_m (Maninis et al. 2019)
+                   against experiment.json's ``grid.baseline``, Welch tests, best
+                   marks, paper matching
+  stats.py         confidence intervals, Welch's t-test, Holm, bootstrap (scipy)
+  pooling.py       the guard against averaging runs of different configurations
   tables.py        markdown / LaTeX / CSV rendering, ``write_tables``
   figures.py       every figure, registered in ``FIGURES``; ``plot_all``
   figure_data.py   the numbers the figures draw
@@ -17,7 +20,7 @@ names below were those of the old single-module ``mtlx/report.py``.
 
 from mtlx.results import read_experiment as load_experiment
 from mtlx.report.aggregate import (
-    SELECT, aggregate, baseline_label, best_marks, compares_weightings, delta_m, find_baseline, fmt_value,
+    DELTA_M_CONVENTION, SELECT, aggregate, baseline_label, best_marks, compares_weightings, delta_m, find_baseline, fmt_value,
     has_baseline, load_runs, match_paper, mean_std, metric_columns, metric_direction, short_field, sweep_label,
     task_meta, task_sections, tasks_by_sweep)
 from mtlx.report.figure_data import learning_curve_data, mixing_data, sweep_plot_data, tradeoff_data
@@ -28,7 +31,7 @@ from mtlx.report.tables import (
     write_tables)
 
 __all__ = [
-    "FIGURES", "Figure", "SELECT", "aggregate", "baseline_label", "best_marks", "colours_for", "compares_weightings",
+    "DELTA_M_CONVENTION", "FIGURES", "Figure", "SELECT", "aggregate", "baseline_label", "best_marks", "colours_for", "compares_weightings",
     "delta_m", "find_baseline", "fmt_mean_std", "fmt_value", "has_baseline", "learning_curve_data", "load_experiment",
     "load_runs", "markdown_table", "match_paper", "mean_std", "metric_columns", "metric_direction", "mixing_data",
     "plot_all", "render_csv", "render_latex", "render_markdown", "short_field", "sweep_label", "sweep_plot_data",

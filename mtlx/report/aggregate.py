@@ -6,14 +6,22 @@ no model code).
 Conventions
   * A *group* is one (sweep value, architecture, weighting) cell; its seeds
     are averaged. Mean and std are over the seeds whose run finished
-    (``status == "done"``); std uses ddof=1 and is NaN when n < 2.
+    (``status == "done"``); std uses ddof=1 and is NaN when n < 2; ``ci`` is
+    the half-width of the 95% Student-t interval (``mtlx.report.stats``).
     Failed or unfinished runs are counted and listed, never averaged.
   * delta_m (Maninis et al. 2019), in percent, on the seed-mean main metrics:
     ``(1/T) sum_t (-1)^{l_t} (M_m,t - M_b,t) / M_b,t * 100`` with ``l_t = 1``
-    when lower is better for task t's main metric. The baseline is the
+    when lower is better for task t's main metric: the mean over tasks of the
+    signed relative change against the baseline, positive is better
+    (``DELTA_M_CONVENTION``, the wording of the README and the tables). The
+    baseline is the
     architecture label of experiment.json's ``grid.baseline`` (None: no
     baseline, no delta_m), with the same sweep value and the same weighting,
-    else the baseline's only weighting, over the row's own tasks.
+    else the baseline's only weighting, over the row's own tasks. Its
+    interval (``delta_m_ci``) is a seeded bootstrap over the per-seed Δm.
+  * Significance (``tests``): Welch's t-test of each task's main metric
+    against the baseline row's, Holm-corrected across the rows of one
+    task-list section (``mtlx.report.stats``).
   * Metric direction: the run summaries' ``tasks`` {task: {main_metric,
     higher_is_better}}; a metric they do not list (the eval loss) takes
     ``mtlx.tasks.higher_is_better(kind, metric)``.
@@ -43,8 +51,11 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from mtlx import results, tasks as tasks_lib
+from mtlx.report import stats
 
 SELECT = {"final": "metrics", "best_validation": "test_at_best_validation"}
+DELTA_M_CONVENTION = ("Δm% (Maninis et al. 2019) = the mean over tasks of the signed relative change (%) of each "
+                      "task's main metric against the baseline, signed so that positive is better")
 load_runs = results.load_runs
 
 # --------------------------------------------------------------------------- experiment.json
@@ -85,13 +96,15 @@ def _num(v) -> float:
 
 
 def mean_std(values: Iterable) -> dict:
-    """Mean and std (ddof=1; NaN when n < 2) over the finite values."""
+    """Mean, std (ddof=1) and ``ci`` (half-width of the 95% Student-t interval) over the finite values;
+    std and ci are NaN when n < 2."""
     vals = [v for v in (_num(x) for x in values) if math.isfinite(v)]
     n = len(vals)
     if n == 0:
-        return {"mean": float("nan"), "std": float("nan"), "n": 0, "values": []}
+        return {"mean": float("nan"), "std": float("nan"), "ci": float("nan"), "n": 0, "values": []}
     a = np.asarray(vals, np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if n > 1 else float("nan"), "n": n, "values": vals}
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if n > 1 else float("nan"),
+            "ci": stats.ci_half_width(vals), "n": n, "values": vals}
 
 
 def delta_m(metrics_by_task: Mapping, baseline_by_task: Mapping, higher_is_better_by_task: Mapping) -> float:
@@ -146,8 +159,11 @@ def sweep_label(sweep: Mapping, fields: Sequence[str] | None = None) -> str:
 
 
 def _task_info(runs) -> tuple[list, dict, dict, dict]:
-    """Task order, main metric, higher_is_better and kind (None when not written) per task, from the summaries."""
-    order, main, hib, kind = [], {}, {}, {}
+    """Task order, main metric, higher_is_better and kind (None when not written) per task, from the summaries.
+
+    The order is the task set's when every task's summary entry has an ``index`` (its position in the task
+    set; summary.json's keys are sorted), else the order of first appearance."""
+    order, main, hib, kind, index = [], {}, {}, {}, {}
     for r in runs:
         for t, info in (r.get("tasks") or {}).items():
             if t not in main:
@@ -155,6 +171,10 @@ def _task_info(runs) -> tuple[list, dict, dict, dict]:
                 main[t] = info["main_metric"]
                 hib[t] = dict(info["higher_is_better"])
                 kind[t] = info.get("kind")
+                index[t] = info.get("index")
+    if order and all(isinstance(index[t], int) for t in order):  # the task set's order, when the summaries say it
+        order.sort(key=lambda t: index[t])
+        main, hib, kind = ({t: d[t] for t in order} for d in (main, hib, kind))
     return order, main, hib, kind
 
 
@@ -255,7 +275,7 @@ def _row(key, members, task_info, select: str, base: str | None) -> dict:
         "param_count": mean_std([r.get("param_count") for r in done])["mean"],
         "wall_time_s": mean_std([r.get("wall_time_s") for r in done])["mean"],
         "steps_per_s": mean_std([r.get("steps_per_s") for r in done])["mean"],
-        "delta_m": None, "delta_m_seed_std": None, "baseline": None,
+        "delta_m": None, "delta_m_seed_std": None, "delta_m_ci": None, "baseline": None, "tests": {},
     }
 
 
@@ -273,7 +293,9 @@ def aggregate(runs: Sequence[dict], select: str = "final", experiment: Mapping |
     ``higher_is_better`` ({task: {metric: bool}} for every metric of the row;
     both over the group's own tasks, see ``task_sections``), ``delta_m``
     (None without a baseline), ``delta_m_seed_std`` (std over seeds of each
-    seed's delta_m against the baseline mean; for error bars), ``baseline``
+    seed's delta_m against the baseline mean), ``delta_m_ci`` ((lo, hi): the
+    bootstrap interval over those), ``tests`` ({task: {p, p_holm, better,
+    mark}}: Welch against the baseline; {} for the baseline), ``baseline``
     (which group), ``param_count``, ``wall_time_s``, ``steps_per_s``.
     Rows are ordered by sweep value, then architecture (the baseline first,
     then the grid's order), then weighting.
@@ -304,6 +326,7 @@ def aggregate(runs: Sequence[dict], select: str = "final", experiment: Mapping |
 
     rows.sort(key=order)
     _attach_delta_m(rows)
+    _holm_per_section(rows)
     return rows
 
 
@@ -354,8 +377,32 @@ def _attach_delta_m(rows) -> None:
         per_seed = [delta_m({t: (m.get(t) or {}).get(main[t]) for t in tasks}, b, main_hib)
                     for m in row["per_run_metrics"]]
         row["delta_m_seed_std"] = mean_std(per_seed)["std"]
+        row["delta_m_ci"] = stats.bootstrap_ci(per_seed)
+        row["tests"] = {} if row is base else _welch_tests(row, base)
         row["baseline"] = (f"{base['architecture']}/{base['weighting']}"
                            + (f" ({sweep_label(base['sweep'])})" if base["sweep"] else ""))
+
+
+def _welch_tests(row, base) -> dict:
+    """{task: {"p", "better"}}: Welch's t-test of the row's main metric against the baseline's, per task."""
+    out = {}
+    for t, k in row["main_metric"].items():
+        mine, theirs = metric_of(row, t, k), metric_of(base, t, k)
+        if mine is None or theirs is None:
+            continue
+        better = (mine["mean"] > theirs["mean"]) == _metric_hib(row["higher_is_better"], t, k)
+        out[t] = {"p": stats.welch_p(mine["values"], theirs["values"]), "better": better, "p_holm": float("nan")}
+    return out
+
+
+def _holm_per_section(rows) -> None:
+    """Holm's correction of the rows' Welch p-values, per task, across the rows of one task-list section."""
+    for idx in task_sections(rows):
+        for t in {t for i in idx for t in rows[i]["tests"]}:
+            cells = [rows[i]["tests"][t] for i in idx if t in rows[i]["tests"]]
+            for cell, adj in zip(cells, stats.holm([c["p"] for c in cells])):
+                cell["p_holm"] = adj
+                cell["mark"] = stats.mark(adj, cell["better"])
 
 
 def has_baseline(rows) -> bool:
@@ -414,12 +461,14 @@ def tasks_by_sweep(rows) -> "OrderedDict[tuple, tuple[list, dict, dict]]":
     return OrderedDict((k, task_meta(v)) for k, v in keys.items())
 
 
-def metric_columns(rows, include_loss: bool = False) -> list[tuple[str, str]]:
-    """(task, metric) columns: each task's main metric first, then its other metrics (tasks of all rows)."""
+def metric_columns(rows, include_loss: bool = False, main_only: bool = False) -> list[tuple[str, str]]:
+    """(task, metric) columns, tasks in the task set's order (the summaries' ``tasks``): each task's main
+    metric first, then its other metrics (``main_only``: the main metric only)."""
     cols = []
     tasks, main, _ = task_meta(rows)
     for t in tasks:
-        names = [main[t]] + sorted({k for r in rows for k in r["metrics"].get(t, {})} - {main[t]})
+        names = [main[t]] + ([] if main_only else
+                             sorted({k for r in rows for k in r["metrics"].get(t, {})} - {main[t]}))
         cols += [(t, k) for k in names if include_loss or k != tasks_lib.LOSS or k == main[t]]
     return cols
 

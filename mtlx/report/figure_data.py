@@ -6,38 +6,48 @@ from typing import Sequence
 
 import numpy as np
 
-from mtlx import results
+from mtlx import results, tasks as tasks_lib
 from mtlx.report.aggregate import SELECT, _is_done, _num, _sweep_key, metric_of
 
 DELTA_M_PANEL = "__delta_m__"  # sweep_plot_data's pseudo-task holding delta_m
 
 
-def _seed_curves(runs) -> dict:
-    """{(sweep_key, architecture, weighting): [{task: {step: training loss}} per finished seed]}."""
+def _train_points(rec) -> dict:
+    return rec.get("losses") or {} if rec.get("kind") == "train" else {}
+
+
+def _validation_points(rec) -> dict:
+    if rec.get("kind") != "eval":
+        return {}
+    return {t: (m or {}).get(tasks_lib.LOSS) for t, m in (rec.get("validation") or {}).items()}
+
+
+def _seed_curves(runs, points=_train_points) -> dict:
+    """{(sweep_key, architecture, weighting): [{task: {step: loss}} per finished seed]}; ``points(record)``:
+    {task: value} of one metrics.jsonl record (the training loss, or the validation loss of an eval record)."""
     curves: dict = {}
     for r in runs:
         if not _is_done(r):
             continue
-        recs = results.read_metrics(r["dir"], "train")
-        if not recs:
-            continue
         by_task: dict = {}
-        for x in recs:
-            for t, v in (x.get("losses") or {}).items():
+        for x in results.read_metrics(r["dir"]):
+            for t, v in points(x).items():
                 by_task.setdefault(t, {})[int(x["step"])] = _num(v)
-        curves.setdefault((_sweep_key(r["sweep"]), r.get("architecture"), r.get("weighting")), []).append(by_task)
+        if by_task:
+            curves.setdefault((_sweep_key(r["sweep"]), r.get("architecture"), r.get("weighting")), []).append(by_task)
     return curves
 
 
-def learning_curve_data(runs: Sequence[dict]) -> dict:
-    """Training loss per task over steps, over the finished seeds of each group.
+def learning_curve_data(runs: Sequence[dict], validation: bool = False) -> dict:
+    """Training loss (``validation``: the validation loss of the eval records) per task over steps, over the
+    finished seeds of each group.
 
     Returns {(sweep_key, architecture, weighting): {task: {"steps": array,
     "mean": array, "std": array (ddof=1; 0 when one seed), "n": int}}} on the
     steps every seed logged.
     """
     out = {}
-    for key, seeds in _seed_curves(runs).items():
+    for key, seeds in _seed_curves(runs, _validation_points if validation else _train_points).items():
         out[key] = {}
         for t in sorted({t for s in seeds for t in s}, key=lambda t: list(seeds[0]).index(t) if t in seeds[0] else 1e9):
             per = [s[t] for s in seeds if t in s]
@@ -49,7 +59,8 @@ def learning_curve_data(runs: Sequence[dict]) -> dict:
 
 
 def sweep_plot_data(rows, field: str) -> dict:
-    """{(architecture, weighting): {task: (x values, means, stds)}} + delta_m under task DELTA_M_PANEL."""
+    """{(architecture, weighting): {task: [(x value, mean, 95% CI half-width)]}} + delta_m under task
+    DELTA_M_PANEL (half the bootstrap interval's width)."""
     out: dict = {}
     for r in rows:
         if r["n"] == 0 or field not in r["sweep"]:
@@ -59,9 +70,10 @@ def sweep_plot_data(rows, field: str) -> dict:
             ms = metric_of(r, t, k)
             if ms is None:
                 continue
-            d.setdefault(t, []).append((r["sweep"][field], ms["mean"], ms["std"]))
+            d.setdefault(t, []).append((r["sweep"][field], ms["mean"], ms["ci"]))
         if r["delta_m"] is not None:
-            d.setdefault(DELTA_M_PANEL, []).append((r["sweep"][field], r["delta_m"], _num(r["delta_m_seed_std"])))
+            lo, hi = r["delta_m_ci"] or (float("nan"), float("nan"))
+            d.setdefault(DELTA_M_PANEL, []).append((r["sweep"][field], r["delta_m"], _num(hi - lo) / 2))
     return out
 
 

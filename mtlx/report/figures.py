@@ -27,14 +27,15 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from mtlx import results, taps
+from mtlx.report import pooling, stats
 from mtlx.report.aggregate import (
     _metric_hib, _num, aggregate, fmt_value, has_baseline, metric_of, short_field, task_meta, task_sections,
     tasks_by_sweep)
 from mtlx.report.figure_data import (
     DELTA_M_PANEL, learning_curve_data, mixing_data, sweep_plot_data, tradeoff_data)
 from mtlx.report.plotting import (
-    PANEL_H, PANEL_W, STYLE, Context, axis_label, bar_legend, grouped_bars, line_legend, plt, save, subplots,
-    task_axes, weighting_handles, zoom)
+    ERROR_NOTE, PANEL_H, PANEL_W, STYLE, Context, axis_label, bar_legend, clipped_err, grouped_bars, keep_in_range,
+    line_legend, metric_range, plt, save, subplots, task_axes, weighting_handles, zoom)
 from mtlx.report.tables import slug
 
 
@@ -48,22 +49,24 @@ class Figure(NamedTuple):
 
 
 def _bars_panel(ax, ctx, skey, t, k, hib, sub) -> dict:
-    d = {key: (ms["mean"], ms["std"], r["n"]) for key, r in sub.items()
+    bounds = metric_range(k)
+    d = {key: (ms["mean"], ms["ci"], r["n"]) for key, r in sub.items()
          for ms in [metric_of(r, t, k)] if ms is not None}
     # the weightings run at this sweep value only (a sweep may pair some with one value)
     groups = [w for w in ctx.weightings if any(key[1] == w for key in d)] if ctx.many_w else [None]
 
     def get(g, a):
         v = d.get((a, g if g is not None else ctx.weightings[0]))
-        return None if v is None else (v[0], v[1])
+        return None if v is None else (v[0], v[1], v[1], v[2])
 
-    grouped_bars(ax, groups, ctx.archs, get, ctx.colour.get)
+    grouped_bars(ax, groups, ctx.archs, get, ctx.colour.get, bounds)
     many = len(groups) > 2
     ax.set_xticklabels([str(g) for g in groups] if ctx.many_w else [""], rotation=50 if many else 0,
                        ha="right" if many else "center", fontsize="small" if many else None)
     if not ctx.many_w:
         ax.tick_params(axis="x", length=0)
-    zoom(ax, [v[0] for v in d.values()], [v[1] if math.isfinite(v[1]) else 0 for v in d.values()])
+    errs = [clipped_err(v[0], v[1], v[1], bounds) for v in d.values()]
+    zoom(ax, [v[0] for v in d.values()], [e[0] for e in errs], [e[1] for e in errs], bounds)
     ax.set_ylabel(axis_label(t, k, _metric_hib(hib, t, k)))
     ax.grid(axis="x", visible=False)
     ax.set_title(t if not skey else f"{t}  ({ctx.sweep_title(skey)})")
@@ -71,7 +74,8 @@ def _bars_panel(ax, ctx, skey, t, k, hib, sub) -> dict:
 
 
 def figure_metric_bars(ctx, path: str, _=None) -> dict:
-    """Main metric per task: bars per architecture (x groups = weightings), error bars = std over seeds.
+    """Main metric per task: bars per architecture (x groups = weightings), error bars = 95% CI over seeds
+    (cut at the metric's range), n at each bar's foot; a y axis that does not start at 0 is marked broken.
 
     One row of panels per sweep value, one column per task (no sweep: the
     tasks wrapped at 3 a row). Returns
@@ -90,6 +94,7 @@ def figure_metric_bars(ctx, path: str, _=None) -> dict:
         for j, t in enumerate(tasks):
             data[(skey, t)] = _bars_panel(axes[(i, j)], ctx, skey, t, main[t], hib, sub)
     bar_legend(fig, ctx)
+    fig.text(0.99, 0.0, ERROR_NOTE, ha="right", va="top", fontsize=6)
     save(fig, path)
     return data
 
@@ -98,26 +103,28 @@ def figure_metric_bars(ctx, path: str, _=None) -> dict:
 
 
 def figure_delta_m(ctx, path: str, _=None) -> dict:
-    """Delta_m% per multi-task architecture (x groups = sweep values, else weightings); error bars = seed std."""
+    """Delta_m% per multi-task architecture (x groups = sweep values, else weightings), bars from 0; error bars =
+    the bootstrap 95% interval over seeds; n at each bar's foot."""
     mtl = [a for a in ctx.archs if a not in ctx.baselines]
     fig, axes = subplots(1, 1)
-    fig.set_size_inches(max(PANEL_W, 0.9 + 0.35 * len(mtl) * max(len(ctx.sweep_keys), len(ctx.weightings))), PANEL_H)
     ax = axes[0][0]
-    d = {(r["sweep_key"], r["architecture"], r["weighting"]): (r["delta_m"], _num(r["delta_m_seed_std"]))
+    d = {(r["sweep_key"], r["architecture"], r["weighting"]): _dm_bar(r)
          for r in ctx.rows if r["delta_m"] is not None and r["architecture"] not in ctx.baselines}
+    groups = [(s, w) for s in ctx.sweep_keys for w in ctx.weightings if any((s, a, w) in d for a in mtl)]
     if len(ctx.sweep_keys) > 1:
-        groups = [(s, w) for s in ctx.sweep_keys for w in ctx.weightings]
         one = len(ctx.sweep_fields) == 1
-        labels = [(fmt_value(ctx.sweeps[s][ctx.sweep_fields[0]]) if one else ctx.sweep_title(s))
-                  + (f"\n{w}" if ctx.many_w else "") for s, w in groups]
+        labels = [(f"{w}, " if ctx.many_w else "")
+                  + (fmt_value(ctx.sweeps[s][ctx.sweep_fields[0]]) if one else ctx.sweep_title(s)) for s, w in groups]
     else:
-        groups = [(ctx.sweep_keys[0], w) for w in ctx.weightings]
         labels = [w if ctx.many_w else "" for _, w in groups]
-    grouped_bars(ax, groups, mtl, lambda g, a: d.get((g[0], a, g[1])), ctx.colour.get)
-    ax.set_xticklabels(labels, rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
+    fig.set_size_inches(max(PANEL_W, 0.9 + 0.35 * len(mtl) * len(groups)), PANEL_H + (1.0 if len(groups) > 4 else 0))
+    grouped_bars(ax, groups, mtl, lambda g, a: d.get((g[0], a, g[1])), ctx.colour.get, n_at_zero=True)
+    ax.set_xticklabels(labels, rotation=60 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center",
+                       rotation_mode="anchor")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_ylabel(ctx.delta_m_label())
     ax.grid(axis="x", visible=False)
+    fig.text(0.99, 0.0, "error bars: bootstrap 95% CI over seeds", ha="right", va="top", fontsize=6)
     if len(ctx.sweep_keys) > 1:
         ax.set_xlabel(", ".join(short_field(f, ctx.sweep_fields) for f in ctx.sweep_fields))
     bar_legend(fig, ctx, mtl)
@@ -125,21 +132,36 @@ def figure_delta_m(ctx, path: str, _=None) -> dict:
     return d
 
 
+def _dm_bar(r) -> tuple:
+    """(Δm%, length below, length above, n) of one row's bar: its bootstrap interval."""
+    dm = r["delta_m"]
+    lo, hi = r["delta_m_ci"] or (float("nan"), float("nan"))
+    return dm, _num(dm - lo), _num(hi - dm), r["n"]
+
+
 # --------------------------------------------------------------------------- learning curves
 
 
-def _curve_panel(ax, ctx, data, skey, t) -> None:
-    """One task's training-loss curves at one sweep value: a line (mean) and band (± std) per group."""
+VALIDATION_PREFIX = "validation: "  # the label of a validation-loss line (a learning-curve panel)
+
+
+def _curve_panel(ax, ctx, data, val, skey, t) -> None:
+    """One task's loss curves at one sweep value, per group: the training loss (line, ± std band) and the
+    validation loss of the eval records (the same colour and style, with round markers)."""
     ys = []
     for a in ctx.archs:
         for w in ctx.weightings:
             c = data.get((skey, a, w), {}).get(t)
-            if c is None:
-                continue
-            ax.plot(c["steps"], c["mean"], color=ctx.colour[a], linestyle=ctx.ls[w], label=ctx.name(a, w))
-            ax.fill_between(c["steps"], c["mean"] - c["std"], c["mean"] + c["std"], color=ctx.colour[a],
-                            alpha=0.18, linewidth=0)
-            ys.append(c["mean"])
+            if c is not None:
+                ax.plot(c["steps"], c["mean"], color=ctx.colour[a], linestyle=ctx.ls[w], label=ctx.name(a, w))
+                ax.fill_between(c["steps"], c["mean"] - c["std"], c["mean"] + c["std"], color=ctx.colour[a],
+                                alpha=0.18, linewidth=0)
+                ys.append(c["mean"])
+            v = val.get((skey, a, w), {}).get(t)
+            if v is not None:
+                ax.plot(v["steps"], v["mean"], color=ctx.colour[a], linestyle=ctx.ls[w], marker="o", markersize=2.5,
+                        linewidth=0.9, label=VALIDATION_PREFIX + ctx.name(a, w))
+                ys.append(v["mean"])
     allv = np.concatenate(ys) if ys else np.array([])
     allv = allv[np.isfinite(allv)]
     if allv.size and allv.min() > 0 and allv.max() / allv.min() > 30:
@@ -158,11 +180,13 @@ def _curve_columns(ctx, data) -> tuple[dict, bool]:
 
 
 def figure_learning_curves(ctx, path: str, _=None) -> dict:
-    """Rows = tasks, columns = sweep values: training loss vs step, mean over seeds ± std band, line per architecture.
+    """Rows = tasks, columns = sweep values: training loss (± std band) and validation loss (round markers) vs
+    step, means over seeds, a line per architecture (and weighting).
 
     When the sweep changes the task set, each column holds its sweep value's own tasks (titled per panel).
     """
     data = learning_curve_data(ctx.runs)
+    val = learning_curve_data(ctx.runs, validation=True)
     col_tasks, same = _curve_columns(ctx, data)
     nrows = max([len(v) for v in col_tasks.values()] + [0])
     flat = len(ctx.sweep_keys) == 1  # no sweep: the tasks side by side, wrapped at 3
@@ -177,37 +201,55 @@ def figure_learning_curves(ctx, path: str, _=None) -> dict:
                 axes[i][j].set_visible(False)
         for i, t in enumerate(tasks):
             ax = flat_axes[(0, i)] if flat else axes[i][j]
-            _curve_panel(ax, ctx, data, skey, t)
+            _curve_panel(ax, ctx, data, val, skey, t)
             if j == 0 or flat:
-                ax.set_ylabel(f"{t} training loss (↓ better)" if same else "training loss (↓ better)")
+                ax.set_ylabel(f"{t} loss (↓ better)" if same else "loss (↓ better)")
             if i == len(tasks) - 1 or flat:
                 ax.set_xlabel("step")
             if not same:  # each column has its own tasks: name them in every panel
                 ax.set_title(f"{t}  ({ctx.sweep_title(skey)})" if skey else t)
             elif skey:
                 ax.set_title(ctx.sweep_title(skey) if i == 0 else "")
-    line_legend(fig, ctx, weighting_handles(ctx, markers=False))
+    line_legend(fig, ctx, weighting_handles(ctx, markers=False) + _split_handles(bool(val)))
     save(fig, path)
-    return data
+    return {"train": data, "validation": val}
+
+
+def _split_handles(with_validation: bool) -> list:
+    from matplotlib.lines import Line2D
+    return [Line2D([], [], color="black", label="training loss"),
+            Line2D([], [], color="black", marker="o", markersize=2.5, label="validation loss")] if with_validation else []
 
 
 # --------------------------------------------------------------------------- sweep lines
 
 
-def _sweep_panel(ax, ctx, data, p, pos) -> None:
-    for a in ctx.archs:
-        if p == DELTA_M_PANEL and a in ctx.baselines:
-            continue
-        for w in ctx.weightings:
-            pts = sorted(data.get((a, w), {}).get(p, []), key=lambda x: pos(x[0]))
-            if pts:
-                ax.errorbar([pos(x) for x, _, _ in pts], [m for _, m, _ in pts],
-                            yerr=[s if math.isfinite(s) else 0.0 for _, _, s in pts], color=ctx.colour[a],
-                            linestyle=ctx.ls[w], marker=ctx.marker[w], markersize=3, capsize=2, label=ctx.name(a, w))
+SWEEP_OFFSET_PT = 3.0  # horizontal spacing (points) between the series of a sweep panel, so error bars do not overlap
+
+
+def _sweep_panel(ax, ctx, data, p, pos, bounds=(-math.inf, math.inf)) -> None:
+    """One panel's series, each shifted sideways by a few points (``SWEEP_OFFSET_PT``); error bars = 95% CI
+    half-widths cut at the metric's range."""
+    from matplotlib import transforms
+    series = [(a, w) for a in ctx.archs for w in ctx.weightings
+              if data.get((a, w), {}).get(p) and not (p == DELTA_M_PANEL and a in ctx.baselines)]
+    for i, (a, w) in enumerate(series):
+        pts = sorted(data[(a, w)][p], key=lambda x: pos(x[0]))
+        errs = np.asarray([clipped_err(m, e, e, bounds) for _, m, e in pts]).T
+        shift = transforms.offset_copy(ax.transData, fig=ax.figure, units="points",
+                                       x=SWEEP_OFFSET_PT * (i - (len(series) - 1) / 2))
+        xs, ys = [pos(x) for x, _, _ in pts], np.asarray([m for _, m, _ in pts])
+        ax.errorbar(xs, ys, yerr=errs, color=ctx.colour[a], linestyle=ctx.ls[w], marker=ctx.marker[w], markersize=3,
+                    capsize=2, label=ctx.name(a, w), transform=shift)
+        # an offset transform keeps matplotlib from growing the data limits: grow them by hand
+        ax.update_datalim(np.column_stack([xs * 2, np.concatenate([ys - errs[0], ys + errs[1]])]))
+    ax.margins(x=0.12)  # room for the offset series at the ends
+    ax.autoscale_view()
 
 
 def figure_sweep(ctx, path: str, field: str) -> dict:
-    """Main metric (one panel per task, plus Δm%) vs the swept value; error bars = std over seeds.
+    """Main metric (one panel per task, plus Δm%) vs the swept value; error bars = 95% CI over seeds (Δm%:
+    bootstrap), series offset sideways so that their error bars do not overlap.
 
     When the sweep changes the task set, a task's panel has points at the values where the task exists.
     """
@@ -225,13 +267,15 @@ def figure_sweep(ctx, path: str, field: str) -> dict:
     fig, axes = subplots(1, len(panels))
     for j, p in enumerate(panels):
         ax = axes[0][j]
-        _sweep_panel(ax, ctx, data, p, pos)
+        bounds = metric_range(main[p]) if p != DELTA_M_PANEL else (-math.inf, math.inf)
+        _sweep_panel(ax, ctx, data, p, pos, bounds)
+        keep_in_range(ax, bounds)
         if not numeric:
             ax.set_xticks(range(len(values)))
             ax.set_xticklabels([fmt_value(v) for v in values])
         if not uniform:  # a task may exist at some values only: every panel spans all of them
             xs = [pos(v) for v in values]
-            pad = 0.08 * (max(xs) - min(xs)) if max(xs) > min(xs) else 0.5
+            pad = 0.15 * (max(xs) - min(xs)) if max(xs) > min(xs) else 0.5
             ax.set_xlim(min(xs) - pad, max(xs) + pad)
             ax.set_xticks(xs)
             ax.set_xticklabels([fmt_value(v) for v in values])
@@ -250,7 +294,8 @@ def figure_sweep(ctx, path: str, field: str) -> dict:
 
 
 def figure_tradeoff(ctx, path: str, tasks: Sequence[str], sweep_keys: Sequence[tuple] | None = None) -> dict:
-    """Task a's main metric vs task b's, one small point per run, a large one per group mean (± std).
+    """Task a's main metric vs task b's, one small point per run, a large one per group mean (± 95% CI, cut at
+    the metrics' ranges).
 
     One panel per sweep value (``sweep_keys``, default: those whose rows have both tasks).
     """
@@ -270,11 +315,15 @@ def figure_tradeoff(ctx, path: str, tasks: Sequence[str], sweep_keys: Sequence[t
                 ax.scatter(pts[:, 0], pts[:, 1], s=9, color=ctx.colour[arch], marker=ctx.marker[w], alpha=0.45,
                            linewidths=0)
                 mx, my = pts.mean(0)
-                sx, sy = (pts.std(0, ddof=1) if len(pts) > 1 else (0.0, 0.0))
-                ax.errorbar([mx], [my], xerr=[sx], yerr=[sy], color=ctx.colour[arch], marker=ctx.marker[w],
-                            markersize=5, markeredgecolor="black", markeredgewidth=0.5, capsize=1.5, elinewidth=0.7)
+                ex = clipped_err(mx, *(stats.ci_half_width(pts[:, 0]),) * 2, metric_range(main[a]))
+                ey = clipped_err(my, *(stats.ci_half_width(pts[:, 1]),) * 2, metric_range(main[b]))
+                ax.errorbar([mx], [my], xerr=[[ex[0]], [ex[1]]], yerr=[[ey[0]], [ey[1]]], color=ctx.colour[arch],
+                            marker=ctx.marker[w], markersize=5, markeredgecolor="black", markeredgewidth=0.5,
+                            capsize=1.5, elinewidth=0.7)
         ax.set_xlabel(axis_label(a, main[a], _metric_hib(hib, a, main[a]), vertical=False))
         ax.set_ylabel(axis_label(b, main[b], _metric_hib(hib, b, main[b])))
+        keep_in_range(ax, metric_range(main[b]))
+        keep_in_range(ax, metric_range(main[a]), axis="x")
         if skey:
             ax.set_title(ctx.sweep_title(skey))
     line_legend(fig, ctx, weighting_handles(ctx))
@@ -463,6 +512,9 @@ def plot_all(workdir: str, tasks: Sequence[str] | None = None, select: str = "fi
         log(f"no finished runs under {workdir}: no figures")
         return {}
     ctx = Context(runs, live, exp, select, tradeoff_pairs(tasks_by_sweep(live), tasks))
+    diffs = pooling.differences(runs, exp)
+    if diffs:  # launch.table refuses these (without --pool_configs); the figures say so
+        log(f"the figures pool runs of different configurations: {pooling.describe(diffs)}")
     out_dir = os.path.join(workdir, results.FIGURES)
     written: dict = {}
     with plt().rc_context(STYLE):

@@ -114,36 +114,85 @@ def task_axes(n_sweeps: int, n_tasks: int, **kw):
     return fig, {(i, j): axes[i][j] for i in range(n_sweeps) for j in range(n_tasks)}
 
 
-def grouped_bars(ax, groups, hues, get, colour):
-    """Bars: x = groups, one bar per hue; get(group, hue) -> (value, err) or None."""
+METRIC_RANGE = {"accuracy": (0.0, 1.0), "auc": (0.0, 1.0), "mse": (0.0, math.inf), "loss": (0.0, math.inf)}
+BREAK_GID = "axis-break"  # the gid of the broken-axis mark (a bar chart whose y axis does not start at 0)
+ERROR_NOTE = "error bars: 95% CI over seeds"
+
+
+def metric_range(metric: str | None) -> tuple[float, float]:
+    """The values a metric can take (accuracy, AUC in [0, 1]; MSE, loss >= 0); unbounded when unknown."""
+    return METRIC_RANGE.get(metric, (-math.inf, math.inf))
+
+
+def clipped_err(mean: float, lo_err: float, hi_err: float, bounds=(-math.inf, math.inf)) -> tuple[float, float]:
+    """Error-bar lengths below and above ``mean`` cut at the metric's range (NaN lengths -> 0)."""
+    lo_err = lo_err if math.isfinite(lo_err) else 0.0
+    hi_err = hi_err if math.isfinite(hi_err) else 0.0
+    return max(0.0, min(lo_err, mean - bounds[0])), max(0.0, min(hi_err, bounds[1] - mean))
+
+
+def grouped_bars(ax, groups, hues, get, colour, bounds=(-math.inf, math.inf), n_at_zero: bool = False):
+    """Bars: x = groups, one bar per hue; get(group, hue) -> (value, err below, err above, n) or None.
+
+    Error bars are cut at ``bounds`` (the metric's range); each bar says its n at its foot (``n_at_zero``:
+    beside the zero line, on the side the bar does not take, for bars of either sign)."""
+    from matplotlib import transforms
     present = [h for h in hues if any(get(g, h) is not None for g in groups)]
     width = 0.8 / max(len(present), 1)
+    foot = transforms.blended_transform_factory(ax.transData, ax.transAxes)
     for j, h in enumerate(present):
-        xs, ys, es = [], [], []
+        xs, ys, lo, hi, ns = [], [], [], [], []
         for i, g in enumerate(groups):
             v = get(g, h)
             if v is not None and math.isfinite(v[0]):
                 xs.append(i - 0.4 + width * (j + 0.5))
                 ys.append(v[0])
-                es.append(v[1] if math.isfinite(v[1]) else float("nan"))
-        has_err = any(math.isfinite(e) for e in es)
-        ax.bar(xs, ys, width * 0.92, yerr=[e if math.isfinite(e) else 0.0 for e in es] if has_err else None,
+                e = clipped_err(v[0], v[1], v[2], bounds)
+                lo.append(e[0])
+                hi.append(e[1])
+                ns.append(v[3])
+        ax.bar(xs, ys, width * 0.92, yerr=[lo, hi] if any(lo + hi) else None,
                color=colour(h), label=str(h), capsize=2, error_kw={"elinewidth": 0.8, "capthick": 0.8},
                edgecolor="black", linewidth=0.4)
+        for x, y, n in zip(xs, ys, ns):
+            where = ({"y": 0.0, "va": "bottom" if y < 0 else "top"} if n_at_zero else
+                     {"y": 0.02, "va": "bottom", "transform": foot})
+            ax.text(x, s=f"n={n}", ha="center", rotation=90, fontsize=5, color="black", gid="bar-n", **where)
     ax.set_xticks(range(len(groups)))
     return present
 
 
-def zoom(ax, vals, errs):
-    """Bars of metrics that live near 1 (accuracy, AUC) are unreadable from 0: zoom to the data."""
-    lo = [v - e for v, e in zip(vals, errs) if math.isfinite(v)]
-    hi = [v + e for v, e in zip(vals, errs) if math.isfinite(v)]
-    if not lo:
-        return
-    lo_, hi_ = min(lo), max(hi)
-    if lo_ > 0 and (hi_ - lo_) < 0.25 * hi_:
-        pad = (hi_ - lo_) * 0.3 + 1e-12
-        ax.set_ylim(max(0.0, lo_ - pad), hi_ + pad)
+def zoom(ax, vals, errs_lo, errs_hi, bounds=(-math.inf, math.inf)):
+    """Bars of metrics that live near 1 (accuracy, AUC) are unreadable from 0: zoom to the data and mark the
+    broken axis (a zig-zag at the foot of the y axis, gid ``BREAK_GID``); the limits and ticks stay inside
+    ``bounds``."""
+    lo = [v - e for v, e in zip(vals, errs_lo) if math.isfinite(v)]
+    hi = [v + e for v, e in zip(vals, errs_hi) if math.isfinite(v)]
+    if lo:
+        lo_, hi_ = min(lo), max(hi)
+        if lo_ > 0 and (hi_ - lo_) < 0.25 * hi_:
+            pad = (hi_ - lo_) * 0.3 + 1e-12
+            ax.set_ylim(max(0.0, lo_ - pad), hi_ + pad)
+            mark_broken_axis(ax)
+    keep_in_range(ax, bounds)
+
+
+def mark_broken_axis(ax):
+    """Two short diagonal strokes across the foot of the y axis (the usual broken-axis mark)."""
+    kw = {"transform": ax.transAxes, "color": "black", "clip_on": False, "linewidth": 0.8, "gid": BREAK_GID}
+    for dy in (0.0, 0.03):
+        ax.plot([-0.025, 0.025], [0.01 + dy, 0.04 + dy], **kw)
+
+
+def keep_in_range(ax, bounds, axis: str = "y"):
+    """Cut the ``axis`` limits at the metric's range and keep only the ticks inside the limits."""
+    get_lim, set_lim, get_ticks, set_ticks = (getattr(ax, f"{op}_{axis}{what}") for op, what in
+                                              (("get", "lim"), ("set", "lim"), ("get", "ticks"), ("set", "ticks")))
+    v0, v1 = get_lim()
+    v0, v1 = max(v0, bounds[0]), min(v1, bounds[1])
+    set_lim(v0, v1)
+    set_ticks([t for t in get_ticks() if v0 - 1e-12 <= t <= v1 + 1e-12])
+    set_lim(v0, v1)
 
 
 def bar_legend(fig, ctx, archs=None):

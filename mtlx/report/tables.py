@@ -1,7 +1,10 @@
 """The comparison table of an experiment directory, as markdown, LaTeX and CSV.
 
 Conventions (the numbers are ``aggregate``'s):
-  * mean ± std over the finished seeds, n beside; failed, unfinished and not
+  * mean ± the 95% confidence interval's half-width over the finished seeds
+    (the CSV also has the std), n beside; a significance mark (▲/▼) on each
+    task's main metric against the baseline, Δm% with its bootstrap interval
+    (``mtlx.report.stats``); ``--main``: the main metrics only; failed, unfinished and not
     started runs counted in a ``failed`` column and listed under the table.
   * Best entry per column within each sweep value: bold in markdown and
     LaTeX; the CSV keeps every number plain (so it parses back exactly) and
@@ -26,8 +29,9 @@ import os
 from typing import Sequence
 
 from mtlx import results
+from mtlx.report import pooling, stats
 from mtlx.report.aggregate import (
-    PAPER_SWEEP_TAG, _metric_hib, _num, aggregate, baseline_fallback, baseline_label, best_marks,
+    DELTA_M_CONVENTION, PAPER_SWEEP_TAG, _metric_hib, _num, aggregate, baseline_fallback, baseline_label, best_marks,
     compares_weightings, experiment_name, fmt_value, has_baseline, match_paper, metric_columns, metric_of,
     short_field, sweep_label, task_meta, task_sections)
 
@@ -40,8 +44,10 @@ def _decimals(mean: float) -> int:
     return int(min(8, max(0, 3 - math.floor(math.log10(abs(mean))))))
 
 
-def fmt_mean_std(ms, pm: str = " ± ") -> str:
-    m, s = ms["mean"], ms["std"]
+def fmt_mean_std(ms, pm: str = " ± ", spread: str = "ci") -> str:
+    """``mean ± half-width`` (``spread``: 'ci', the 95% interval's half-width, or 'std'); the mean alone when
+    n < 2."""
+    m, s = ms["mean"], ms.get(spread, float("nan"))
     if not math.isfinite(m):
         return "–"
     d = _decimals(m)
@@ -89,11 +95,11 @@ def _section_title(rows, tasks, fields) -> str:
     return (f"{where} — " if where else "") + ("tasks: " + ", ".join(tasks) if tasks else "no tasks")
 
 
-def _section_model(tm, idx: Sequence[int], include_loss: bool, multi: bool) -> dict:
+def _section_model(tm, idx: Sequence[int], include_loss: bool, multi: bool, main_only: bool = False) -> dict:
     """The part of the table model one task-list section needs (its rows, columns, marks, paper numbers)."""
     rows = [tm["rows"][i] for i in idx]
     prows = [tm["prows"][i] for i in idx]
-    cols = metric_columns(rows, include_loss)
+    cols = metric_columns(rows, include_loss, main_only)
     tasks = task_meta(rows)[0]
     # several sections: only the paper columns that some row of this one has (paper columns may be per task)
     pcols = [c for c in tm["pcols"] if any(p and c in p for p in prows)] if multi else list(tm["pcols"])
@@ -102,27 +108,40 @@ def _section_model(tm, idx: Sequence[int], include_loss: bool, multi: bool) -> d
             "title": _section_title(rows, tasks, tm["sweep_fields"])}
 
 
+WEIGHT_SCALES = ("weight scales differ across weightings: equal's task weights sum to T (the number of tasks), "
+                 "MGDA's and the other simplex-based weightings' sum to 1 (see each weighting's docstring), so the "
+                 "total loss's scale, and a penalty's ratio to it (soft_*, sluice), differ between weightings.")
+
+
 def _notes(tm, select: str) -> list[str]:
-    """The lines under the table: what the numbers are, Δm%'s baseline, paper numbers."""
+    """The lines under the table: what the numbers are, intervals and tests, Δm%'s convention and baseline."""
     rows, base = tm["rows"], baseline_label(tm["exp"])
     what = "final test metrics" if select == "final" else "test metrics at the best validation step"
-    notes = [f"{what}; mean ± std over seeds (ddof=1), n = finished seeds"
+    notes = [f"{what}; mean ± 95% CI half-width over seeds, n = finished seeds"
              + ("; failed = failed, unfinished or not started runs (not averaged)" if tm["failed"] else "")
-             + "; bold = best per column within each sweep value."]
+             + "; bold = best mean per column within each sweep value."]
+    notes.append(stats.notes_text(base or "the baseline") if tm["with_dm"] else
+                 f"± = half-width of the {stats.LEVEL:.0%} confidence interval over seeds (Student t; the CSV also "
+                 f"keeps the std); {stats.NO_INTERVAL}. No baseline: no significance test.")
+    if tm["main_only"]:
+        notes.append("--main: each task's main metric only.")
     if len(tm["sections"]) > 1:
-        notes.append("The sweep changes the task set: one table per task list; Δm% and bold compare rows "
-                     "of one table only.")
+        notes.append("The sweep changes the task set: one table per task list; Δm%, bold and the Holm correction "
+                     "cover the rows of one table only.")
     if tm["with_dm"]:
         only = baseline_fallback(rows)
-        notes.append(f"Δm% (Maninis et al. 2019) vs {base} with the same weighting"
-                     + (f" (else '{only}')" if only is not None else "")
-                     + " and sweep value, on seed-mean main metrics; higher is better.")
+        notes.append(f"{DELTA_M_CONVENTION}. Baseline: {base} with the same weighting"
+                     + (f" (else '{only}')" if only is not None else "") + " and sweep value.")
         notes += [f"No {base} baseline for {sec['title']}: Δm% omitted there."
                   for sec in tm["sections"] if not sec["with_dm"]]
     elif rows and base is None:
         notes.append("No baseline in this experiment (experiment.json's grid.baseline is not set): Δm% omitted.")
     elif rows:
         notes.append(f"No {base} baseline in this experiment: Δm% omitted.")
+    if len({r["weighting"] for r in rows}) > 1:
+        notes.append(WEIGHT_SCALES[0].upper() + WEIGHT_SCALES[1:])
+    if tm["pooled"]:
+        notes.append(f"--pool_configs: rows pool runs of different configurations ({pooling.describe(tm['pooled'])}).")
     return notes + _paper_notes(tm)
 
 
@@ -142,27 +161,30 @@ def _paper_notes(tm) -> list[str]:
     return notes
 
 
-def table_model(workdir: str, select: str = "final", include_loss: bool = False) -> dict:
+def table_model(workdir: str, select: str = "final", include_loss: bool = False, main_only: bool = False,
+                pool_configs: bool = False) -> dict:
     """Everything the three table formats need, computed once.
 
     ``sections``: one per distinct task list (``task_sections``), each with
     its own columns, best marks and paper columns; one section is the usual
-    single table.
+    single table. ``main_only``: each task's main metric only (``--main``).
+    Runs of one row whose configs differ beyond the seed raise
+    ``pooling.PoolingError`` unless ``pool_configs`` (then the notes say so).
     """
     exp = results.read_experiment(workdir)
     runs = results.load_runs(workdir)
+    pooled = pooling.check(runs, exp, pool=pool_configs)
     rows = aggregate(runs, select=select, experiment=exp)
-    cols = metric_columns(rows, include_loss)
+    cols = metric_columns(rows, include_loss, main_only)
     pcols, prows, unmatched = match_paper(rows, exp.get("paper"))
     tm = {"exp": exp, "runs": runs, "rows": rows, "cols": cols, "with_dm": has_baseline(rows),
           "marks": best_marks(rows, cols), "pcols": pcols, "prows": prows, "unmatched": unmatched,
-          "sweep_fields": sorted({k for r in rows for k in r["sweep"]}),
+          "sweep_fields": sorted({k for r in rows for k in r["sweep"]}), "main_only": main_only, "pooled": pooled,
           "failed": [(r, f) for r in rows for f in r["failed"]], "name": experiment_name(exp, runs, workdir)}
     groups = task_sections(rows)
-    tm["sections"] = [_section_model(tm, idx, include_loss, len(groups) > 1) for idx in groups]
+    tm["sections"] = [_section_model(tm, idx, include_loss, len(groups) > 1, main_only) for idx in groups]
     tm["notes"] = _notes(tm, select)
     return tm
-
 
 
 # --------------------------------------------------------------------------- cells
@@ -193,15 +215,25 @@ def _body_cells(tm, bold, pm: str, dm_fmt=lambda v: f"{v:+.2f}") -> list[list[st
         for t, k in tm["cols"]:
             ms = metric_of(r, t, k)
             s = fmt_mean_std(ms, pm) if r["n"] and ms is not None else "–"
-            cells.append(bold(s) if f"{t}/{k}" in mk else s)
+            s = bold(s) if f"{t}/{k}" in mk else s
+            sig = (r["tests"].get(t) or {}).get("mark", "") if k == r["main_metric"].get(t) else ""
+            cells.append(f"{s} {sig}" if sig else s)
         if tm["with_dm"]:
             dm = r["delta_m"]
             s = dm_fmt(dm) if dm is not None and math.isfinite(dm) else "–"
-            cells.append(bold(s) if "delta_m" in mk else s)
+            cells.append((bold(s) if "delta_m" in mk else s) + _dm_interval(r, dm_fmt))
         cells.append(fmt_params(r["param_count"]))
         cells += [fmt_num((pr or {}).get(c)) if pr and c in pr else "" for c in tm["pcols"]]
         out.append(cells)
     return out
+
+
+def _dm_interval(r, dm_fmt) -> str:
+    """`` [lo, hi]``: Δm%'s bootstrap interval; '' without one (n < 2, the baseline itself)."""
+    lo, hi = r.get("delta_m_ci") or (float("nan"), float("nan"))
+    if r["is_baseline"] or not (math.isfinite(lo) and math.isfinite(hi)):
+        return ""
+    return f" [{dm_fmt(lo)}, {dm_fmt(hi)}]"
 
 
 def _failure_lines(tm) -> list[str]:
@@ -247,7 +279,8 @@ def _tex_escape(s: str) -> str:
     s = str(s).replace("\\", "\x00")
     for a, b in (("{", r"\{"), ("}", r"\}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
                  ("$", r"\$"), ("–", "--"), ("—", "---"), ("Δm", r"$\Delta_m$"), ("Δ", r"$\Delta$"),
-                 ("±", r"$\pm$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"), ("\x00", r"\textbackslash{}")):
+                 ("±", r"$\pm$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"),
+                 ("▲", r"$^{\blacktriangle}$"), ("▼", r"$^{\blacktriangledown}$"), ("\x00", r"\textbackslash{}")):
         s = s.replace(a, b)
     return s
 
@@ -257,7 +290,8 @@ def _latex_tabular(sec, title: str | None = None) -> list[str]:
     head = [_tex_escape(h) for h in _header_cells(sec, "↑", "↓")]
     body = _body_cells(sec, lambda s: f"\\textbf{{{s}}}", " $\\pm$ ")
     body = [[c if c.startswith("\\textbf") or "$\\pm$" in c else _tex_escape(c) for c in cells] for cells in body]
-    body = [[c.replace("–", "--") for c in cells] for cells in body]
+    body = [[c.replace("–", "--").replace("▲", r"$^{\blacktriangle}$").replace("▼", r"$^{\blacktriangledown}$")
+             for c in cells] for cells in body]
     nleft = len(sec["sweep_fields"]) + 2
     spec = "l" * nleft + "r" * (len(head) - nleft)
     out = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
@@ -275,10 +309,11 @@ def _latex_tabular(sec, title: str | None = None) -> list[str]:
 
 
 def render_latex(tm) -> str:
-    """One table float; one tabular per task-list section (each with its own header), stacked."""
-    out = ["% generated by mtlx.report (python -m launch.table); needs \\usepackage{booktabs}",
+    """One table float (every note in its caption); one tabular per task-list section (each with its own
+    header), stacked."""
+    out = ["% generated by mtlx.report (python -m launch.table); needs \\usepackage{booktabs,amssymb}",
            "\\begin{table}[t]", "\\centering", "\\small",
-           f"\\caption{{{_tex_escape(tm['name'])}: " + _tex_escape(" ".join(tm["notes"][:2])) + "}",
+           f"\\caption{{{_tex_escape(tm['name'])}: " + _tex_escape(" ".join(tm["notes"])) + "}",
            f"\\label{{tab:{slug(tm['name'])}}}"]
     sections = tm["sections"] or [dict(tm, rows=[], marks=[], prows=[])]
     if len(sections) == 1:
@@ -308,15 +343,16 @@ def _csv_head(tm, cols_all, multi: bool) -> list[str]:
     if multi:
         head.append("tasks")
     for t, k in cols_all:
-        head += [f"{t}/{k}/mean", f"{t}/{k}/std"]
+        head += [f"{t}/{k}/mean", f"{t}/{k}/std", f"{t}/{k}/ci95"]
     if tm["with_dm"]:
-        head += ["delta_m", "delta_m_seed_std"]
+        head += [f"{t}/p_welch_holm" for t in task_meta(tm["rows"])[0]]
+        head += ["delta_m", "delta_m_seed_std", "delta_m_ci95_lo", "delta_m_ci95_hi"]
     head += ["param_count", "wall_time_s", "steps_per_s"]
     return head + [f"paper/{c}" for c in tm["pcols"]] + ["best", "failed_runs"]
 
 
 def _csv_cells(tm, r, mk, pr, cols_all, multi: bool) -> list:
-    nan = {"mean": float("nan"), "std": float("nan")}
+    nan = {"mean": float("nan"), "std": float("nan"), "ci": float("nan")}
     cells = [json.dumps(r["sweep"].get(f)) if isinstance(r["sweep"].get(f), (list, dict)) else r["sweep"].get(f, "")
              for f in tm["sweep_fields"]]
     cells += [r["architecture"], r["weighting"], r["n"], len(r["failed"]), " ".join(str(s) for s in r["seeds"])]
@@ -324,9 +360,11 @@ def _csv_cells(tm, r, mk, pr, cols_all, multi: bool) -> list:
         cells.append(";".join(r["main_metric"]))
     for t, k in cols_all:
         ms = metric_of(r, t, k) or nan
-        cells += [_csv_num(ms["mean"]), _csv_num(ms["std"])]
+        cells += [_csv_num(ms["mean"]), _csv_num(ms["std"]), _csv_num(ms["ci"])]
     if tm["with_dm"]:
+        cells += [_csv_num((r["tests"].get(t) or {}).get("p_holm")) for t in task_meta(tm["rows"])[0]]
         cells += [_csv_num(r["delta_m"]), _csv_num(r["delta_m_seed_std"])]
+        cells += [_csv_num(v) for v in (r["delta_m_ci"] or (None, None))]
     cells += [_csv_num(r["param_count"]), _csv_num(r["wall_time_s"]), _csv_num(r["steps_per_s"])]
     cells += [_csv_num((pr or {}).get(c)) for c in tm["pcols"]]
     order = [f"{t}/{k}" for t, k in cols_all] + ["delta_m"]
@@ -354,17 +392,18 @@ def render_csv(tm) -> str:
 # --------------------------------------------------------------------------- entry points
 
 
-def markdown_table(workdir: str, select: str = "final") -> str:
+def markdown_table(workdir: str, select: str = "final", main_only: bool = False, pool_configs: bool = False) -> str:
     """The experiment's comparison table as markdown (what launch.run prints after a sweep)."""
-    return render_markdown(table_model(workdir, select))
+    return render_markdown(table_model(workdir, select, main_only=main_only, pool_configs=pool_configs))
 
 
-def write_tables(workdir: str, select: str = "final") -> dict:
-    """Write table.md, table.tex, table.csv into ``workdir`` atomically.
+def write_tables(workdir: str, select: str = "final", main_only: bool = False, pool_configs: bool = False) -> dict:
+    """Write table.md, table.tex, table.csv into ``workdir`` atomically (the CSV has every metric, with std and
+    CI half-width, whatever ``main_only``).
 
     Returns {'md'|'tex'|'csv': path, 'markdown': text}.
     """
-    tm = table_model(workdir, select)
+    tm = table_model(workdir, select, main_only=main_only, pool_configs=pool_configs)
     md = render_markdown(tm)
     paths = {}
     for ext, text in (("md", md), ("tex", render_latex(tm)), ("csv", render_csv(tm))):

@@ -1,0 +1,109 @@
+"""The statistics of the tables and figures: confidence intervals, Welch's t-test, Holm's correction, bootstrap.
+
+Everything over seeds (one number per finished run); scipy does the
+distributions. Conventions (stated in every table's notes, ``notes_text``):
+
+  * ``LEVEL`` = 95% confidence intervals. A metric's interval is Student's t
+    over seeds: mean ± t_{0.975, n-1} * std / sqrt(n) (``ci_half_width``).
+  * Δm%'s interval is a percentile bootstrap over seeds of the per-seed Δm%
+    (each seed against the baseline's seed mean), ``N_RESAMPLES`` resamples,
+    seeded with ``BOOTSTRAP_SEED`` so that a table is reproducible
+    (``bootstrap_ci``).
+  * Significance against the baseline: Welch's t-test (unequal variances,
+    two-sided) on each task's main metric, Holm-corrected across the rows of
+    one table section (``holm``); a cell is marked when the corrected p-value
+    is below ``ALPHA``.
+  * n = 1: no interval and no test (NaN).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import Sequence
+
+import numpy as np
+
+LEVEL = 0.95
+ALPHA = 0.05
+BOOTSTRAP_SEED = 0
+N_RESAMPLES = 9999
+BETTER, WORSE = "▲", "▼"  # significance marks: significantly better / worse than the baseline
+NO_INTERVAL = "n = 1: no interval"
+
+
+def _finite(values) -> np.ndarray:
+    a = np.asarray([v for v in values if v is not None and math.isfinite(float(v))], np.float64)
+    return a
+
+
+def ci_half_width(values: Sequence[float], level: float = LEVEL) -> float:
+    """Student-t half-width of the ``level`` confidence interval of the mean; NaN when n < 2."""
+    from scipy import stats
+    a = _finite(values)
+    if len(a) < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.5 + level / 2, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)))
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of Welch's t-test (scipy.stats.ttest_ind, equal_var=False); NaN when a side has n < 2
+    or both have zero variance."""
+    from scipy import stats
+    a, b = _finite(a), _finite(b)
+    if len(a) < 2 or len(b) < 2 or (a.std() == 0 and b.std() == 0):
+        return float("nan")
+    with warnings.catch_warnings():  # nearly identical seeds: scipy warns of precision loss, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979); NaN entries stay NaN and do not count.
+
+    Sort the m finite p-values ascending, p_(1) <= ... <= p_(m); the adjusted
+    p_(i) is max_{j <= i} min(1, (m - j + 1) p_(j)). Rejecting where the
+    adjusted value is below alpha is Holm's procedure at level alpha.
+    """
+    p = [float(x) for x in pvalues]
+    idx = sorted((i for i, x in enumerate(p) if math.isfinite(x)), key=lambda i: p[i])
+    m, out, running = len(idx), [float("nan")] * len(p), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def bootstrap_ci(values: Sequence[float], level: float = LEVEL, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile-bootstrap ``level`` interval of the mean (scipy.stats.bootstrap, seeded); NaNs when n < 2."""
+    return _bootstrap(tuple(float(v) for v in _finite(values)), level, seed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bootstrap(a: tuple, level: float, seed: int) -> tuple[float, float]:
+    """``bootstrap_ci`` on a tuple (cached: a table and its figures ask for the same rows)."""
+    from scipy import stats
+    if len(a) < 2:
+        return float("nan"), float("nan")
+    if all(v == a[0] for v in a):
+        return a[0], a[0]
+    res = stats.bootstrap((np.asarray(a),), np.mean, confidence_level=level, n_resamples=N_RESAMPLES,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def mark(p_holm: float, better: bool) -> str:
+    """The significance mark of one cell: BETTER/WORSE when the corrected p-value is below ALPHA, else ''."""
+    if not (math.isfinite(p_holm) and p_holm < ALPHA):
+        return ""
+    return BETTER if better else WORSE
+
+
+def notes_text(baseline: str) -> str:
+    """The table note on intervals and tests."""
+    return (f"± = half-width of the {LEVEL:.0%} confidence interval over seeds (Student t; the CSV also keeps the "
+            f"std); Δm% [lo, hi] = percentile bootstrap over seeds ({N_RESAMPLES} resamples, seed "
+            f"{BOOTSTRAP_SEED}); {NO_INTERVAL} and no test. {BETTER}/{WORSE} = significantly better/worse than "
+            f"{baseline} on that task's main metric: Welch's t-test (two-sided), Holm-corrected across the rows of "
+            f"the table, alpha = {ALPHA}.")
