@@ -21,7 +21,7 @@ one dense layer of 4 units (the sizes of the widely used Keras reference
 implementation), every other model one dense layer of 32 units in total per
 task column or shared bottom (so bottoms have ~15k parameters each); towers
 one hidden layer of 8 units. Adam, lr 1e-3, batch 256, 4000 steps (~15
-epochs), 3 seeds. The table reports the mean +- std test AUC over seeds at the
+epochs), 3 seeds. The table reports the mean +- 95% CI test AUC over seeds at the
 final step; the paper's columns are best / mean over runs of the main task and
 mean / at-best of the marital task. Expect: every model near the paper's AUCs
 except tensor factorisation, which the paper reports far lower.
@@ -79,7 +79,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         "rows": {f"{arch} [group={g}]": dict(zip(COLUMNS, vals)) for g, rows in PAPER.items() for arch, vals in rows.items()},
         "note": "Ma et al. 2018, Table 3 (group 1: income, marital) and Table 4 (group 2: education, marital). "
                 "Ours: 70/15/15 split of the 99,762-row UCI test split only (the train split is not available "
-                "offline), mean +- std over 3 seeds at the final step.",
+                "offline), mean +- 95% CI over 3 seeds at the final step.",
     })
     if config.smoke:
         smoke(config, 40)

@@ -10,15 +10,15 @@ each, equal loss weighting, Adam) on ``synthetic_classification``: 4 tasks,
 (weight 0.9) and one private projection per task; 1000 training examples, so
 sharing matters. Nothing is downloaded. 15 runs of 1500 steps (batch 128) with
 a 32-64-64 MLP backbone. On 2 CPU cores the whole grid, compilation included,
-takes under 4 minutes: measured 3 min 47 s wall (110 s of CPU time) from a cold
-compilation cache on a 2-core machine that other jobs kept busy.
+took 29 s wall (36 s of CPU time) from a cold compilation cache on an otherwise
+idle 2-core machine (the README gives the command that measured it).
 
 What you should see: one progress bar per run
 ``hard-equal-s0-56e81ba0 (2/15): 40%| 600/1500 [00:16<00:20, 43.8step/s, task0=0.41, ...]``
 (step, per-task training losses, ETA), a line per finished run with its test
-accuracies, then the table: mean +- std over seeds of each task's test accuracy,
+accuracies, then the table: mean +- 95% CI over seeds of each task's test accuracy,
 delta_m vs single_task and parameter counts. Test accuracies land around
-0.56-0.67 (5 classes, 5% label noise, 1000 examples).
+0.60-0.68 (5 classes, 5% label noise, 1000 examples).
 Every run writes ``results/quickstart/<run_id>/`` (config.json, metrics.jsonl,
 summary.json). Run it again and it does nothing (finished runs are skipped);
 interrupt it and run it again and it resumes from the last checkpoint.

@@ -100,14 +100,24 @@ def main(argv):
     if _DRY_RUN.value or (_EXECUTOR.value == "slurm" and not _WAIT.value):
         return
     if _REPORT.value:
-        from mtlx import report
-
-        print(report.write_tables(out["workdir"])["markdown"])
-        report.plot_all(out["workdir"], log=lambda *a: None)
+        _report(out["workdir"])
     print(runner.summarise(out), file=sys.stderr)
     if any(s.get("status") != results.DONE and (s.get("failure") or {}).get("task") is None
            for s in out["summaries"].values()):
         sys.exit(1)  # a run crashed (not a NaN loss, which is a result): say so in the exit status
+
+
+def _report(workdir: str) -> None:
+    """The table and figures of the sweep; runs of other configurations in the workdir stop it with one line."""
+    from mtlx import report
+    from mtlx.report.pooling import PoolingError
+
+    try:
+        print(report.write_tables(workdir)["markdown"])
+        report.plot_all(workdir, log=lambda *a: None)
+    except PoolingError as e:
+        print(f"note: no table written: {e} (python -m launch.table {workdir} --pool_configs pools them)",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -148,10 +148,11 @@ def needs_running(run_dir: str, rerun_failed: bool) -> bool:
 
 
 def tasks_info(task_set) -> dict:
-    """Per task: its kind, main metric and which way each eval metric (loss included) is better."""
-    return {t.name: {"kind": t.kind, "main_metric": t.main_metric,
+    """Per task: its position in the task set, kind, main metric and which way each eval metric (loss included)
+    is better."""
+    return {t.name: {"index": i, "kind": t.kind, "main_metric": t.main_metric,
                      "higher_is_better": {m: tasks.higher_is_better(t.kind, m) for m in (*t.metrics, tasks.LOSS)}}
-            for t in task_set.tasks}
+            for i, t in enumerate(task_set.tasks)}
 
 
 def _checkpoint_step(run_dir: str):

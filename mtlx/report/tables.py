@@ -146,9 +146,9 @@ def _notes(tm, select: str) -> list[str]:
 
 
 def _paper_notes(tm) -> list[str]:
-    if not tm["pcols"]:
-        return []
     paper = tm["exp"].get("paper") or {}
+    if not tm["pcols"]:  # a paper that reports curves, not numbers: its note alone
+        return [f"paper: {paper['note']}"] if paper.get("note") else []
     how = "weighting" if compares_weightings(tm["rows"]) else "architecture"
     if any(PAPER_SWEEP_TAG.search(str(k)) for k in paper.get("rows") or {} if k not in tm["unmatched"]):
         how += " label and sweep value (keys like 'mmoe [group=1]')"

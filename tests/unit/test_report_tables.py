@@ -55,6 +55,15 @@ def test_paper_matched_by_weighting_when_comparing_weightings(tmp_path):
     assert "matched by weighting label" in md
 
 
+def test_a_paper_note_without_paper_numbers_is_printed(tmp_path):
+    """A paper that reports curves, not numbers (e.g. Ma et al.'s synthetic study): its note still reaches the table."""
+    fake_runs.make_experiment(str(tmp_path), architectures=("single_task", "hard"), seeds=(0, 1),
+                              paper={"note": "Curves only; ours: reproduced."})
+    md = report.markdown_table(str(tmp_path))
+    assert "- paper: Curves only; ours: reproduced." in md.splitlines()
+    assert "paper" not in md.splitlines()[2]  # no paper column in the header
+
+
 def test_failed_runs_reported(sweep_exp):
     md = report.markdown_table(sweep_exp.root)
     assert "Failed or unfinished runs (2)" in md
