@@ -59,8 +59,9 @@ def _check_done(workdir, n):
         assert s["status"] == "done" and s["run_id"] == d and s["experiment"] == "tiny" and s["steps"] == 20
         assert s["architecture"] in ("hard", BASELINE) and s["weighting"] == "equal" and s["seed"] in (0, 1)
         assert s["sweep"] == {} and s["task_set"] == "synthetic_classification"
-        assert s["tasks"] == {t: {"kind": "classification", "main_metric": "accuracy",
-                                  "higher_is_better": {"accuracy": True, "loss": False}} for t in ("task0", "task1")}
+        assert s["tasks"] == {t: {"index": i, "kind": "classification", "main_metric": "accuracy",
+                                  "higher_is_better": {"accuracy": True, "loss": False}}
+                              for i, t in enumerate(("task0", "task1"))}
         assert set(s["metrics"]) == {"task0", "task1"}
         assert results.read_config(os.path.join(workdir, d))["seed"] == s["seed"]
         assert any(r["kind"] == "eval" and r["step"] == 20 for r in results.read_metrics(os.path.join(workdir, d)))

@@ -302,11 +302,12 @@ def test_misspelled_field_and_impossible_rank(monkeypatch):
 def test_tasks_info_holds_kind_and_every_metric_direction():
     info = runner.tasks_info(dense_set())
     assert info == {  # by the definitions: accuracy/auc higher is better, mse and the eval loss lower
-        "cls": {"kind": "classification", "main_metric": "accuracy",
+        "cls": {"index": 0, "kind": "classification", "main_metric": "accuracy",
                 "higher_is_better": {"accuracy": True, tasks.LOSS: False}},
-        "bin": {"kind": "binary", "main_metric": "auc",
+        "bin": {"index": 1, "kind": "binary", "main_metric": "auc",
                 "higher_is_better": {"auc": True, "accuracy": True, tasks.LOSS: False}},
-        "reg": {"kind": "regression", "main_metric": "mse", "higher_is_better": {"mse": False, tasks.LOSS: False}}}
+        "reg": {"index": 2, "kind": "regression", "main_metric": "mse",
+                "higher_is_better": {"mse": False, tasks.LOSS: False}}}
 
 
 def _stub_train(monkeypatch, fail=()):
