@@ -65,11 +65,16 @@ def batched(name, **opts):
     return w, jax.jit(jax.vmap(one))
 
 
+BATCH = 6   # every call stacks 6 matrices (padded by repeating the first): one compile per (weighting, T)
+
+
 def run(name, Gs, **opts):
     """Weights, directions (float64) and info of weighting ``name`` on each matrix of ``Gs``."""
     _, f = batched(name, **opts)
-    weights, d, info = f(jnp.asarray(np.stack(Gs), jnp.float32))
-    return np.asarray(weights, np.float64), np.asarray(d, np.float64), info
+    n = len(Gs)
+    weights, d, info = f(jnp.asarray(np.stack(list(Gs) + [Gs[0]] * (BATCH - n)), jnp.float32))
+    info = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], info)
+    return np.asarray(weights, np.float64)[:n], np.asarray(d, np.float64)[:n], info
 
 
 def gmax(G):
@@ -157,11 +162,12 @@ def test_cagrad_at_and_near_stationary_points(c):
     1e-3 c ||g0|| max||g|| of the float64 optimum, and d = 0 at an exactly stationary
     point when c >= 1 (where it is optimal)."""
     rng = np.random.default_rng(2)
-    for T in TS:
+    for T in TS if c == 0.5 else (2, 3, 10):     # c=0.5 shares its compiles with the family test below
         base = stationary(T, rng)
         Gs = [np.asarray(base + s * gmax(base) * rng.standard_normal(base.shape), np.float32).astype(np.float64)
-              for s in (0.0, 1e-5, 1e-4, 1e-3)]
-        _, ds, _ = run("cagrad", Gs, c=c, rescale=0)
+              for s in (0.0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3)]
+        _, ds, _ = run("cagrad", Gs, **({} if c == 0.5 else {"c": c}))    # c=0.5: the default, as below
+        ds = ds * (1 + c * c)                                                 # rescale=1: d / (1 + c^2)
         for k, (G, d) in enumerate(zip(Gs, ds)):
             g0 = G.mean(0)
             r = c * np.linalg.norm(g0)
@@ -212,8 +218,9 @@ def test_imtl_g_without_a_normalisable_direction_does_not_move():
 
 def test_mgda_frank_wolfe_meets_its_documented_accuracy():
     """mgda's docstring: direction within 3e-2 max||g||, ||d||^2 within 3e-3 max||g||^2
-    of the min-norm point (measured up to 2.2e-2 / 1.9e-3); the active set: sqrt(eps_f32) / eps_f32."""
-    for T in TS:
+    of the min-norm point (measured up to 2.2e-2 / 1.9e-3, at T = 5 and 10; at T <= 3 it is within 1e-4);
+    the active set: sqrt(eps_f32) / eps_f32."""
+    for T in (5, 10):
         Gs = list(family(T).values())
         _, fw, _ = run("mgda", Gs, solver="frank_wolfe")
         _, act, _ = run("mgda", Gs)
