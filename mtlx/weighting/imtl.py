@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from mtlx.weighting.base import EmptyState, Weighting
+from mtlx.weighting.solvers import HIGHEST
 
 
 class IMTLState(NamedTuple):
@@ -17,33 +18,56 @@ class IMTLState(NamedTuple):
     opt_state: Any          # their Adam state
 
 
-def imtl_g_weights(M: jnp.ndarray) -> jnp.ndarray:
-    """IMTL-G's closed form (the paper's gradient balance, Algorithm 1) on ``M = G G^T``.
+def imtl_g_weights(M: jnp.ndarray, rcond: float = 1e-4) -> jnp.ndarray:
+    """IMTL-G's weights (the paper's gradient balance, Algorithm 1) on ``M = G G^T``,
+    generalised to linearly dependent gradients by a pseudo-inverse.
 
-    With ``u_t = g_t / ||g_t||``, ``D = [g_1 - g_t]_{t>=2}``,
-    ``U = [u_1 - u_t]_{t>=2}``::
+    The paper asks for ``g = sum_t alpha_t g_t`` with equal projections
+    ``g . u_t`` on every unit task gradient ``u_t = g_t / ||g_t||`` and
+    ``sum alpha = 1`` (its closed form ``alpha_{2:T} = g_1 U^T (D U^T)^{-1}``).
+    With ``n_t = ||g_t||`` and the cosine matrix ``C = M / (n n^T)``, equal
+    projections ``u_t . G^T alpha = k`` read ``C beta = k 1`` with
+    ``beta = n * alpha``, so::
 
-        alpha_{2:T} = g_1 U^T (D U^T)^{-1},     alpha_1 = 1 - sum_{t>=2} alpha_t
+        beta = C^+ 1,      alpha = (beta / n) / sum_t (beta_t / n_t)
 
-    so that ``g = sum_t alpha_t g_t`` has equal projections ``g . u_t`` on every
-    unit task gradient (and ``sum alpha = 1``). All the inner products come
-    from ``M``: ``g_k . u_l = M_kl / ||g_l||``. Singular when the gradients are
-    linearly dependent (e.g. T > P), as the method itself; a non-finite
-    solve falls back to ``alpha = 1/T`` (the mean gradient).
+    With independent gradients ``C^+ = C^{-1}`` and this is exactly the
+    paper's solution (and TorchJD's ``pinv(M) n / sum``). With linearly
+    dependent gradients (e.g. T > P, where exact equal projections generically
+    force ``g = 0`` and the paper's ``(D U^T)^{-1}`` is singular or returns
+    weights combining to ~0), ``beta`` is the minimum-norm least-squares
+    solution of ``C beta = 1``: ``G^T alpha`` is the direction in the span of
+    the gradients whose projections on the unit task gradients are closest
+    (least squares, every task counted equally) to being equal. Unlike
+    TorchJD's ``pinv(M) n`` (which weighs task t's residual by ``n_t``), this
+    keeps IMTL-G's invariance to rescaling one task's gradient.
+    ``C^+`` is computed from ``eigh(C)``, eigenvalues below ``rcond * T``
+    (float32 noise of a singular ``C`` is ~1e-6) treated as zero.
+
+    Degenerate cases: a task with ``||g_t||^2 <= 1e-30`` (zero at float32
+    resolution) has no direction; it gets ``alpha_t = 0`` and is left out.
+    When ``|sum_t beta_t / n_t| <= 1e-6 sum_t |beta_t| / n_t`` (no
+    equal-projection direction can be normalised to ``sum alpha = 1``, e.g.
+    ``g_2 = -g_1``, whose IMTL-G direction is 0) or every gradient is zero,
+    ``alpha = 0``: the shared parameters do not move (TorchJD's rule).
+    The common projection ``k = 1 / sum_t(beta_t / n_t)`` can be negative (for
+    T >= 3 with strongly conflicting gradients): IMTL-G then increases every
+    task's loss to first order, as published (no first-order guarantee).
     """
     T = M.shape[0]
-    if T == 1:
-        return jnp.ones((1,), jnp.float32)
     M = M.astype(jnp.float32)
-    n = jnp.sqrt(jnp.maximum(jnp.diag(M), 0.0))
-    n = jnp.where(n > 0, n, 1.0)
-    N = M / n[None, :]                                        # N[k, l] = g_k . u_l
-    a = N[0, 0] - N[0, 1:]                                    # g_1 . (u_1 - u_l)
-    DU = N[0, 0] - N[0, 1:][None, :] - N[1:, 0][:, None] + N[1:, 1:]
-    alpha_rest = jnp.linalg.solve(DU.T, a)                    # row vector a (DU)^{-1}
-    alpha = jnp.concatenate([1.0 - jnp.sum(alpha_rest, keepdims=True), alpha_rest])
-    # singular system (e.g. all gradients zero): fall back to the mean, 1/T
-    return jnp.where(jnp.all(jnp.isfinite(alpha)), alpha, 1.0 / T)
+    dg = jnp.diag(M)
+    ok = dg > 1e-30
+    n = jnp.sqrt(jnp.where(ok, dg, 1.0))
+    C = jnp.where(ok[:, None] & ok[None, :], M / (n[:, None] * n[None, :]), 0.0)
+    lam, V = jnp.linalg.eigh(C)
+    keep = lam > rcond * T
+    inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
+    beta = jnp.matmul(V, inv * jnp.matmul(ok.astype(jnp.float32), V, precision=HIGHEST), precision=HIGHEST)
+    a = jnp.where(ok, beta / n, 0.0)
+    s = jnp.sum(a)
+    good = jnp.abs(s) > 1e-6 * jnp.sum(jnp.abs(a))
+    return jnp.where(good, a / jnp.where(good, s, 1.0), 0.0)
 
 
 def imtl(loss_scaling: bool = False, lr: float = 1e-3) -> Weighting:

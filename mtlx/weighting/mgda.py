@@ -91,7 +91,15 @@ def mgda(normalization: str = "none", solver: str = "active_set", warm_start: bo
     Gram) the start may pick others of the same norm, and rounding may differ
     in the last bits. ``solver="frank_wolfe"``: the paper's Algorithm 2
     (exact line search of Algorithm 1, <= 250 iterations, stop at
-    ||dw||_1 < 1e-5).
+    ||dw||_1 < 1e-5); Frank-Wolfe converges sublinearly, so it is NOT
+    accurate to float32: measured against a float64 min-norm solve on 960
+    matrices (T in {2, 3, 5, 10}; conflicting, nearly parallel, a near-zero
+    row, norms 1e-2..1e2, stationary, rank-deficient), its direction
+    ``G^T w`` was off by up to 2.2e-2 max_t ||g_t|| (up to ~20% of the
+    min-norm direction's own length at T = 10 with conflicting gradients)
+    and ``||G^T w||^2`` by up to 1.9e-3 max_t ||g_t||^2; at T <= 3 and on the
+    easy families within 1e-4. tests/unit/test_weighting_edges.py checks
+    3e-2 / 3e-3. Use it to reproduce the paper's solver, not for accuracy.
     ``normalization``: the reference code's optional gradient normalisers
     ("l2", "loss", "loss+"; default "none" = the paper); the weights are
     applied to the unnormalised losses, as in that code.

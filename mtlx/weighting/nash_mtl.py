@@ -18,7 +18,7 @@ class NashMTLState(NamedTuple):
 
 
 def nash_weights(M: jnp.ndarray, *, max_iters: int = 100, tol: float = 1e-12, ridge: float = 1e-6):
-    """Solve the Nash bargaining condition ``M alpha = 1 / alpha``, ``alpha > 0``.
+    """Solve the Nash bargaining condition ``alpha_i (M alpha)_i = 1``, ``alpha > 0``.
 
     Navon et al. (2022), Sec. 3 (the bargaining solution's characterisation): with
     ``M = G G^T`` the solution of ``G G^T alpha = 1/alpha`` gives the Nash
@@ -34,45 +34,36 @@ def nash_weights(M: jnp.ndarray, *, max_iters: int = 100, tol: float = 1e-12, ri
     The reference code instead runs <= 20 iterations of a CCP with cvxpy/ECOS
     on the host.
 
-    Solved on ``M / ||M||_F`` (+ ``ridge * diag(M)``, so the problem stays
-    bounded when the gradients are linearly dependent, without swamping tasks
-    whose gradients are small) and mapped back:
-    ``alpha = alpha' / sqrt(||M||_F)`` solves the condition for ``M`` itself,
-    as in the reference code (its ECOS constraints carry the normalisation
-    factor). Start: ``alpha_i = 1/||g_i||`` (exact for orthogonal gradients),
-    rescaled to the best multiple.
+    Scale invariance per task: with ``n_i = ||g_i||`` and ``C = M / (n n^T)``
+    (the cosines), ``beta = n * alpha`` solves ``beta_i (C beta)_i = 1``, so
+    we solve on ``C`` (+ ``ridge * I``, which keeps the problem bounded when
+    gradients are linearly dependent) and return ``alpha = beta / n``:
+    rescaling one task's gradient by ``s`` rescales its ``alpha`` by ``1/s``
+    and changes nothing else, however small ``s`` is (the cosines are
+    accurate in float32 whatever the norms). Start: ``beta = 1`` (exact for
+    orthogonal gradients), rescaled to the best multiple.
 
-    Degenerate inputs: a task whose gradient is (numerically) zero
-    (``||g_i||^2 <= 1e-10 max_j ||g_j||^2``) has no finite solution; it is
-    left out of the solve and gets the mean alpha of the others (all ones
-    when every gradient is zero, e.g. no shared parameters). With linearly
-    dependent gradients of mixed signs no solution exists either; the ridge
-    then bounds alpha (large, ~1e3 x the usual scale).
+    Degenerate inputs: a task whose gradient is zero at float32 resolution
+    (``||g_i||^2 <= 1e-30``, an absolute threshold: the Gram matrix's float32
+    entries lose their relative accuracy below it) has no finite solution
+    (``alpha_i -> inf``); it is left out of the solve and gets the mean alpha
+    of the others (all ones when every gradient is zero, e.g. no shared
+    parameters). With linearly dependent gradients of mixed signs (e.g. a
+    Pareto-stationary point) no solution exists either; the ridge then bounds
+    ``beta`` (large, up to ~1e3).
     """
+    M = M.astype(jnp.float32)
+    dg = jnp.diag(M)
+    deg = ~(dg > 1e-30)
+    n = jnp.sqrt(jnp.where(deg, 1.0, dg))
+    C = jnp.where(deg[:, None] | deg[None, :], 0.0, M / (n[:, None] * n[None, :]))
+    C = C + jnp.diag(jnp.where(deg, 1.0, 0.0)) + ridge * jnp.eye(M.shape[0], dtype=jnp.float32)
     T = M.shape[0]
-    deg, s, Mn = _nash_problem(M.astype(jnp.float32), ridge)
-    a0 = 1.0 / jnp.sqrt(jnp.diag(Mn))
-    a0 = a0 * jnp.sqrt(T / (a0 @ Mn @ a0))
-    alpha = _damped_newton(Mn, a0, max_iters, tol) / jnp.sqrt(s)
+    b0 = jnp.ones((T,), jnp.float32) * jnp.sqrt(T / jnp.sum(C))
+    alpha = _damped_newton(C, b0, max_iters, tol) / n
     n_ok = jnp.sum(~deg)
     fill = jnp.where(n_ok > 0, jnp.sum(jnp.where(deg, 0.0, alpha)) / jnp.maximum(n_ok, 1), 1.0)
     return jnp.where(deg, fill, alpha)
-
-
-def _nash_problem(M, ridge):
-    """(degenerate tasks, ||M||_F, the normalised and ridged M the solve runs on).
-
-    Tasks with (numerically) zero gradient have no finite solution (alpha_i -> inf):
-    they are solved without (their rows and columns replaced by a unit diagonal)
-    and later get the mean alpha of the others (ones if all are)."""
-    dg = jnp.diag(M)
-    deg = dg <= 1e-10 * jnp.max(dg)
-    fill_diag = jnp.where(jnp.max(dg) > 0, jnp.max(dg), 1.0)
-    M = jnp.where(deg[:, None] | deg[None, :], 0.0, M) + jnp.diag(jnp.where(deg, fill_diag, 0.0))
-    s = jnp.maximum(jnp.sqrt(jnp.sum(M * M)), 1e-30)
-    Mn = M / s
-    Mn = Mn + ridge * jnp.diag(jnp.maximum(jnp.diag(Mn), 1e-12))   # relative to each task's scale
-    return deg, s, Mn
 
 
 def _damped_newton(Mn, a0, max_iters, tol):
