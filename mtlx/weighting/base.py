@@ -53,7 +53,7 @@ NEEDS = ("none", "jacobian", "gram", "representation")
 
 OPTION_RANGES = {  # by option name, for every weighting constructor (a plug-in's too); types: the signature's
     "lr": schema.POSITIVE, "decay": schema.NONNEG, "alpha": schema.NONNEG, "c": schema.NONNEG,
-    "eps": schema.NONNEG, "temperature": schema.POSITIVE, "max_norm": schema.POSITIVE,
+    "eps": schema.NONNEG, "temperature": schema.POSITIVE, "max_norm": schema.NONNEG,
     "min_weight": schema.NONNEG, "leak": schema.UNIT, "norm_eps": schema.NONNEG, "reg_eps": schema.NONNEG,
     "update_weights_every": schema.COUNT, "max_iters": schema.COUNT, "period": schema.COUNT,
     "rescale": (0, 1, 2),

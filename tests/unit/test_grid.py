@@ -374,3 +374,13 @@ def test_the_old_import_paths_still_work():
         runner.launch, runner.run_one, grid.ConfigError)
     assert (config.run_config, config.check_run_config) == (grid.run_config, grid.check_run_config)
     assert "deprecated" in experiment.__doc__.lower() and "deprecated" in config.__doc__.lower()
+
+
+def test_nash_mtl_max_norm_zero_disables_clipping_and_is_accepted():
+    """``max_norm=0`` is documented as "no clipping": the option check must accept it and refuse negatives."""
+    c = tiny()
+    c.weightings = ({"name": "nash_mtl", "options": {"max_norm": 0.0}},)
+    grid.check_experiment(c)
+    c.weightings = ({"name": "nash_mtl", "options": {"max_norm": -1.0}},)
+    with pytest.raises(grid.ConfigError, match=r"max_norm=-1.0"):
+        grid.check_experiment(c)
