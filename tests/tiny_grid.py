@@ -1,7 +1,11 @@
 """A tiny experiment grid shared by the grid/runner tests (unit and integration): trains in a second or two."""
 
 import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 
 import ml_collections
 
@@ -57,3 +61,27 @@ def experiment_source(name, steps, batch_size, dim, n_train, n_eval, width, dept
             c.seeds = {tuple(seeds)!r}
             return c
     """)
+
+
+def launch_process(exp, workdir, log, cache):
+    """``python -m launch.run`` on an experiment file, output to ``log``, in its own process group."""
+    return subprocess.Popen([sys.executable, "-m", "launch.run", f"--config={exp}", f"--workdir={workdir}",
+                             "--noprogress", "--noreport", f"--compilation_cache={cache}"], cwd=REPO, env=env(),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_until(proc, ready, timeout=240):
+    """Poll ``ready()`` while ``proc`` runs; its first truthy value (None if the process ended or time ran out)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if got := ready():
+            return got
+        time.sleep(0.005)
+    return None
+
+
+def kill_group(proc) -> None:
+    """SIGKILL the process group of ``proc`` if it still runs (a launcher and its workers), and reap it."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

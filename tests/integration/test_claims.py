@@ -4,15 +4,13 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 
 from mtlx import grid, results, runner
-from tiny_grid import REPO, env, run_dirs, tiny
+from tiny_grid import REPO, kill_group, launch_process, run_dirs, tiny, wait_until
 
 SEEDS = (0, 1, 2)  # x 2 architectures = 6 runs of 20 steps
 
@@ -35,12 +33,6 @@ def _experiment(tmp_path):
     return exp
 
 
-def _launch(exp, workdir, log, cache):
-    return subprocess.Popen([sys.executable, "-m", "launch.run", f"--config={exp}", f"--workdir={workdir}",
-                             "--noprogress", "--noreport", f"--compilation_cache={cache}"], cwd=REPO, env=env(),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def _check_clean(workdir):
     """Every run done once: each curve step once, only the final checkpoint, no error, no claim."""
     dirs = run_dirs(workdir)
@@ -59,7 +51,7 @@ def test_two_launchers_on_one_sweep_train_every_run_exactly_once(tmp_path, jax_c
     exp, workdir = _experiment(tmp_path), tmp_path / "wd"
     logs = [tmp_path / f"launch{k}.log" for k in (1, 2)]
     files = [open(p, "w") for p in logs]
-    procs = [_launch(exp, workdir, f, jax_cache) for f in files]
+    procs = [launch_process(exp, workdir, f, jax_cache) for f in files]
     codes = [p.wait(timeout=300) for p in procs]
     for f in files:
         f.close()
@@ -76,21 +68,20 @@ def test_two_launchers_on_one_sweep_train_every_run_exactly_once(tmp_path, jax_c
 
 
 def _kill_while_a_run_is_claimed(exp, workdir, tmp_path, cache):
+    def claimed_and_training():  # a run (not the last) with curves and a claim but no summary
+        for d in run_dirs(workdir)[:-1]:
+            path = os.path.join(workdir, d)
+            if (results.read_metrics(path, "train") and os.path.exists(os.path.join(path, results.CLAIM))
+                    and not results.read_summary(path)):
+                return path
+        return None
+
     with open(tmp_path / "killed.log", "w") as log:
-        proc = _launch(exp, workdir, log, cache)
-        deadline, target = time.time() + 240, None
+        proc = launch_process(exp, workdir, log, cache)
         try:
-            while time.time() < deadline and proc.poll() is None and target is None:
-                for d in run_dirs(workdir)[:-1]:
-                    path = os.path.join(workdir, d)
-                    steps = [r["step"] for r in results.read_metrics(path, "train")]
-                    if steps and os.path.exists(os.path.join(path, results.CLAIM)) and not results.read_summary(path):
-                        target = path
-                time.sleep(0.005)
+            wait_until(proc, claimed_and_training)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            kill_group(proc)
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()
     return proc.pid
 
@@ -101,7 +92,7 @@ def test_a_claim_left_by_a_sigkilled_launcher_is_recovered(tmp_path, jax_cache):
     left = [d for d in run_dirs(workdir) if os.path.exists(workdir / d / results.CLAIM)]
     assert left and all(results.read_claim(str(workdir / d))["pid"] == pid for d in left)
     with open(tmp_path / "relaunch.log", "w") as log:
-        assert _launch(exp, workdir, log, jax_cache).wait(timeout=300) == 0, (tmp_path / "relaunch.log").read_text()
+        assert launch_process(exp, workdir, log, jax_cache).wait(timeout=300) == 0, (tmp_path / "relaunch.log").read_text()
     _check_clean(str(workdir))
 
 

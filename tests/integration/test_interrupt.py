@@ -4,13 +4,10 @@ and gives an uninterrupted run's numbers."""
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 
 from mtlx import grid, results, runner
 from test_resume_kill import _assert_close, _load
-from tiny_grid import REPO, env, experiment_source
+from tiny_grid import experiment_source, kill_group, launch_process, wait_until
 
 STEPS, LOG = 1500, 10
 
@@ -19,22 +16,18 @@ EXPERIMENT = experiment_source("interrupt", STEPS, 32, 8, 256, 64, 16, 1, 500, L
 
 def _signal_once_past(exp, workdir, run_dir, past, sig, log_path, cache):
     """Launch; send ``sig`` once the run has logged a step beyond ``past``; return (exit code, output)."""
+    def logged_past():
+        steps = [r["step"] for r in results.read_metrics(run_dir, "train")]
+        return bool(steps) and max(steps) > past
+
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "launch.run", f"--config={exp}", f"--workdir={workdir}",
-                                 "--noprogress", "--noreport", f"--compilation_cache={cache}"], cwd=REPO, env=env(),
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 240
+        proc = launch_process(exp, workdir, log, cache)
         try:
-            while time.time() < deadline and proc.poll() is None:
-                steps = [r["step"] for r in results.read_metrics(run_dir, "train")]
-                if steps and max(steps) > past:
-                    proc.send_signal(sig)
-                    break
-                time.sleep(0.005)
+            if wait_until(proc, logged_past):
+                proc.send_signal(sig)
             code = proc.wait(timeout=120)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc)
     return code, log_path.read_text()
 
 

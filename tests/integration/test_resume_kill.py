@@ -1,26 +1,16 @@
 """Kill ``launch.run`` with SIGKILL mid-run, relaunch, and get an uninterrupted run's results."""
 
 import importlib.util
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 
 from mtlx import grid, results, runner
-from tiny_grid import REPO, env, experiment_source
+from tiny_grid import experiment_source, kill_group, launch_process, wait_until
 
 STEPS, CKPT, LOG = 600, 100, 10
 
 EXPERIMENT = experiment_source("resume", STEPS, 64, 16, 512, 128, 64, 2, 200, LOG, CKPT, seeds=(0, 1, 2))
-
-
-def _launch(exp, workdir, log, cache):
-    return subprocess.Popen([sys.executable, "-m", "launch.run", f"--config={exp}", f"--workdir={workdir}",
-                             "--noprogress", "--noreport", f"--compilation_cache={cache}"], cwd=REPO, env=env(),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _assert_close(a, b, tol=1e-6):
@@ -48,19 +38,16 @@ def _load(path):
 
 def _kill_during_second_run(exp, workdir, second, tmp_path):
     """Launch; SIGKILL once the second run is past its first checkpoint (and not finished)."""
+    def past_checkpoint():
+        steps = [r["step"] for r in results.read_metrics(str(second), "train")]
+        return bool(steps) and max(steps) >= CKPT + LOG
+
     with open(tmp_path / "launch1.log", "w") as log:
-        proc = _launch(exp, workdir, log, tmp_path / "jax")
-        deadline = time.time() + 240
+        proc = launch_process(exp, workdir, log, tmp_path / "jax")
         try:
-            while time.time() < deadline and proc.poll() is None:
-                steps = [r["step"] for r in results.read_metrics(str(second), "train")]
-                if steps and max(steps) >= CKPT + LOG:
-                    break
-                time.sleep(0.005)
+            wait_until(proc, past_checkpoint)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            kill_group(proc)
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "launch1.log").read_text()
 
 
@@ -81,7 +68,7 @@ def test_sigkill_then_relaunch_resumes_and_matches_an_uninterrupted_run(tmp_path
 
     # 2. Relaunch: the first run is skipped, the second resumes from its checkpoint, the third runs.
     with open(tmp_path / "launch2.log", "w") as log:
-        proc = _launch(exp, workdir, log, tmp_path / "jax")
+        proc = launch_process(exp, workdir, log, tmp_path / "jax")
         assert proc.wait(timeout=300) == 0, (tmp_path / "launch2.log").read_text()
     for d in (first, second, third):
         assert results.read_summary(str(d))["status"] == "done"
