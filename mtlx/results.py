@@ -310,8 +310,11 @@ def _take_over(run_dir: str, stale: Mapping, claim: Mapping, stale_after_s: floa
     try:
         os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:  # another launcher is taking it over (or died doing so long ago)
-        if time.time() - os.path.getmtime(lock) > stale_after_s:
-            remove_files(run_dir, os.path.basename(lock))
+        try:
+            if time.time() - os.path.getmtime(lock) > stale_after_s:
+                remove_files(run_dir, os.path.basename(lock))
+        except FileNotFoundError:  # that takeover has just finished and removed its lock
+            pass
         return False
     try:
         now = read_claim(run_dir)

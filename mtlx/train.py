@@ -46,7 +46,7 @@ class TrainState:
     wstate: Any  # the weighting's state
     key: jnp.ndarray
     nonfinite_step: jnp.ndarray  # first step whose loss was NaN/inf, -1 if none
-    nonfinite_task: jnp.ndarray  # that step's first non-finite task index
+    nonfinite_task: jnp.ndarray  # that step's first non-finite task index; T when only the penalty was
 
 
 # --------------------------------------------------------------------------- the step
@@ -90,7 +90,9 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
         new_state = state.replace(
             step=state.step + 1, params=params, opt_state=opt_state, wstate=wstate, key=key,
             nonfinite_step=jnp.where(first_bad, state.step, state.nonfinite_step),
-            nonfinite_task=jnp.where(first_bad, jnp.argmin(finite), state.nonfinite_task))
+            # the first non-finite task, or T when every loss is finite and the penalty is not
+            nonfinite_task=jnp.where(first_bad, jnp.where(jnp.all(finite), len(finite), jnp.argmin(finite)),
+                                     state.nonfinite_task))
         metrics = {"losses": losses, "weights": weights, "penalty": penalty, "total": total, "info": info}
         return new_state, metrics
 
@@ -142,8 +144,12 @@ def evaluate(eval_step, mparams, split, task_list, batch_size: int = 1024) -> di
 # --------------------------------------------------------------------------- one run
 
 
+PENALTY = "penalty"  # NonFiniteLoss.task when the architecture's penalty, not a task loss, went NaN/inf
+
+
 class NonFiniteLoss(RuntimeError):
-    """``step``: the 1-based number of the update whose loss was NaN/inf (the curves' numbering)."""
+    """``step``: the 1-based number of the update whose loss was NaN/inf (the curves' numbering);
+    ``task``: the first task whose loss was, or PENALTY when only the penalty term was."""
 
     def __init__(self, step: int, task: str):
         super().__init__(f"loss of task {task!r} became NaN/inf at step {step}")
@@ -188,7 +194,8 @@ def build_run(cfg, task_set=None) -> Run:
 
 def main_score(metrics: Mapping, task_list) -> float:
     """Mean over tasks of the main metric, signed so that higher is better (model selection)."""
-    vals = [(1 if t.higher_is_better() else -1) * metrics[t.name][t.main_metric] for t in task_list]
+    vals = [metrics[t.name][t.main_metric] for t in task_list]  # NaN is stored as null in metrics.jsonl
+    vals = [(1 if t.higher_is_better() else -1) * (np.nan if v is None else v) for t, v in zip(task_list, vals)]
     return float(np.nanmean(vals))
 
 
@@ -247,7 +254,8 @@ class _Loop:
         """Raise NonFiniteLoss at the 1-based step of the first NaN/inf update (the state holds
         the number of updates done before it)."""
         if int(self.state.nonfinite_step) >= 0:
-            raise NonFiniteLoss(int(self.state.nonfinite_step) + 1, self.tasks[int(self.state.nonfinite_task)].name)
+            t = int(self.state.nonfinite_task)
+            raise NonFiniteLoss(int(self.state.nonfinite_step) + 1, self.tasks[t].name if t < len(self.tasks) else PENALTY)
 
     def log(self, step):
         """One train record (written even when its loss is NaN/inf, then the run fails)."""

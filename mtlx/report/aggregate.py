@@ -20,8 +20,8 @@ Conventions
     else the baseline's only weighting, over the row's own tasks. Its
     interval (``delta_m_ci``) is a seeded bootstrap over the per-seed Δm.
   * Significance (``tests``): Welch's t-test of each task's main metric
-    against the baseline row's, Holm-corrected across the rows of one
-    task-list section (``mtlx.report.stats``).
+    against the baseline row's, Holm-corrected per task across the rows of
+    one task-list section (``mtlx.report.stats``).
   * Metric direction: the run summaries' ``tasks`` {task: {main_metric,
     higher_is_better}}; a metric they do not list (the eval loss) takes
     ``mtlx.tasks.higher_is_better(kind, metric)``.

@@ -59,8 +59,9 @@ def learning_curve_data(runs: Sequence[dict], validation: bool = False) -> dict:
 
 
 def sweep_plot_data(rows, field: str) -> dict:
-    """{(architecture, weighting): {task: [(x value, mean, 95% CI half-width)]}} + delta_m under task
-    DELTA_M_PANEL (half the bootstrap interval's width)."""
+    """{(architecture, weighting): {task: [(x value, mean, (error below, error above))]}}: the 95% CI's
+    half-width on both sides; delta_m under task DELTA_M_PANEL with its bootstrap interval [lo, hi] as
+    (delta_m - lo, hi - delta_m), which need not be symmetric."""
     out: dict = {}
     for r in rows:
         if r["n"] == 0 or field not in r["sweep"]:
@@ -70,10 +71,11 @@ def sweep_plot_data(rows, field: str) -> dict:
             ms = metric_of(r, t, k)
             if ms is None:
                 continue
-            d.setdefault(t, []).append((r["sweep"][field], ms["mean"], ms["ci"]))
-        if r["delta_m"] is not None:
+            d.setdefault(t, []).append((r["sweep"][field], ms["mean"], (ms["ci"], ms["ci"])))
+        if r["delta_m"] is not None:  # the bootstrap interval is not symmetric about delta_m
             lo, hi = r["delta_m_ci"] or (float("nan"), float("nan"))
-            d.setdefault(DELTA_M_PANEL, []).append((r["sweep"][field], r["delta_m"], _num(hi - lo) / 2))
+            dm = r["delta_m"]
+            d.setdefault(DELTA_M_PANEL, []).append((r["sweep"][field], dm, (_num(dm - lo), _num(hi - dm))))
     return out
 
 

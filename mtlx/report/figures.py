@@ -228,14 +228,14 @@ SWEEP_OFFSET_PT = 3.0  # horizontal spacing (points) between the series of a swe
 
 
 def _sweep_panel(ax, ctx, data, p, pos, bounds=(-math.inf, math.inf)) -> None:
-    """One panel's series, each shifted sideways by a few points (``SWEEP_OFFSET_PT``); error bars = 95% CI
-    half-widths cut at the metric's range."""
+    """One panel's series, each shifted sideways by a few points (``SWEEP_OFFSET_PT``); error bars = the 95%
+    CI (lengths below and above the mean) cut at the metric's range."""
     from matplotlib import transforms
     series = [(a, w) for a in ctx.archs for w in ctx.weightings
               if data.get((a, w), {}).get(p) and not (p == DELTA_M_PANEL and a in ctx.baselines)]
     for i, (a, w) in enumerate(series):
         pts = sorted(data[(a, w)][p], key=lambda x: pos(x[0]))
-        errs = np.asarray([clipped_err(m, e, e, bounds) for _, m, e in pts]).T
+        errs = np.asarray([clipped_err(m, *e, bounds) for _, m, e in pts]).T
         shift = transforms.offset_copy(ax.transData, fig=ax.figure, units="points",
                                        x=SWEEP_OFFSET_PT * (i - (len(series) - 1) / 2))
         xs, ys = [pos(x) for x, _, _ in pts], np.asarray([m for _, m, _ in pts])

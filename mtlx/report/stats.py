@@ -10,8 +10,8 @@ distributions. Conventions (stated in every table's notes, ``notes_text``):
     seeded with ``BOOTSTRAP_SEED`` so that a table is reproducible
     (``bootstrap_ci``).
   * Significance against the baseline: Welch's t-test (unequal variances,
-    two-sided) on each task's main metric, Holm-corrected across the rows of
-    one table section (``holm``); a cell is marked when the corrected p-value
+    two-sided) on each task's main metric, Holm-corrected per task across the
+    rows of one table section (``holm``); a cell is marked when the corrected p-value
     is below ``ALPHA``.
   * n = 1: no interval and no test (NaN).
 """
@@ -105,5 +105,5 @@ def notes_text(baseline: str) -> str:
     return (f"± = half-width of the {LEVEL:.0%} confidence interval over seeds (Student t; the CSV also keeps the "
             f"std); Δm% [lo, hi] = percentile bootstrap over seeds ({N_RESAMPLES} resamples, seed "
             f"{BOOTSTRAP_SEED}); {NO_INTERVAL} and no test. {BETTER}/{WORSE} = significantly better/worse than "
-            f"{baseline} on that task's main metric: Welch's t-test (two-sided), Holm-corrected across the rows of "
-            f"the table, alpha = {ALPHA}.")
+            f"{baseline} on that task's main metric: Welch's t-test (two-sided), Holm-corrected per task across "
+            f"the rows of the table, alpha = {ALPHA}.")

@@ -160,6 +160,13 @@ def test_mixing_and_sweep_data(sweep_exp):
     pts = sw[("cross_stitch", "equal")]["b"]
     assert [x for x, _, _ in pts] == [0.5, 0.9]
     assert pts[1][1] == pytest.approx(np.mean(sweep_exp.values("cross_stitch", "equal", {CORR: 0.9}, "b", "mse")))
+    assert pts[1][2][0] == pts[1][2][1] > 0  # a Student t interval: symmetric
+    by_x = {r["sweep"][CORR]: r for r in rows if (r["architecture"], r["weighting"]) == ("cross_stitch", "equal")}
+    dm_pts = sw[("cross_stitch", "equal")][report.figure_data.DELTA_M_PANEL]
+    assert len(dm_pts) == 2 and any(below != above for _, _, (below, above) in dm_pts)
+    for x, dm, (below, above) in dm_pts:
+        lo, hi = by_x[x]["delta_m_ci"]  # the bar spans exactly the table's bootstrap interval [lo, hi]
+        assert (dm - below, dm + above) == pytest.approx((lo, hi), abs=1e-12)
 
 
 def test_sweep_changing_tasks_figure_data(group_exp):

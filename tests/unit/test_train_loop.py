@@ -6,8 +6,9 @@ import pytest
 
 from mtlx import losses as losses_lib
 from mtlx.architectures import ARCHITECTURES
-from mtlx.config import run_config
-from mtlx.train import Every, build_run, init_state, train_and_evaluate
+from mtlx.grid import run_config
+from mtlx.tasks import Task
+from mtlx.train import PENALTY, Every, NonFiniteLoss, build_run, init_state, main_score, train_and_evaluate
 
 
 def test_every_fires_at_multiples_and_at_the_last_step():
@@ -38,3 +39,22 @@ def test_short_run_lowers_every_task_loss_on_mmoe_synthetic(arch):
     for t in run.task_set.tasks:
         assert summary["metrics"][t.name]["mse"] < 0.8 * before[t.name], (arch, t.name, before, summary["metrics"])
     assert summary["steps"] == 100 and np.isfinite(summary["steps_per_s"])
+
+
+def test_a_non_finite_penalty_is_named_as_such_not_blamed_on_a_task():
+    """soft_l2's penalty overflows float32 at this strength while every task loss stays finite."""
+    cfg = run_config()
+    cfg.task_set.options = {"num_tasks": 2, "dim": 8, "n_train": 64, "n_validation": 16, "n_test": 16}
+    cfg.backbone.blocks = [{"kind": "dense", "features": 8}]
+    cfg.architecture.name, cfg.architecture.options = "soft_l2", {"strength": 3e38}
+    cfg.steps, cfg.batch_size, cfg.eval_every, cfg.log_every = 2, 16, 2, 1
+    with pytest.raises(NonFiniteLoss) as err:
+        train_and_evaluate(cfg)
+    assert (err.value.step, err.value.task) == (1, PENALTY)
+
+
+def test_main_score_reads_a_null_metric_as_nan():
+    """metrics.jsonl stores NaN as null; a resumed run's model selection reads it back: sign * NaN, skipped."""
+    tasks = (Task("a", "binary", 1), Task("b", "regression", 1))
+    assert main_score({"a": {"auc": None}, "b": {"mse": 0.25}}, tasks) == -0.25
+    assert main_score({"a": {"auc": 0.75}, "b": {"mse": 0.25}}, tasks) == 0.25  # mean of +0.75 and -0.25
