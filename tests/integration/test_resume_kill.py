@@ -74,7 +74,8 @@ def test_sigkill_then_relaunch_resumes_and_matches_an_uninterrupted_run(tmp_path
         assert results.read_summary(str(d))["status"] == "done"
     assert {p: ((first / p).stat().st_mtime_ns, (first / p).read_bytes()) for p in files} == before
     resumed = results.read_summary(str(second))
-    assert resumed["resumed_from_step"] is not None and CKPT <= resumed["resumed_from_step"] < STEPS
+    step = resumed["resumed_from_step"]  # a checkpoint's step: the kill came after the first one
+    assert step is not None and CKPT <= step < STEPS and step % CKPT == 0
 
     # 3. The same run uninterrupted (in this process) gives the same curves and final metrics.
     ref_dir = tmp_path / "ref"

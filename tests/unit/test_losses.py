@@ -32,8 +32,10 @@ def test_softmax_and_sigmoid_losses_differ_as_defined():
     bce = losses_lib.task_loss(multi, logits, y, w)
     p = jax.nn.sigmoid(logits)
     np.testing.assert_allclose(bce, -jnp.mean(y * jnp.log(p) + (1 - y) * jnp.log(1 - p)), rtol=1e-5)
-    # large logits stay finite (log-sum-exp form)
-    assert np.isfinite(float(losses_lib.task_loss(multi, 1e4 * logits, y, w)))
+    # large logits keep the exact value (log-sum-exp form, no clipped probabilities): wrong-side logits
+    # cost |l| each, so the mean is (2e4 + 1e4 + 5e3) / 3; a clipped log(p) would give about 16
+    wrong = jnp.array([[0.0, 1.0, 0.0]])
+    np.testing.assert_allclose(float(losses_lib.task_loss(multi, 1e4 * logits, wrong, w)), 35000.0 / 3, rtol=1e-6)
 
 
 def test_tagging_loss_ignores_padding_and_masked_sentences():

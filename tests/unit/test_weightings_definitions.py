@@ -549,6 +549,8 @@ def test_degenerate_gradients_stay_finite(name):
                 np.testing.assert_allclose(np.asarray(w), 1 / T3)
             if name == "nash_mtl":
                 np.testing.assert_allclose(np.asarray(w), 1.0)
+        elif name in ("mgda", "mgda_ub"):           # the min-norm point of the hull is the zero row: w = e_3
+            np.testing.assert_allclose(np.asarray(w), [0.0, 0.0, 1.0], atol=1e-5)
         elif name == "nash_mtl":                    # the zero-gradient task gets the others' mean alpha
             a = np.asarray(w, np.float64)
             M = G @ G.T
