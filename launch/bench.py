@@ -266,7 +266,11 @@ def summary(out_dir: str) -> str:
         rows = res["rows"]
         lines += [f"## {name[:-5]}", "", f"`{res['command']}` on {res['backend']} ({res['device']}), jax {res['jax']}, "
                   f"{res['date']}; table: `{name[:-5]}.md`", ""]
-        if "matmul_gflop_per_s" in res:
+        if "steps_per_dispatch" in res:  # the parallel part
+            for r in rows:
+                lines.append(f"- {r['model']} {r['mode']} ({r['seeds']} seed(s), {r['steps_per_call']} step(s) per call): "
+                             f"{r['seed_steps_per_s']:.1f} seed-steps/s, x{r['ratio_to_sequential']:.2f}")
+        elif "matmul_gflop_per_s" in res:
             lines.append(f"- 2048x2048 float32 matmul: {res['matmul_gflop_per_s']:.1f} GFLOP/s")
             for r in rows:
                 if r["architecture"] in ("hard", "single_task", "mmoe"):
@@ -297,7 +301,10 @@ def summary(out_dir: str) -> str:
 
 
 def main(argv):
-    parts = {"architectures": bench_architectures, "weightings": bench_weightings}
+    from launch.bench_parallel import bench_parallel
+
+    parts = {"architectures": bench_architectures, "weightings": bench_weightings,
+             "parallel": lambda: bench_parallel(time_all, FLAGS.iters)}
     parts_wanted = [p for p in FLAGS.parts if p]
     for part in parts_wanted:
         if part not in parts:

@@ -30,6 +30,13 @@ returning a ConfigDict shaped like ``experiment_config()``:
                 "" (default) = the first entry whose name is
                 ``mtlx.architectures.BASELINE``, or none when the grid has none.
   smoke         bool: True for the ``get_config("smoke")`` variant.
+  parallel      how the runs execute, not what they compute (``mtlx.parallel.Execution``):
+                runs_per_program (runs sharing one compiled program: seeds, data
+                draws, learning rates, static weights, a weighting's float
+                options; 1 = each alone, 0 = as many as share), steps_per_dispatch
+                (0 = from the cadences), data_devices, run_devices. Not part of
+                any run id: ``--config.parallel.runs_per_program=8`` resumes the
+                same runs.
 
 The config takes ONE path: ``check_experiment`` validates the ConfigDict once
 against the schema and returns plain, JSON-able data; ``expand`` turns it into
@@ -74,8 +81,8 @@ from mtlx.schema import (  # noqa: F401  (re-exported: the schema's public names
     check_fields, check_override, check_run_config, run_config, schema)
 
 EXPERIMENT_FIELDS = ("experiment", "run", "architectures", "weightings", "seeds", "seed_paths", "sweep",
-                     "paper", "baseline", "smoke")
-OPTIONAL_FIELDS = {"baseline": "", "seed_paths": ()}  # added after experiment files existed: an older file may lack them
+                     "paper", "baseline", "smoke", "parallel")
+OPTIONAL_FIELDS = {"baseline": "", "seed_paths": (), "parallel": {}}  # added after experiment files existed: an older file may lack them
 ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings")
 
 
@@ -96,6 +103,8 @@ def experiment_config() -> ml_collections.ConfigDict:
     c.seed_paths = ()
     c.baseline = ""
     c.smoke = False
+    c.parallel = ml_collections.ConfigDict({"runs_per_program": 1, "steps_per_dispatch": 0, "data_devices": 1,
+                                            "run_devices": 1})
     return c
 
 
@@ -289,7 +298,22 @@ def check_experiment(cfg) -> dict:
         "experiment": c["experiment"], "run": run, "architectures": archs, "weightings": weightings,
         "seeds": _check_seeds(c["seeds"]), "sweep": sweep, "seed_paths": _check_seed_paths(c["seed_paths"], sweep),
         "paper": paper,
-        "baseline": _check_baseline(c["baseline"], archs), "smoke": bool(c["smoke"])}))
+        "baseline": _check_baseline(c["baseline"], archs), "smoke": bool(c["smoke"]),
+        "parallel": _check_parallel(c["parallel"])}))
+
+
+def _check_parallel(given) -> dict:
+    """The ``parallel`` section (``mtlx.parallel.Execution``) as a plain dict of its set fields."""
+    from mtlx.parallel import Execution
+
+    given = _plain(given) or {}
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"config.parallel must be a dict, got {given!r}")
+    try:
+        Execution.of(given)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return dict(given)
 
 
 # --------------------------------------------------------------------------- expansion and ids
@@ -333,7 +357,7 @@ def _run(e: dict, a: dict, w: dict, seed: int, sweep: dict) -> dict:
         _set_path(rc, p, seed)
     for p, v in {**a["overrides"], **w["overrides"], **sweep}.items():
         _set_path(rc, p, copy.deepcopy(v))
-    return {"run_id": run_id(a["label"], w["label"], seed, sweep, rc), "config": rc,
+    return {"run_id": run_id(a["label"], w["label"], seed, sweep, rc), "config": rc, "execution": e["parallel"],
             "experiment": e["experiment"], "architecture": a["label"], "architecture_name": a["name"],
             "weighting": w["label"], "weighting_name": w["name"], "seed": seed, "sweep": sweep}
 

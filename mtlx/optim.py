@@ -46,6 +46,12 @@ def param_groups(params):
     return jax.tree_util.tree_map_with_path(lambda p, _: param_group(p), params)
 
 
+def given(x) -> bool:
+    """``x != 0`` for a number; True for an array (``mtlx.parallel`` passes a population's values as
+    arrays only where its program key fixed them all nonzero)."""
+    return bool(x) if isinstance(x, (int, float)) or x is None else True
+
+
 def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, mixing_learning_rate: float | None = None,
                    schedule: str = "constant", warmup_steps: int = 0, steps: int = 1, weight_decay: float = 0.0,
                    momentum: float = 0.9, grad_clip: float = 0.0) -> optax.GradientTransformation:
@@ -62,8 +68,8 @@ def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, mixing_learn
         if name == "momentum":
             return optax.sgd(sched, momentum=momentum)
         opt = OPTIMIZERS[name](sched)
-        return optax.chain(optax.add_decayed_weights(weight_decay), opt) if weight_decay else opt
+        return optax.chain(optax.add_decayed_weights(weight_decay), opt) if given(weight_decay) else opt
 
-    mixing = one(mixing_learning_rate if mixing_learning_rate else learning_rate)
+    mixing = one(mixing_learning_rate if given(mixing_learning_rate) else learning_rate)
     tx = optax.multi_transform({DEFAULT: one(learning_rate), MIXING: mixing}, param_groups)
-    return optax.chain(optax.clip_by_global_norm(grad_clip), tx) if grad_clip else tx
+    return optax.chain(optax.clip_by_global_norm(grad_clip), tx) if given(grad_clip) else tx

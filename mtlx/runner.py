@@ -100,18 +100,20 @@ def _check_stop(run_id: str | None = None) -> None:
 
 
 class _Heartbeat:
-    """Holds a run's claim: refreshes its heartbeat from a thread every ``every_s``; releases it on exit."""
+    """Holds runs' claims ([(run_dir, claim)]): refreshes their heartbeats from a thread every
+    ``every_s``; releases them on exit."""
 
-    def __init__(self, run_dir: str, claim: dict, every_s: float):
-        self.run_dir, self.claim, self.every_s, self.done = run_dir, claim, every_s, threading.Event()
+    def __init__(self, held: list, every_s: float):
+        self.held, self.every_s, self.done = held, every_s, threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
         while not self.done.wait(self.every_s):
-            try:
-                results.refresh_claim(self.run_dir, self.claim)
-            except OSError:  # a file-system hiccup: try again at the next beat
-                pass
+            for run_dir, claim in self.held:
+                try:
+                    results.refresh_claim(run_dir, claim)
+                except OSError:  # a file-system hiccup: try again at the next beat
+                    pass
 
     def __enter__(self):
         self.thread.start()
@@ -120,8 +122,9 @@ class _Heartbeat:
     def __exit__(self, *exc):
         self.done.set()
         self.thread.join()
-        with contextlib.suppress(OSError):  # never hide the run's own exception; the claim then goes stale
-            results.release_claim(self.run_dir, self.claim)
+        for run_dir, claim in self.held:
+            with contextlib.suppress(OSError):  # never hide the run's own exception; the claim then goes stale
+                results.release_claim(run_dir, claim)
 
 
 def use_compilation_cache(path: str | None) -> None:
@@ -233,7 +236,7 @@ def _train(run: dict, run_dir: str, progress: _Progress, meta: dict, writer_name
         meta.update(task_set=task_set.name, tasks=tasks_info(task_set), resumed_from_step=_checkpoint_step(run_dir))
         return train.train_and_evaluate(grid.train_config(run["config"]), run_dir, task_set=task_set,
                                         progress=progress.update, should_stop=stop_requested,
-                                        writer_names=writer_names)
+                                        writer_names=writer_names, execution=run.get("execution"))
     except train.NonFiniteLoss as e:
         return _failure(t0, e.step, e.task, str(e))
     except train.Interrupted as e:
@@ -273,7 +276,7 @@ def run_one(run: dict, workdir: str, rerun_failed: bool = False, show_progress: 
         claim = {**results.new_claim(), "launcher": launcher}
         if results.claim_run(run_dir, claim, claim_timeout_s).get("token") != claim["token"]:
             return None
-        with _Heartbeat(run_dir, claim, claim_timeout_s / 4):
+        with _Heartbeat([(run_dir, claim)], claim_timeout_s / 4):
             if results.read_summary(run_dir) != old:  # another launcher finished it before we claimed it
                 return None
             return _run_claimed(run, run_dir, old is not None, show_progress, position, writer_names, launcher)
@@ -297,13 +300,26 @@ def _run_claimed(run: dict, run_dir: str, from_scratch: bool, show_progress: boo
     return summary
 
 
-def run_many(runs: list[dict], workdir: str, rerun_failed: bool = False, show_progress: bool = True,
+def run_unit(unit, workdir: str, rerun_failed: bool = False, show_progress: bool = True,
+             position: int | None = None, *opts) -> list[dict | None]:
+    """A run (a dict) or a program (a list of runs sharing one compiled program,
+    ``mtlx.parallel.population``): ``run_one`` or ``run_program``; their summaries."""
+    if isinstance(unit, dict) or len(unit) == 1:
+        return [run_one(unit if isinstance(unit, dict) else unit[0], workdir, rerun_failed, show_progress, position,
+                        *opts)]
+    from mtlx.run_program import run_program
+
+    return run_program(unit, workdir, rerun_failed, show_progress, position, *opts)
+
+
+def run_many(units: list, workdir: str, rerun_failed: bool = False, show_progress: bool = True,
              compilation_cache: str | None = None, writer_names=writers.DEFAULT,
              claim_timeout_s: float = CLAIM_TIMEOUT_S, launcher: str | None = None) -> list[dict | None]:
-    """Runs one after the other (a Slurm job's body); None for a run another launcher holds."""
+    """Runs (or programs of runs) one after the other (a Slurm job's body); None for a run another
+    launcher holds."""
     with stop_on_signals():
-        return [run_one(r, workdir, rerun_failed, show_progress, None, compilation_cache, writer_names,
-                        claim_timeout_s, launcher) for r in runs]
+        return [s for u in units for s in run_unit(u, workdir, rerun_failed, show_progress, None, compilation_cache,
+                                                   writer_names, claim_timeout_s, launcher)]
 
 
 # --------------------------------------------------------------------------- executors
@@ -324,8 +340,8 @@ def _run_processes(todo, workdir, rerun_failed, show_progress, parallel, opts) -
 
     with cf.ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn"),
                                 initializer=_handle_signals) as pool:
-        futures = [pool.submit(run_one, r, workdir, rerun_failed, show_progress, k % parallel, *opts)
-                   for k, r in enumerate(todo)]
+        futures = [pool.submit(run_unit, u, workdir, rerun_failed, show_progress, k % parallel, *opts)
+                   for k, u in enumerate(todo)]
         pending, stopping, interrupted = set(futures), False, None
         while pending:
             done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
@@ -387,6 +403,17 @@ def _execute(todo, workdir, rerun_failed, show_progress, executor, parallel, slu
     return []
 
 
+def _programs(todo: list[dict], workdir: str, e: dict) -> list[list[dict]]:
+    """``todo`` as programs (``mtlx.parallel.population.programs``) of at most the experiment's
+    ``parallel.runs_per_program`` runs."""
+    size = e["parallel"].get("runs_per_program", 1)
+    if size == 1:
+        return [[r] for r in todo]
+    from mtlx.parallel.population import programs
+
+    return programs(todo, size, grid.task_set_for, lambda r: _checkpoint_step(results.run_path(workdir, r["run_id"])))
+
+
 def _who_trained(todo, workdir, launcher) -> tuple[list, dict]:
     """The runs of ``todo`` this launcher trained, and {run_id: "host pid N" (running) or
     "finished"} for those another launcher trained or is training."""
@@ -434,8 +461,10 @@ def launch(cfg, workdir: str | None = None, executor: str = "local", parallel: i
         e, runs, chosen, workdir = grid.prepare(cfg, workdir, only)
         workdir = os.path.abspath(workdir)
         todo = [r for r in chosen if needs_running(results.run_path(workdir, r["run_id"]), rerun_failed)]
+        units = _programs(todo, workdir, e)
         log(f"experiment {e['experiment']}: {len(runs)} runs in the grid, {len(chosen)} selected, {len(todo)} to run "
-            f"({len(chosen) - len(todo)} already finished) -> {workdir}")
+            f"({len(chosen) - len(todo)} already finished" + (f"; in {len(units)} programs" if len(units) < len(todo)
+                                                              else "") + f") -> {workdir}")
         out = {"workdir": workdir, "runs": runs, "summaries": {}, "jobs": [], "trained": [], "others": {}}
         if dry_run:
             for r in chosen:
@@ -443,7 +472,7 @@ def launch(cfg, workdir: str | None = None, executor: str = "local", parallel: i
             return out
         results.write_experiment(workdir, grid.experiment_record(e, runs))
         launcher = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        out["jobs"] = _execute(todo, workdir, rerun_failed, show_progress, executor, parallel, slurm, runs_per_job,
+        out["jobs"] = _execute(units, workdir, rerun_failed, show_progress, executor, parallel, slurm, runs_per_job,
                                e["experiment"], wait, (compilation_cache, writer_names, claim_timeout_s, launcher), log)
         _check_stop()  # a signal that came when no run was training
         if wait or executor != "slurm":

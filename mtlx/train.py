@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mtlx import grads, results, taps, writers
+from mtlx import grads, parallel, results, taps, writers
 from mtlx import losses as losses_lib
 from mtlx.architectures import ARCHITECTURES, build_model, check_heads, param_count
 from mtlx.data import get_task_set, pipeline
@@ -186,10 +186,14 @@ def build_run(cfg, task_set=None) -> Run:
     weighting = get_weighting(cfg.weighting.name, **dict(cfg.weighting.options))
     check_weighting_fits(model, weighting, cfg.architecture.name)
     weighting.init(task_set.num_tasks)  # validates weighting options against T
-    opt = dict(cfg.optimizer)
-    opt["mixing_learning_rate"] = opt["mixing_learning_rate"] or None
-    tx = make_optimizer(steps=cfg.steps, **opt)
-    return Run(cfg, task_set, model, weighting, tx)
+    return Run(cfg, task_set, model, weighting, optimizer_of(cfg.optimizer, cfg.steps))
+
+
+def optimizer_of(optimizer: Mapping, steps: int) -> optax.GradientTransformation:
+    """The run's optax optimizer from its ``optimizer`` config section (values may be traced:
+    ``mtlx.parallel`` passes a population's learning rates as arrays)."""
+    opt = dict(optimizer)
+    return make_optimizer(steps=steps, **opt)
 
 
 def main_score(metrics: Mapping, task_list) -> float:
@@ -259,17 +263,21 @@ class _Loop:
 
     def log(self, step):
         """One train record (written even when its loss is NaN/inf, then the run fails)."""
-        losses = np.asarray(self.metrics["losses"])  # host sync
-        if self.t_first is None:
-            self.t_first, self.s_first = time.time(), step
-        rec = {"step": step, "kind": "train", "losses": dict(zip(self.names, losses.tolist())),
-               "weights": dict(zip(self.names, np.asarray(self.metrics["weights"]).tolist())),
-               "penalty": float(self.metrics["penalty"])}
-        if self.writer:
-            self.writer.write_record(rec)
+        losses = self.record_train(step, self.metrics)
         self.check_finite()
         if self.progress:
-            self.progress(step, rec["losses"])
+            self.progress(step, losses)
+
+    def record_train(self, step, metrics) -> dict:
+        """Write the train record of ``metrics`` (host sync); its losses by task."""
+        if self.t_first is None:
+            self.t_first, self.s_first = time.time(), step
+        rec = {"step": step, "kind": "train", "losses": dict(zip(self.names, np.asarray(metrics["losses"]).tolist())),
+               "weights": dict(zip(self.names, np.asarray(metrics["weights"]).tolist())),
+               "penalty": float(metrics["penalty"])}
+        if self.writer:
+            self.writer.write_record(rec)
+        return rec["losses"]
 
     def select(self, evaluation):
         """Model selection: keep the test metrics at the best validation score so far."""
@@ -279,8 +287,11 @@ class _Loop:
             self.best, self.best_test = score, evaluation.get("test")
 
     def evaluate(self, step):
-        out = {s: evaluate(self.eval_step, self.state.params["model"], split, self.tasks, self.cfg.eval_batch_size)
-               for s, split in self.splits.items()}
+        self.record_eval(step, {s: evaluate(self.eval_step, self.state.params["model"], split, self.tasks,
+                                            self.cfg.eval_batch_size) for s, split in self.splits.items()})
+
+    def record_eval(self, step, out: dict):
+        """Write one evaluation ({split: {task: metrics}}) and select on it."""
         if self.writer:
             self.writer.write_record({"step": step, "kind": "eval", **out})
         self.select(out)
@@ -329,22 +340,27 @@ def _resume(workdir, state):
     return mgr, state, start
 
 
-def _jitted_step(run: Run, train, order, start: int):
-    """The jitted step and its arguments at step s: indices into the split kept on the device
-    when it fits (``on_device_max_bytes``), else host batches from a prefetching thread."""
+def _jitted_chunk(run: Run, train, order, start: int, mesh):
+    """The jitted chunk of K steps (``mtlx.parallel.dispatch``) and its arguments for K steps from
+    step s: indices into the split kept on the device(s) when it fits (``on_device_max_bytes``),
+    else stacked host batches from a prefetching thread. On a mesh the batch is split along
+    ``data`` inside the program."""
     cfg = run.cfg
     step_fn = make_train_step(run.model, run.task_set.tasks, run.weighting, run.tx, cfg.jacobian_chunk)
     if 0 <= pipeline.split_nbytes(train) <= cfg.on_device_max_bytes:
-        data = pipeline.to_device(train)
-        jstep = jax.jit(lambda st, d, idx: step_fn(st, pipeline.gather(d, idx)), donate_argnums=0)
-        return jstep, lambda s: (data, order(s)), True
+        data = parallel.put(dict(train), mesh)
+        chunk = parallel.scanned(step_fn, lambda d, idx: parallel.constrain_batch(pipeline.gather(d, idx), mesh))
+        steps = lambda s, k: (data, np.stack([order(s + j) for j in range(k)]))
+        return jax.jit(chunk, donate_argnums=0), steps, True
     prefetch = pipeline.Prefetcher(train, order, start, cfg.steps)
-    return jax.jit(step_fn, donate_argnums=0), lambda s: (prefetch.next(),), False
+    chunk = parallel.scanned(step_fn, lambda _, b: parallel.constrain_batch(b, mesh))
+    steps = lambda s, k: (None, jax.tree_util.tree_map(lambda *b: jnp.stack(b), *[prefetch.next() for _ in range(k)]))
+    return jax.jit(chunk, donate_argnums=0), steps, False
 
 
 def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress: Callable | None = None,
                        should_stop: Callable[[], bool] | None = None,
-                       writer_names=writers.DEFAULT) -> dict:
+                       writer_names=writers.DEFAULT, execution: Mapping | None = None) -> dict:
     """Train one run, evaluating periodically; returns the summary.
 
     With ``workdir`` (the run directory): appends curves to its metrics file
@@ -353,29 +369,34 @@ def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress:
     last checkpoint (dropping curve lines written after it).
     ``progress(step, losses)`` is called at every log step. Raises
     NonFiniteLoss naming the step and task when a loss turns NaN/inf.
-    ``should_stop()`` is asked after every step but the last: when it says so,
-    the state is checkpointed and Interrupted(step) raised.
+    ``should_stop()`` is asked after every dispatch but the last: when it says
+    so, the state is checkpointed and Interrupted(step) raised.
+    ``execution``: how to run, not what (``mtlx.parallel.Execution``: steps per
+    dispatch, data-parallel devices); the numbers do not depend on it beyond
+    float tolerance (K steps per dispatch: bit for bit).
     """
+    ex = parallel.Execution.of(execution)
     run = build_run(cfg, task_set)
     ts = run.task_set
     train = ts.split("train")
     order = pipeline.BatchOrder(pipeline.split_size(train), cfg.batch_size, cfg.seed)
     sample = pipeline.gather(train, order(0))["inputs"]
+    mesh = parallel.make_mesh(ex.data_devices)
+    parallel.check_divisible(mesh, cfg.batch_size)
     state = init_state(run.model, run.weighting, run.tx, ts.num_tasks, sample, cfg.seed)
     n_params = param_count(state.params["model"])
     mgr, state, start = _resume(workdir, state)
-    loop = _Loop(run, state, workdir, mgr, progress, start, writer_names)
+    loop = _Loop(run, parallel.put(state, mesh), workdir, mgr, progress, start, writer_names)
     try:
-        jstep, next_args, on_device = _jitted_step(run, train, order, start)
-        actions = loop.actions()
-        t0 = time.time()
-        for s in range(start, cfg.steps):
-            loop.state, loop.metrics = jstep(loop.state, *next_args(s))
+        chunk, next_args, on_device = _jitted_chunk(run, train, order, start, mesh)
+        actions, t0 = loop.actions(), time.time()
+        for s, k in parallel.chunks(start, cfg.steps, parallel.dispatch_size(cfg, ex.steps_per_dispatch)):
+            loop.state, loop.metrics = chunk(loop.state, *next_args(s, k))
             for action in actions:
-                action(s + 1)
-            if should_stop is not None and s + 1 < cfg.steps and should_stop():
-                loop.stop(s + 1)
-        return loop.summary(t0, n_params, on_device)
+                action(s + k)
+            if should_stop is not None and s + k < cfg.steps and should_stop():
+                loop.stop(s + k)
+        return {**loop.summary(t0, n_params, on_device), "execution": ex.record(mesh)}
     finally:
         if loop.writer:
             loop.writer.close()

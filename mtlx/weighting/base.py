@@ -60,6 +60,13 @@ OPTION_RANGES = {  # by option name, for every weighting constructor (a plug-in'
 }
 
 
+def is_number(x) -> bool:
+    """A plain number (a constructor checks and branches on it); False for an array, which
+    ``mtlx.parallel`` passes for a hyperparameter that differs across a population and was checked
+    concretely before."""
+    return isinstance(x, (int, float))
+
+
 class Weighting(NamedTuple):
     name: str
     init: Callable[[int], Any]

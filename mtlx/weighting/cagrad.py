@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from mtlx.weighting import solvers
-from mtlx.weighting.base import Weighting, no_state
+from mtlx.weighting.base import Weighting, is_number, no_state
 
 
 def _last_nonneg(s):
@@ -86,7 +86,7 @@ def cagrad_coefficients(M: jnp.ndarray, c: float, *, grid: int = 16, rounds: int
     T = M.shape[0]
     M = M.astype(jnp.float32)
     mean = jnp.full((T,), 1.0 / T, jnp.float32)
-    if c == 0:                                               # static: d = g0, no search
+    if is_number(c) and c == 0:                              # static: d = g0, no search
         return mean, mean
     b = _mv(M, mean)                                         # b_i = g_i . g0
     gmax2 = jnp.maximum(jnp.max(jnp.diag(M)), 0.0)
@@ -110,9 +110,7 @@ def _safeguard(M, coef, mean, c, e):
     vals = jnp.min(_mv(jnp.stack([coef, mean]), M), axis=1)
     margin = 4.0 * e * (1.0 + jnp.sum(jnp.abs(coef)))
     out = jnp.where(vals[1] > vals[0] + margin, mean, coef)
-    if c >= 1:
-        out = jnp.where(jnp.max(vals) <= margin, jnp.zeros_like(coef), out)
-    return out
+    return jnp.where((jnp.asarray(c) >= 1) & (jnp.max(vals) <= margin), jnp.zeros_like(coef), out)
 
 
 def _dual_root(M, b, sp, e, lo, hi, grid, rounds):
@@ -157,7 +155,7 @@ def cagrad(c: float = 0.5, rescale: int = 1) -> Weighting:
     reference function's default (the paper's NYUv2/Cityscapes runs use 0.4).
     The dual is solved in-jit (see :func:`cagrad_coefficients`).
     """
-    if c < 0:
+    if is_number(c) and c < 0:
         raise ValueError(f"cagrad: c must be >= 0, got {c}")
     if rescale not in (0, 1, 2):
         raise ValueError(f"cagrad: rescale must be 0, 1 or 2, got {rescale}")

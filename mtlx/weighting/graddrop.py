@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from mtlx.weighting import solvers
-from mtlx.weighting.base import Weighting, no_state
+from mtlx.weighting.base import Weighting, is_number, no_state
 
 
 def graddrop_direction(G: jnp.ndarray, key, leak: float = 0.0) -> jnp.ndarray:
@@ -44,7 +44,7 @@ def graddrop(leak: float = 0.0) -> Weighting:
     the same). ``leak=0`` (paper default for pure GradDrop); ``weights`` ones.
     Randomness from ``key``.
     """
-    if not 0.0 <= leak <= 1.0:
+    if is_number(leak) and not 0.0 <= leak <= 1.0:
         raise ValueError(f"graddrop: leak must be in [0, 1], got {leak}")
 
     def combine(losses, grads, state, key):

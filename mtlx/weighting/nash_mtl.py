@@ -118,10 +118,9 @@ def nash_mtl(max_norm: float = 1.0, update_weights_every: int = 1, max_iters: in
         else:
             alpha = lax.cond(state.step % update_weights_every == 0,
                              lambda: nash_weights(M, max_iters=max_iters), lambda: state.alpha)
-        coef = alpha
-        if max_norm > 0:  # ||G^T alpha|| = sqrt(alpha^T M alpha)
-            norm = jnp.sqrt(jnp.maximum(alpha @ M @ alpha, 0.0))
-            coef = alpha * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30))
+        # max_norm > 0: ||G^T alpha|| = sqrt(alpha^T M alpha) clipped to it
+        norm = jnp.sqrt(jnp.maximum(alpha @ M @ alpha, 0.0))
+        coef = jnp.where(jnp.asarray(max_norm) > 0, alpha * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30)), alpha)
         new_state = NashMTLState(alpha=alpha, step=state.step + 1)
         return alpha.astype(losses.dtype), coef, new_state, {}
 
