@@ -74,9 +74,12 @@ from mtlx.schema import (  # noqa: F401  (re-exported: the schema's public names
     check_fields, check_override, check_run_config, run_config, schema)
 
 EXPERIMENT_FIELDS = ("experiment", "run", "architectures", "weightings", "seeds", "seed_paths", "sweep",
-                     "paper", "baseline", "smoke")
-OPTIONAL_FIELDS = {"baseline": "", "seed_paths": ()}  # added after experiment files existed: an older file may lack them
-ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings")
+                     "paper", "baseline", "smoke",
+                     "tune")  # r14-tune: the tuning protocol (mtlx.tune)
+OPTIONAL_FIELDS = {"baseline": "", "seed_paths": (),
+                   "tune": {}}  # added after experiment files existed: an older file may lack them
+ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings",
+              "tune")  # r14-tune: an entry's own search space (mtlx.tune)
 
 
 class Experiment(dict):
@@ -96,6 +99,7 @@ def experiment_config() -> ml_collections.ConfigDict:
     c.seed_paths = ()
     c.baseline = ""
     c.smoke = False
+    c.tune = dotted()  # r14-tune: {} = no tuning; mtlx.tune.tune_config(...)
     return c
 
 
@@ -137,6 +141,8 @@ def _entry(kind: str, i: int, e, registry) -> dict:
     if not re.fullmatch(r"[A-Za-z0-9_.+]+", label):
         raise ConfigError(f"config.{kind}[{i}]: label {label!r} may hold only letters, digits and _ . +")
     entry = {"name": name, "options": dict(options), "label": label, "overrides": dict(overrides)}
+    if e.get("tune"):  # r14-tune: checked by mtlx.tune.check_tune
+        entry["tune"] = e["tune"]
     if kind == "architectures":  # optional: the weighting labels this architecture is paired with
         pair = e.get("weightings") or ()
         entry["weightings"] = [pair] if isinstance(pair, str) else list(pair)
@@ -285,7 +291,9 @@ def check_experiment(cfg) -> dict:
     paper, sweep = c["paper"] or {}, _check_sweep(c["sweep"])
     if not isinstance(paper, Mapping):
         raise ConfigError(f"config.paper must be a dict, got {paper!r}")
-    return Experiment(_jsonable({
+    from mtlx import tune  # r14-tune: the tuning block (and each entry's own space)
+    tuned = tune.check_tune(c["tune"], archs, weightings, _check_seeds(c["seeds"]), sweep, c["seed_paths"] or ())
+    return Experiment(_jsonable({"tune": tuned,  # r14-tune
         "experiment": c["experiment"], "run": run, "architectures": archs, "weightings": weightings,
         "seeds": _check_seeds(c["seeds"]), "sweep": sweep, "seed_paths": _check_seed_paths(c["seed_paths"], sweep),
         "paper": paper,
@@ -366,6 +374,7 @@ def expand(e) -> list[dict]:
 def experiment_record(e: dict, runs: list[dict]) -> dict:
     """experiment.json's one shape (see mtlx.results)."""
     grid = {k: e[k] for k in ("architectures", "weightings", "seeds", "seed_paths", "sweep", "baseline")}
+    grid["tune"] = e.get("tune") or {}  # r14-tune
     return {"name": e["experiment"], "experiment": e["experiment"], "smoke": e["smoke"], "paper": e["paper"],
             "grid": {**grid, "num_runs": len(runs)},
             "runs": [{k: r[k] for k in ("run_id", "architecture", "weighting", "seed", "sweep")} for r in runs],
