@@ -43,9 +43,11 @@ skips the finished search runs; stage 2 starts only when every search run
 has a summary (else the launcher says which are missing).
 
 Random search draws each path from its own stream, seeded by (``seed``,
-path), so candidate k has the same value of a shared path in every row (the
-rows are compared on the same configurations) whatever the other paths are;
-continuous draws are rounded to ``SIGNIFICANT`` significant digits.
+path), so candidate k holds draw k of a shared path in every row (the rows
+are compared on the same configurations) whatever the other paths are; a
+draw that repeats an earlier candidate exactly (possible with value lists,
+and with rounding) is skipped, which shifts the later ones of that row only.
+Continuous draws are rounded to ``SIGNIFICANT`` significant digits.
 """
 
 from __future__ import annotations
