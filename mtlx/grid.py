@@ -374,7 +374,8 @@ def expand(e) -> list[dict]:
 def experiment_record(e: dict, runs: list[dict]) -> dict:
     """experiment.json's one shape (see mtlx.results)."""
     grid = {k: e[k] for k in ("architectures", "weightings", "seeds", "seed_paths", "sweep", "baseline")}
-    grid["tune"] = e.get("tune") or {}  # r14-tune
+    if e.get("tune"):  # r14-tune: a tuned experiment's protocol (mtlx.tune)
+        grid["tune"] = e["tune"]
     return {"name": e["experiment"], "experiment": e["experiment"], "smoke": e["smoke"], "paper": e["paper"],
             "grid": {**grid, "num_runs": len(runs)},
             "runs": [{k: r[k] for k in ("run_id", "architecture", "weighting", "seed", "sweep")} for r in runs],
