@@ -488,6 +488,10 @@ def search_then_select(e: Mapping, runs: list[dict], chosen: list[dict], workdir
         if todo:
             train([r for r in search if r["run_id"] in set(todo)])
     missing = _missing(search, workdir)
+    if missing and dry_run:
+        log(f"tuning: stage 2 follows the search: each row's selected configuration with seeds "
+            f"{tuple(e['seeds'])} ({len(chosen)} runs)")
+        return runs, []
     if missing:
         log(f"tuning: stage 2 does not start: {len(missing)} of {len(search)} search runs have no summary "
             f"(e.g. {missing[0]}); relaunch when they have finished")

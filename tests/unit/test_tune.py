@@ -264,3 +264,29 @@ def test_two_stages_through_launch_resume_and_the_table(tmp_path):
     body = [ln for ln in md.splitlines() if ln.startswith("| hard")]
     assert len(body) == 1 and f"learning_rate={[0.001, 0.03][row['selected']]:g} (best of 2)" in body[0]
     assert "grid search" in md and "search seeds (5,)" in md and "test never read" in md
+
+
+def test_the_tuned_example_experiment_validates(tmp_path):
+    import importlib
+
+    mod = importlib.import_module("experiments.tuned_synthetic")
+    for arg, n_search, n_final in ((None, 5 * 8, 5 * 3), ("smoke", 5 * 2, 5)):
+        e, runs, chosen, _ = grid.prepare(mod.get_config(arg), str(tmp_path / "wd"))
+        rows, search = tune.plan(e, runs, chosen)
+        assert (len(search), len(runs)) == (n_search, n_final) and not set(e["seeds"]) & set(e["tune"]["search_seeds"])
+        cagrad = [r for r in rows if r["weighting"] == "cagrad"]
+        assert cagrad and all("weighting.options.c" in r["space"] for r in cagrad)
+    assert not os.path.exists(tmp_path / "wd")  # checking writes nothing
+
+
+def test_static_weights_are_tunable_per_entry():
+    c = tuned(archs=("hard",), seeds=(0,))
+    c.weightings = ({"name": "static", "options": {"weights": (1.0, 1.0)},
+                     "tune": {"weighting.options.weights": [(1.0, 1.0), (1.0, 3.0)]}},)
+    e, runs = prepared(c)
+    rows, search = tune.plan(e, runs, runs)
+    assert {tuple(r["config"]["weighting"]["options"]["weights"]) for r in search} == {(1.0, 1.0), (1.0, 3.0)}
+    c.weightings = ({"name": "static", "options": {"weights": (1.0, 1.0)},
+                     "tune": {"weighting.options.weights": [(1.0, float("nan"))]}},)
+    with pytest.raises(ConfigError, match=r"config.weightings\[0\].tune\['weighting.options.weights'\].*finite"):
+        grid.check_experiment(c)
