@@ -31,11 +31,12 @@ as ordinary runs in the workdir whose ids hold ``results.SEARCH_MARK`` (so the
 table never shows or pools them). Selection: per row, the candidate with the
 best mean validation score over its search seeds (ties: the first; a failed
 run makes its candidate's score -inf): one task -> the main metric signed
-so that higher is better; several tasks and a baseline -> Δm% (Maninis et al.
-2019, ``mtlx.report.aggregate.delta_m``) against the baseline row's mean
+so that higher is better; several tasks and a baseline row with search runs
+at that sweep value -> Δm% (Maninis et al. 2019,
+``mtlx.report.aggregate.delta_m``) against the baseline row's mean
 validation metrics over all its candidates (a fixed reference for every
-candidate, the baseline's own included); several tasks, no baseline -> the
-mean over tasks of the signed main metric. The record (every candidate, its
+candidate, the baseline's own included); otherwise the mean over tasks of
+the signed main metric. The record (every candidate, its
 validation scores, the winner) goes to ``<workdir>/tuning.json``
 (``results.write_tuning``). Stage 2: the grid's runs (``config.seeds``) with
 each row's selected values: ordinary runs, reported as usual. A relaunch

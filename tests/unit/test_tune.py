@@ -244,6 +244,7 @@ def test_a_missing_search_run_keeps_stage_2_from_starting(tmp_path):
 
 def test_two_stages_through_launch_resume_and_the_table(tmp_path):
     c = tuned(archs=("hard",), seeds=(0,), space={LR: [1e-3, 3e-2]}, search_seeds=(5,))
+    c.run.eval_every = c.run.checkpoint_every = c.run.steps  # one evaluation, one checkpoint: faster
     wd = str(tmp_path / "wd")
     out = runner.launch(c, workdir=wd, show_progress=False, log=lambda m: None)
     rec = results.read_tuning(wd)
