@@ -30,6 +30,10 @@ returning a ConfigDict shaped like ``experiment_config()``:
                 "" (default) = the first entry whose name is
                 ``mtlx.architectures.BASELINE``, or none when the grid has none.
   smoke         bool: True for the ``get_config("smoke")`` variant.
+  tune          the tuning protocol (``mtlx.tune.tune_config``; r14-tune): a
+                search on validation, then ``seeds`` as the final seeds;
+                {} (default) = no tuning. An entry may add its own "tune"
+                space.
 
 The config takes ONE path: ``check_experiment`` validates the ConfigDict once
 against the schema and returns plain, JSON-able data; ``expand`` turns it into
