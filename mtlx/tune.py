@@ -40,8 +40,10 @@ the signed main metric. The record (every candidate, its
 validation scores, the winner) goes to ``<workdir>/tuning.json``
 (``results.write_tuning``). Stage 2: the grid's runs (``config.seeds``) with
 each row's selected values: ordinary runs, reported as usual. A relaunch
-skips the finished search runs; stage 2 starts only when every search run
-has a summary (else the launcher says which are missing).
+skips the finished search runs (a failed one is not redone, even with
+``rerun_failed``: a diverging configuration is an outcome of the search);
+stage 2 starts only when every search run has a summary (else the launcher
+says which are missing).
 
 Random search draws each path from its own stream, seeded by (``seed``,
 path), so candidate k holds draw k of a shared path in every row (the rows
@@ -205,6 +207,9 @@ def check_tune(tune, archs: Sequence[dict], weightings: Sequence[dict], seeds, s
         if path in sweep or path in seed_paths or any(path in e.get("overrides", {}) for _, _, e in entries):
             raise ConfigError(f"config.tune.space[{path!r}] is also set by config.sweep, config.seed_paths or an "
                               f"entry's overrides; set it in one place")
+    if not t["space"] and not any(e["tune"] for _, _, e in entries):
+        raise ConfigError("config.tune.space is empty and no architecture or weighting entry has its own 'tune' "
+                          "space: nothing to tune; give a space or leave config.tune empty")
     for a in archs:
         for w in weightings:
             _check_size(t, pair_space(t, a, w), f"{a['label']}/{w['label']}")

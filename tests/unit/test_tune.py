@@ -63,6 +63,7 @@ BAD = [  # (what to change, words the one-line error must hold)
     (lambda c: c.tune.space.update({"architecture.options.split": [1]}), ["architecture entry's own 'tune'"]),
     (lambda c: setattr(c, "sweep", grid.dotted({LR: [1e-3, 1e-2]})), [LR, "also set by config.sweep"]),
     (lambda c: _set(c, "tune.budget", 2), ["config.tune.budget=2", "3 configurations"]),
+    (lambda c: _set(c, "tune.space", grid.dotted({})), ["config.tune.space is empty", "nothing to tune"]),
     (lambda c: setattr(c, "weightings", ({"name": "cagrad", "tune": {"weighting.options.c": [-0.5, 0.5]}},)),
      ["config.weightings[0].tune['weighting.options.c']", "c=-0.5"]),
 ]
