@@ -312,7 +312,11 @@ def _with_values(run: Mapping, values: Mapping) -> dict:
     cfg = copy.deepcopy(run["config"])
     for p, v in values.items():
         _set_path(cfg, p, copy.deepcopy(v))
-    check_cross(cfg)
+    try:
+        check_cross(cfg)
+    except ValueError as err:
+        raise ConfigError(f"config.tune: the candidate {dict(values)} of {run['architecture']}/{run['weighting']}: "
+                          f"{err}") from None
     return cfg
 
 
