@@ -37,6 +37,9 @@ returning a ConfigDict shaped like ``experiment_config()``:
                 (0 = from the cadences), data_devices, run_devices. Not part of
                 any run id: ``--config.parallel.runs_per_program=8`` resumes the
                 same runs.
+  tune          the tuning protocol (``mtlx.tune.tune_config``): a search on
+                validation, then ``seeds`` as the final seeds; {} (default) = no
+                tuning. An entry may add its own "tune" space.
 
 The config takes ONE path: ``check_experiment`` validates the ConfigDict once
 against the schema and returns plain, JSON-able data; ``expand`` turns it into
@@ -81,9 +84,10 @@ from mtlx.schema import (  # noqa: F401  (re-exported: the schema's public names
     check_fields, check_override, check_run_config, run_config, schema)
 
 EXPERIMENT_FIELDS = ("experiment", "run", "architectures", "weightings", "seeds", "seed_paths", "sweep",
-                     "paper", "baseline", "smoke", "parallel")
-OPTIONAL_FIELDS = {"baseline": "", "seed_paths": (), "parallel": {}}  # added after experiment files existed: an older file may lack them
-ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings")
+                     "paper", "baseline", "smoke", "parallel", "tune")
+OPTIONAL_FIELDS = {"baseline": "", "seed_paths": (), "parallel": {},
+                   "tune": {}}  # added after experiment files existed: an older file may lack them
+ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings", "tune")  # "tune": an entry's own search space
 
 
 class Experiment(dict):
@@ -105,6 +109,7 @@ def experiment_config() -> ml_collections.ConfigDict:
     c.smoke = False
     c.parallel = ml_collections.ConfigDict({"runs_per_program": 1, "steps_per_dispatch": 0, "data_devices": 1,
                                             "run_devices": 1})
+    c.tune = dotted()  # {} = no tuning; mtlx.tune.tune_config(...)
     return c
 
 
@@ -146,6 +151,8 @@ def _entry(kind: str, i: int, e, registry) -> dict:
     if not re.fullmatch(r"[A-Za-z0-9_.+]+", label):
         raise ConfigError(f"config.{kind}[{i}]: label {label!r} may hold only letters, digits and _ . +")
     entry = {"name": name, "options": dict(options), "label": label, "overrides": dict(overrides)}
+    if e.get("tune"):  # checked by mtlx.tune.check_tune
+        entry["tune"] = e["tune"]
     if kind == "architectures":  # optional: the weighting labels this architecture is paired with
         pair = e.get("weightings") or ()
         entry["weightings"] = [pair] if isinstance(pair, str) else list(pair)
@@ -294,12 +301,14 @@ def check_experiment(cfg) -> dict:
     paper, sweep = c["paper"] or {}, _check_sweep(c["sweep"])
     if not isinstance(paper, Mapping):
         raise ConfigError(f"config.paper must be a dict, got {paper!r}")
+    from mtlx import tune  # the tuning block (and each entry's own space)
+    tuned = tune.check_tune(c["tune"], archs, weightings, _check_seeds(c["seeds"]), sweep, c["seed_paths"] or ())
     return Experiment(_jsonable({
         "experiment": c["experiment"], "run": run, "architectures": archs, "weightings": weightings,
         "seeds": _check_seeds(c["seeds"]), "sweep": sweep, "seed_paths": _check_seed_paths(c["seed_paths"], sweep),
         "paper": paper,
         "baseline": _check_baseline(c["baseline"], archs), "smoke": bool(c["smoke"]),
-        "parallel": _check_parallel(c["parallel"])}))
+        "parallel": _check_parallel(c["parallel"]), "tune": tuned}))
 
 
 def _check_parallel(given) -> dict:
@@ -390,6 +399,8 @@ def expand(e) -> list[dict]:
 def experiment_record(e: dict, runs: list[dict]) -> dict:
     """experiment.json's one shape (see mtlx.results)."""
     grid = {k: e[k] for k in ("architectures", "weightings", "seeds", "seed_paths", "sweep", "baseline")}
+    if e.get("tune"):  # a tuned experiment's protocol (mtlx.tune)
+        grid["tune"] = e["tune"]
     return {"name": e["experiment"], "experiment": e["experiment"], "smoke": e["smoke"], "paper": e["paper"],
             "grid": {**grid, "num_runs": len(runs)},
             "runs": [{k: r[k] for k in ("run_id", "architecture", "weighting", "seed", "sweep")} for r in runs],

@@ -19,6 +19,10 @@ An experiment directory (``workdir``) holds::
   <run_id>/interrupted.json  a note {step, signal, host, time} left by a
                           SIGINT/SIGTERM stop; the run resumes when relaunched
   <run_id>/tensorboard/   TensorBoard event files (launch ``--writers``)
+  tuning.json             the tuning record of a tuned experiment
+                          (``write_tuning``, ``mtlx.tune``): the protocol,
+                          each row's search space, candidates (values, search
+                          run ids, validation scores) and selection
   <run_id>/summary.json   written LAST and atomically: marks the run finished
                           (``status`` "done" or "failed", ``metrics`` per task,
                           ``tasks`` {task: {main_metric, higher_is_better}},
@@ -66,6 +70,8 @@ CLAIM = "claim.json"
 INTERRUPTED = "interrupted.json"
 TENSORBOARD = "tensorboard"
 FIGURES = "figures"
+TUNING = "tuning.json"
+SEARCH_MARK = "@tune"  # in the id of a tuning search run (stage 1), never in a grid run's (labels exclude '@')
 
 DONE, FAILED = "done", "failed"
 INCOMPLETE, NOT_STARTED = "incomplete", "not started"  # set by the reader only
@@ -373,6 +379,24 @@ def read_experiment(workdir: str) -> dict:
     """``<workdir>/experiment.json`` as written by ``write_experiment``; {} when absent."""
     path = os.path.join(workdir, EXPERIMENT)
     return dict(read_json(path)) if os.path.exists(path) else {}
+
+
+def write_tuning(workdir: str, record: Mapping) -> None:
+    """``<workdir>/tuning.json``: the tuning record (``mtlx.tune.record``), atomically."""
+    write_json(os.path.join(workdir, TUNING), record)
+
+
+def read_tuning(workdir: str) -> dict | None:
+    """The tuning record of ``workdir``; None when the experiment is not tuned (or it is unreadable)."""
+    try:
+        return dict(read_json(os.path.join(workdir, TUNING)))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def is_search_run(run_id: str) -> bool:
+    """A tuning search run (stage 1): it chose a configuration, it is not reported in the tables."""
+    return SEARCH_MARK in str(run_id)
 
 
 def _dotted(cfg: Any, field: str):

@@ -460,6 +460,12 @@ def launch(cfg, workdir: str | None = None, executor: str = "local", parallel: i
     with stop_on_signals():  # from here on SIGINT/SIGTERM stop at a step boundary
         e, runs, chosen, workdir = grid.prepare(cfg, workdir, only)
         workdir = os.path.abspath(workdir)
+        if e.get("tune"):  # a tuned experiment trains its search first (mtlx.tune); then runs/chosen
+            from mtlx import tune  # are the selected configurations' final runs (none while the search is unfinished)
+            search_launcher = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            runs, chosen = tune.search_then_select(e, runs, chosen, workdir, dry_run, log, lambda todo: _execute(
+                _programs(todo, workdir, e), workdir, rerun_failed, show_progress, executor, parallel, slurm, runs_per_job, e["experiment"],
+                wait, (compilation_cache, writer_names, claim_timeout_s, search_launcher), log))
         todo = [r for r in chosen if needs_running(results.run_path(workdir, r["run_id"]), rerun_failed)]
         units = _programs(todo, workdir, e)
         log(f"experiment {e['experiment']}: {len(runs)} runs in the grid, {len(chosen)} selected, {len(todo)} to run "

@@ -12,8 +12,11 @@ baseline), learning_curves (needs train records), sweep_<field> (needs
 exactly one swept field taking two values or more), tradeoff_<a>_vs_<b>
 (needs two tasks; one per distinct pair of each sweep value's first two
 tasks, or the ``tasks`` asked for), mixing_<architecture> (per architecture
-with learned mixing weights). Per-task panels follow each sweep value's own
-tasks.
+with learned mixing weights), critical_difference_<field> (Demšar 2006's diagram
+of the average ranks across the task sets of the swept task_set.* field(s);
+``mtlx.report.ranks`` says when it applies).
+Per-task panels follow each sweep value's own tasks. A tuned experiment's
+search runs (``results.is_search_run``) are never drawn.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from mtlx import results, taps
-from mtlx.report import pooling, stats
+from mtlx.report import pooling, ranks, stats
 from mtlx.report.aggregate import (
     _metric_hib, _num, aggregate, fmt_value, has_baseline, metric_of, short_field, task_meta, task_sections,
     tasks_by_sweep)
@@ -495,6 +498,7 @@ FIGURES = [
     Figure("sweep_<field>", _sweep_applies, figure_sweep),
     Figure("tradeoff_<a>_vs_<b>", _tradeoff_applies, figure_tradeoff),
     Figure("mixing_<architecture>", _mixing_applies, _draw_mixing),
+    Figure("critical_difference_<field>", ranks.cd_applies, ranks.figure_cd),
 ]
 
 
@@ -506,7 +510,7 @@ def plot_all(workdir: str, tasks: Sequence[str] | None = None, select: str = "fi
     a note via ``log``.
     """
     exp = results.read_experiment(workdir)
-    runs = results.load_runs(workdir)
+    runs = [r for r in results.load_runs(workdir) if not results.is_search_run(r["run_id"])]
     live = [r for r in aggregate(runs, select=select, experiment=exp) if r["n"] > 0]
     if not live:
         log(f"no finished runs under {workdir}: no figures")

@@ -17,6 +17,14 @@ Conventions (the numbers are ``aggregate``'s):
     lacks the task, and a ``tasks`` column. With one task list (the usual
     case) the output is one plain table.
   * Paper numbers are printed beside ours in ``paper: <column>`` columns.
+  * ``avg rank``: each row's mean rank (1 = best) over its tasks' main
+    metrics among the rows of its sweep value; with several task sets the
+    notes add the ranks across them, Friedman's test and the Nemenyi CD
+    (``mtlx.report.ranks``).
+  * A tuned experiment (``mtlx.tune``): a ``tuned`` column holds each row's
+    selected values and the number of candidates, the notes the protocol and
+    the search spaces (``mtlx.report.tuning``); the search runs themselves
+    are never rows (``results.is_search_run``).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import os
 from typing import Sequence
 
 from mtlx import results
-from mtlx.report import pooling, stats
+from mtlx.report import pooling, ranks, stats, tuning
 from mtlx.report.aggregate import (
     DELTA_M_CONVENTION, PAPER_SWEEP_TAG, _metric_hib, _num, aggregate, baseline_fallback, baseline_label, best_marks,
     compares_weightings, experiment_name, fmt_value, has_baseline, match_paper, metric_columns, metric_of,
@@ -99,13 +107,15 @@ def _section_model(tm, idx: Sequence[int], include_loss: bool, multi: bool, main
     """The part of the table model one task-list section needs (its rows, columns, marks, paper numbers)."""
     rows = [tm["rows"][i] for i in idx]
     prows = [tm["prows"][i] for i in idx]
+    extra = {"ranks": [tm["ranks"][i] for i in idx], "tuned": [tm["tuned"][i] for i in idx],
+             "tuning": tm["tuning"]}
     cols = metric_columns(rows, include_loss, main_only)
     tasks = task_meta(rows)[0]
     # several sections: only the paper columns that some row of this one has (paper columns may be per task)
     pcols = [c for c in tm["pcols"] if any(p and c in p for p in prows)] if multi else list(tm["pcols"])
     return {"rows": rows, "cols": cols, "marks": best_marks(rows, cols), "prows": prows, "pcols": pcols,
             "with_dm": has_baseline(rows), "sweep_fields": tm["sweep_fields"], "tasks": tasks,
-            "title": _section_title(rows, tasks, tm["sweep_fields"])}
+            "title": _section_title(rows, tasks, tm["sweep_fields"]), **extra}
 
 
 WEIGHT_SCALES = ("weight scales differ across weightings: equal's task weights sum to T (the number of tasks), "
@@ -142,7 +152,17 @@ def _notes(tm, select: str) -> list[str]:
         notes.append(WEIGHT_SCALES[0].upper() + WEIGHT_SCALES[1:])
     if tm["pooled"]:
         notes.append(f"--pool_configs: rows pool runs of different configurations ({pooling.describe(tm['pooled'])}).")
-    return notes + _paper_notes(tm)
+    return notes + _rank_notes(tm) + tuning.notes(tm["tuning"], rows, tm["tuned"], tm["search_runs"]) + _paper_notes(tm)
+
+
+def _rank_notes(tm) -> list[str]:
+    notes = []
+    if any(r is not None for r in tm["ranks"]):
+        notes.append("avg rank = mean over the row's tasks of its rank (1 = best) by the task's main metric mean "
+                     "among the rows of its sweep value; ties share their mean rank (scipy.stats.rankdata).")
+    if isinstance(tm["across"], dict):
+        notes.append(ranks.note(tm["across"]))
+    return notes
 
 
 def _paper_notes(tm) -> list[str]:
@@ -172,7 +192,8 @@ def table_model(workdir: str, select: str = "final", include_loss: bool = False,
     ``pooling.PoolingError`` unless ``pool_configs`` (then the notes say so).
     """
     exp = results.read_experiment(workdir)
-    runs = results.load_runs(workdir)
+    every = results.load_runs(workdir)
+    runs = [r for r in every if not results.is_search_run(r["run_id"])]  # a tuned experiment's search runs
     pooled = pooling.check(runs, exp, pool=pool_configs)
     rows = aggregate(runs, select=select, experiment=exp)
     cols = metric_columns(rows, include_loss, main_only)
@@ -180,7 +201,10 @@ def table_model(workdir: str, select: str = "final", include_loss: bool = False,
     tm = {"exp": exp, "runs": runs, "rows": rows, "cols": cols, "with_dm": has_baseline(rows),
           "marks": best_marks(rows, cols), "pcols": pcols, "prows": prows, "unmatched": unmatched,
           "sweep_fields": sorted({k for r in rows for k in r["sweep"]}), "main_only": main_only, "pooled": pooled,
-          "failed": [(r, f) for r in rows for f in r["failed"]], "name": experiment_name(exp, runs, workdir)}
+          "failed": [(r, f) for r in rows for f in r["failed"]], "name": experiment_name(exp, runs, workdir),
+          "ranks": ranks.row_ranks(rows), "across": ranks.across_task_sets(rows),
+          "tuning": results.read_tuning(workdir), "search_runs": len(every) - len(runs)}
+    tm["tuned"] = tuning.rows_of(tm["tuning"], rows)
     groups = task_sections(rows)
     tm["sections"] = [_section_model(tm, idx, include_loss, len(groups) > 1, main_only) for idx in groups]
     tm["notes"] = _notes(tm, select)
@@ -199,6 +223,10 @@ def _header_cells(tm, arrow_up: str, arrow_down: str) -> list[str]:
     head += [f"{t} {k} {arrow_up if _metric_hib(hib, t, k) else arrow_down}" for t, k in tm["cols"]]
     if tm["with_dm"]:
         head.append(f"Δm% {arrow_up}")
+    if any(r is not None for r in tm["ranks"]):
+        head.append(f"avg rank {arrow_down}")
+    if tm["tuning"]:
+        head.append("tuned")
     head.append("params")
     head += [f"paper: {c}" for c in tm["pcols"]]
     return head
@@ -222,10 +250,21 @@ def _body_cells(tm, bold, pm: str, dm_fmt=lambda v: f"{v:+.2f}") -> list[list[st
             dm = r["delta_m"]
             s = dm_fmt(dm) if dm is not None and math.isfinite(dm) else "–"
             cells.append((bold(s) if "delta_m" in mk else s) + _dm_interval(r, dm_fmt))
+        cells += _rank_tuned_cells(tm, len(out))
         cells.append(fmt_params(r["param_count"]))
         cells += [fmt_num((pr or {}).get(c)) if pr and c in pr else "" for c in tm["pcols"]]
         out.append(cells)
     return out
+
+
+def _rank_tuned_cells(tm, i: int) -> list[str]:
+    """Row ``i``'s avg rank and tuned cells (when the table has those columns)."""
+    cells = []
+    if any(r is not None for r in tm["ranks"]):
+        cells.append("–" if tm["ranks"][i] is None else f"{tm['ranks'][i]:.2f}")
+    if tm["tuning"]:
+        cells.append(tuning.cell(tm["tuned"][i]))
+    return cells
 
 
 def _dm_interval(r, dm_fmt) -> str:
@@ -347,11 +386,13 @@ def _csv_head(tm, cols_all, multi: bool) -> list[str]:
     if tm["with_dm"]:
         head += [f"{t}/p_welch_holm" for t in task_meta(tm["rows"])[0]]
         head += ["delta_m", "delta_m_seed_std", "delta_m_ci95_lo", "delta_m_ci95_hi"]
+    head += ["avg_rank"] + (tuning.CSV_HEAD if tm["tuning"] else [])
     head += ["param_count", "wall_time_s", "steps_per_s"]
     return head + [f"paper/{c}" for c in tm["pcols"]] + ["best", "failed_runs"]
 
 
-def _csv_cells(tm, r, mk, pr, cols_all, multi: bool) -> list:
+def _csv_cells(tm, i, mk, pr, cols_all, multi: bool) -> list:
+    r = tm["rows"][i]
     nan = {"mean": float("nan"), "std": float("nan"), "ci": float("nan")}
     cells = [json.dumps(r["sweep"].get(f)) if isinstance(r["sweep"].get(f), (list, dict)) else r["sweep"].get(f, "")
              for f in tm["sweep_fields"]]
@@ -365,6 +406,8 @@ def _csv_cells(tm, r, mk, pr, cols_all, multi: bool) -> list:
         cells += [_csv_num((r["tests"].get(t) or {}).get("p_holm")) for t in task_meta(tm["rows"])[0]]
         cells += [_csv_num(r["delta_m"]), _csv_num(r["delta_m_seed_std"])]
         cells += [_csv_num(v) for v in (r["delta_m_ci"] or (None, None))]
+    cells.append(_csv_num(tm["ranks"][i]))
+    cells += tuning.csv_cells(tm["tuned"][i]) if tm["tuning"] else []
     cells += [_csv_num(r["param_count"]), _csv_num(r["wall_time_s"]), _csv_num(r["steps_per_s"])]
     cells += [_csv_num((pr or {}).get(c)) for c in tm["pcols"]]
     order = [f"{t}/{k}" for t, k in cols_all] + ["delta_m"]
@@ -384,8 +427,8 @@ def render_csv(tm) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(_csv_head(tm, cols_all, multi))
-    for r, mk, pr in zip(tm["rows"], marks, tm["prows"]):
-        w.writerow(_csv_cells(tm, r, mk, pr, cols_all, multi))
+    for i, (mk, pr) in enumerate(zip(marks, tm["prows"])):
+        w.writerow(_csv_cells(tm, i, mk, pr, cols_all, multi))
     return buf.getvalue()
 
 
