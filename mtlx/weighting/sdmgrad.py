@@ -25,16 +25,21 @@ def sdmgrad_weights(M: jnp.ndarray, w: jnp.ndarray, lam, num_iters: int, lr, mom
     by ``num_iters`` projected stochastic-gradient steps from ``w``, the gradient being
     ``G G^T w + lam G g0 = M w + lam M 1 / T``. As the authors' code, ``M`` is first divided
     by the squared mean gradient norm (scale-free steps) and the steps use heavy-ball
-    momentum (``lr``, ``momentum``; the buffer starts at 0 each call)."""
+    momentum (``momentum``; the buffer starts at 0 each call). The step is
+    ``min(lr, 1 / tr(Mn))``: the code's ``lr = 5`` times the curvature (up to ``tr(Mn) >= T``)
+    is far above 2, so its iterates bounce between faces of the simplex and depend on
+    rounding; capped at ``1 / tr(Mn) <= 1 / lambda_max`` they converge to the inner
+    problem's solution (warm-started from the previous call's ``w``)."""
     T = M.shape[0]
     scale = jnp.mean(jnp.sqrt(jnp.maximum(jnp.diag(M), 0.0))) ** 2
     Mn = solvers.safe_div(M, scale)
     Mg0 = jnp.mean(Mn, axis=1)
+    eta = jnp.minimum(lr, solvers.safe_div(1.0, jnp.trace(Mn)))
 
     def step(_, c):
         w, buf = c
         buf = momentum * buf + (Mn @ w + lam * Mg0)
-        return solvers.project_simplex(w - lr * buf), buf
+        return solvers.project_simplex(w - eta * buf), buf
 
     w, _ = lax.fori_loop(0, num_iters, step, (w, jnp.zeros((T,), M.dtype)))
     return w
@@ -43,8 +48,8 @@ def sdmgrad_weights(M: jnp.ndarray, w: jnp.ndarray, lam, num_iters: int, lr, mom
 def sdmgrad(lam: float = 0.3, num_iters: int = 20, lr: float = 5.0, momentum: float = 0.5) -> Weighting:
     """SDMGrad (``needs="gram"``): ``w`` from :func:`sdmgrad_weights` (kept in the state),
     ``direction = (G^T w + lam g0) / (1 + lam)``, ``weights`` ones. ``lam=0.3``,
-    ``num_iters=20``: LibMTL's defaults; ``lr=5``, ``momentum=0.5``: the authors' inner
-    optimiser. ``lam`` trades the min-norm (MGDA-like, 0) against the mean direction.
+    ``num_iters=20``: LibMTL's defaults; ``lr=5`` (capped, see :func:`sdmgrad_weights`),
+    ``momentum=0.5``: the authors' inner optimiser. ``lam`` trades the min-norm (MGDA-like, 0) against the mean direction.
 
     Deviation: the paper uses three independent mini-batches (two for the ``w`` steps,
     one for the direction); the step gives one Jacobian, so they are the same batch.

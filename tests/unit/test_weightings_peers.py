@@ -265,9 +265,10 @@ def test_sdmgrad_inner_steps_with_momentum():
     M = G3 @ G3.T
     Mn = M / np.mean(np.sqrt(np.diag(M))) ** 2
     w, buf = np.full(3, 1 / 3), np.zeros(3)
+    eta = min(5.0, 1 / np.trace(Mn))                   # the step, capped below 1 / lambda_max
     for _ in range(3):
         buf = 0.5 * buf + Mn @ w + 0.3 * Mn.mean(1)
-        w = proj_simplex(w - 5.0 * buf)
+        w = proj_simplex(w - eta * buf)
     _, _, st, _ = run("sdmgrad", L3, G3, num_iters=3)
     np.testing.assert_allclose(st.w, w, atol=1e-5)
 
