@@ -335,6 +335,32 @@ def test_imtl_l_scaled_losses_balance_at_the_optimum():
     np.testing.assert_allclose(np.asarray(objective_weights(w, f32(L3), opt)), 1 / L3, rtol=1e-6)
 
 
+# ----------------------------------------------------------------------------- hard matrices
+
+
+def hard_cases():
+    rng = np.random.default_rng(9)
+    g = rng.standard_normal((2, 6))
+    return {"rank_deficient": np.stack([g[0], g[1], g[0] + g[1]]),
+            "opposite": np.stack([g[0], -g[0], g[1]]),
+            "near_zero_row": np.stack([1e-6 * g[0], g[1], g[0] - g[1]]),
+            "spread": rng.standard_normal((3, 6)) * np.array([[1e-2], [1.0], [1e2]])}
+
+
+@pytest.mark.parametrize("name", [n for n in NEW if n not in ("stch", "imtl_l")])
+def test_gradient_weightings_stay_finite_on_hard_matrices(name):
+    """Linearly dependent, exactly opposed, near-zero and badly scaled gradients: finite weights
+    and directions; DualProj's and ConFIG's directions conflict with no task (to float32 level)."""
+    for case, G in hard_cases().items():
+        w, d, _, info = run(name, L3, G)
+        assert np.all(np.isfinite(w)) and (d is None or np.all(np.isfinite(d))), (name, case)
+        if name in ("dualproj", "config") and case != "opposite":
+            tol = 1e-5 * np.max(np.sum(G * G, axis=1)) * np.linalg.norm(d) / np.max(np.linalg.norm(G, axis=1))
+            if name == "dualproj":   # TorchJD's reg_eps = 1e-4 on M / tr(M) loosens the cone (as UPGrad's)
+                tol = tol + 1e-4 * np.sum(G * G) * np.abs(info["aggregation_weights"])
+            assert np.all(G @ d >= -tol), (name, case, G @ d)
+
+
 # ----------------------------------------------------------------------------- interface
 
 
