@@ -1,4 +1,4 @@
-"""DB-MTL (Lin, Ye, Zhang & Kwok, "Dual-Balancing for Multi-Task Learning",
+"""DB-MTL (Lin, Jiang, Ye, Zhang, Chen, Chen, Liu & Kwok, "Dual-Balancing for Multi-Task Learning",
 arXiv:2308.12029, 2023)."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""ExcessMTL (He, Zhou, Zhao & Hu, "Robust Multi-Task Learning with Excess Risks",
+"""ExcessMTL (He, Zhou, Zhang, Yun, Xu, Zeng, Chilimbi & Zhao,
+"Robust Multi-Task Learning with Excess Risks",
 ICML 2024)."""
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ class ExcessMTLState(NamedTuple):
 
 def excess_risks(G, sq_sum, eps: float = 1e-7):
     """He et al. (2024), Sec. 4: each task's excess risk ``L_t(theta) - L_t(theta_t*)``
-    estimated to second order as ``g_t^T H_t^-1 g_t`` with the diagonal Hessian
-    approximated by AdaGrad's preconditioner ``H_t = diag(sqrt(sum_{steps} g_t^2 + eps))``
-    (``sq_sum`` already includes this step's ``g_t^2``). Returns the (T,) estimates."""
+    estimated by a Taylor expansion as ``g_t^T H_t^-1 g_t``, the Hessian replaced by a
+    diagonal estimate from the accumulated squared gradients (empirical Fisher), taken as
+    AdaGrad's preconditioner ``H_t = diag(sqrt(sum_{steps} g_t^2 + eps))`` as the authors'
+    code (``sq_sum`` already includes this step's ``g_t^2``). Returns the (T,) estimates."""
     return jnp.sum(G * G / jnp.sqrt(sq_sum + eps), axis=1)
 
 

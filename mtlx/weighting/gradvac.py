@@ -40,7 +40,8 @@ def gradvac_coefficients(M: jnp.ndarray, targets: jnp.ndarray, orders: jnp.ndarr
 
         phi_hat_ij <- (1 - beta) phi_hat_ij + beta phi_ij.
 
-    Every inner product is read from ``M`` through ``C`` (as PCGrad's coefficients):
+    (LibMTL moves the target only when the rule fires; Algorithm 1 moves it for every pair,
+    as here.) Every inner product is read from ``M`` through ``C`` (as PCGrad's coefficients):
     ``g_i' . g_j = (C M)_ij``, ``||g_i'||^2 = (C M C^T)_ii``. Zero gradients are left alone.
     """
     T = M.shape[0]

@@ -1,4 +1,4 @@
-"""Smooth Tchebycheff scalarisation, STCH (Lin, Zhang, Yang, Zhang & Zhang, "Smooth
+"""Smooth Tchebycheff scalarisation, STCH (Lin, Zhang, Yang, Liu, Wang & Zhang, "Smooth
 Tchebycheff Scalarization for Multi-Objective Optimization", ICML 2024)."""
 
 from __future__ import annotations
