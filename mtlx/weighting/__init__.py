@@ -1,10 +1,16 @@
 """Loss weightings: ``WEIGHTINGS`` maps a name to a constructor returning a Weighting.
 
-needs="none":           equal, static, uncertainty, dwa, rlw, gls, famo
+needs="none":           equal, static, uncertainty, dwa, rlw, gls, famo, stch, imtl_l
 needs="gram":           gradnorm, mgda, pcgrad, cagrad, imtl, nash_mtl,
-                        aligned_mtl, upgrad
-needs="jacobian":       graddrop
+                        aligned_mtl, upgrad, gradvac, fairgrad, modo, sdmgrad,
+                        config, dualproj, krum
+needs="jacobian":       graddrop, trimmed_mean
 needs="representation": mgda_ub
+
+``PER_PARAMETER_WEIGHTINGS`` (needs="jacobian"; moco, db_mtl, excess_mtl) keep a state
+with one entry per shared parameter: their ``init`` takes ``num_params`` too
+(:mod:`mtlx.weighting.param_state`). ``get_weighting`` resolves them; they join
+``WEIGHTINGS`` once the train step builds states with ``param_state.init_state``.
 """
 
 from mtlx import schema
@@ -12,13 +18,25 @@ from mtlx.plugins import resolve
 from mtlx.weighting.aligned_mtl import aligned_mtl
 from mtlx.weighting.base import NEEDS, OPTION_RANGES, EmptyState, Weighting, objective_weights, on_jacobian
 from mtlx.weighting.cagrad import cagrad
+from mtlx.weighting.config_grad import config_grad
+from mtlx.weighting.db_mtl import db_mtl
+from mtlx.weighting.dualproj import dualproj
+from mtlx.weighting.excess_mtl import excess_mtl
+from mtlx.weighting.fairgrad import fairgrad
 from mtlx.weighting.graddrop import graddrop
 from mtlx.weighting.gradnorm import gradnorm
-from mtlx.weighting.imtl import imtl
+from mtlx.weighting.gradvac import gradvac
+from mtlx.weighting.imtl import imtl, imtl_l
 from mtlx.weighting.loss_based import dwa, equal, famo, gls, rlw, static, uncertainty
 from mtlx.weighting.mgda import mgda, mgda_ub
+from mtlx.weighting.moco import moco
+from mtlx.weighting.modo import modo
 from mtlx.weighting.nash_mtl import nash_mtl
+from mtlx.weighting.param_state import init_state, takes_num_params
 from mtlx.weighting.pcgrad import pcgrad
+from mtlx.weighting.robust import krum, trimmed_mean
+from mtlx.weighting.sdmgrad import sdmgrad
+from mtlx.weighting.stch import stch
 from mtlx.weighting.upgrad import upgrad
 
 WEIGHTINGS = {
@@ -39,16 +57,33 @@ WEIGHTINGS = {
     "aligned_mtl": aligned_mtl,
     "upgrad": upgrad,
     "graddrop": graddrop,
+    "stch": stch,
+    "imtl_l": imtl_l,
+    "gradvac": gradvac,
+    "fairgrad": fairgrad,
+    "modo": modo,
+    "sdmgrad": sdmgrad,
+    "config": config_grad,
+    "dualproj": dualproj,
+    "krum": krum,
+    "trimmed_mean": trimmed_mean,
+}
+
+PER_PARAMETER_WEIGHTINGS = {  # init(num_tasks, num_params): see mtlx.weighting.param_state
+    "moco": moco,
+    "db_mtl": db_mtl,
+    "excess_mtl": excess_mtl,
 }
 
 
-__all__ = ["WEIGHTINGS", "NEEDS", "EmptyState", "Weighting", "get_weighting", "objective_weights", "on_jacobian"]
+__all__ = ["WEIGHTINGS", "PER_PARAMETER_WEIGHTINGS", "NEEDS", "EmptyState", "Weighting", "get_weighting",
+           "init_state", "objective_weights", "on_jacobian", "takes_num_params"]
 
 
 def get_weighting(name: str, **options) -> Weighting:
     """The weighting ``name`` (a ``WEIGHTINGS`` key or 'package.module:constructor') with ``options``; an unknown
     option lists the valid ones, a bad value (type, nan/inf, range) names ``weighting.options.<option>``."""
-    ctor = resolve(WEIGHTINGS, name, "weighting")
+    ctor = resolve({**WEIGHTINGS, **PER_PARAMETER_WEIGHTINGS}, name, "weighting")
     owner = f"weighting {name!r}"
     if not schema.takes_any_option(ctor):
         try:

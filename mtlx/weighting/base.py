@@ -57,6 +57,10 @@ OPTION_RANGES = {  # by option name, for every weighting constructor (a plug-in'
     "min_weight": schema.NONNEG, "leak": schema.UNIT, "norm_eps": schema.NONNEG, "reg_eps": schema.NONNEG,
     "update_weights_every": schema.COUNT, "max_iters": schema.COUNT, "period": schema.COUNT,
     "rescale": (0, 1, 2),
+    "beta": schema.UNIT, "beta_sigma": schema.NONNEG, "gamma": schema.NONNEG, "gamma_sigma": schema.NONNEG,
+    "rho": schema.NONNEG, "mu": schema.POSITIVE, "warmup_steps": schema.INDEX, "step_size": schema.NONNEG,
+    "lam": schema.NONNEG, "num_iters": schema.COUNT, "momentum": schema.UNIT, "rcond": schema.NONNEG,
+    "n_byzantine": schema.INDEX, "n_selected": schema.COUNT, "trim_number": schema.INDEX,
 }
 
 

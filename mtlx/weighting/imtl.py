@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtlx.weighting.base import EmptyState, Weighting
+from mtlx.weighting.base import EmptyState, Weighting, no_state
 from mtlx.weighting.solvers import HIGHEST
 
 
@@ -110,3 +110,28 @@ def imtl(loss_scaling: bool = False, lr: float = 1e-3) -> Weighting:
         return weights.astype(losses.dtype), coef, new_state, {"alpha": alpha}
 
     return Weighting("imtl", init, combine, "gram")
+
+
+def imtl_l(init_log_scale: float = 0.0) -> Weighting:
+    """IMTL-L, the loss-balancing half of IMTL (Liu et al. 2021, Sec. 3.2), alone
+    (``needs="none"``).
+
+    Each task's loss is replaced by the scale-balanced ``exp(s_t) L_t - s_t`` with a
+    learned ``s_t`` (``init_params``; trained jointly with the model by the run's
+    optimizer, as in the paper). Its gradient in ``s_t`` is ``exp(s_t) L_t - 1``, so at
+    the optimum every scaled loss ``exp(s_t) L_t`` equals 1 (``s_t* = -log L_t``); the
+    model gets the gradient of ``sum_t exp(s_t) L_t`` (effective weights ``exp(s_t)``,
+    see :func:`mtlx.weighting.base.objective_weights`).
+    """
+
+    def init_params(num_tasks):
+        return {"log_scale": jnp.full((num_tasks,), init_log_scale, jnp.float32)}
+
+    def objective(losses, params):
+        s = params["log_scale"].astype(losses.dtype)
+        return jnp.sum(jnp.exp(s) * losses - s)
+
+    def combine(losses, grads, state, key):
+        return jnp.ones_like(losses), None, state, {}
+
+    return Weighting("imtl_l", no_state, combine, "none", init_params, objective)
