@@ -51,16 +51,17 @@ def rows(w):
 
 
 def _safe_norm(x, q: float):
-    """lq norms of the rows of ``x``; at an all-zero row the value is 0 and the gradient 0 (a valid
-    subgradient), where ``jnp.linalg.norm`` would give NaN."""
-    a = jnp.abs(x)
+    """lq norms of the rows of ``x``; an all-zero row has value 0 and gradient 0 (the least-norm
+    subgradient), where ``jnp.linalg.norm`` would give NaN (q = 2) or a non-zero choice (q = 1, inf)."""
+    nz = jnp.any(x != 0, axis=-1, keepdims=True)
+    a = jnp.abs(jnp.where(nz, x, 1.0))  # the double where: no gradient reaches an all-zero row
     if q == math.inf:
-        return jnp.max(a, axis=-1)
-    if q == 1:
-        return jnp.sum(a, axis=-1)
-    s = jnp.sum(a ** q, axis=-1)
-    nz = s > 0
-    return jnp.where(nz, jnp.where(nz, s, 1.0) ** (1.0 / q), 0.0)
+        n = jnp.max(a, axis=-1)
+    elif q == 1:
+        n = jnp.sum(a, axis=-1)
+    else:
+        n = jnp.sum(a ** q, axis=-1) ** (1.0 / q)
+    return jnp.where(nz[..., 0], n, 0.0)
 
 
 def row_norms(w, q=2):

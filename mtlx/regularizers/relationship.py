@@ -66,18 +66,17 @@ def flip_flop(W, iterations: int = 2, eps: float = 1e-3, features: str = "learne
     """``(Sigma_T, Sigma_1, Sigma_2)`` for ``W`` (T, D1, D2): ``iterations`` rounds of the MRN updates
     (module docstring), starting from identities; with ``features='identity'`` only Sigma_T, once."""
     T, d1, d2 = W.shape
-    s1, s2 = jnp.eye(d1, dtype=W.dtype), jnp.eye(d2, dtype=W.dtype)
-    rounds = 1 if features == "identity" else iterations
-    st = None
-    for _ in range(rounds):
-        i1, i2 = _inv(s1), _inv(s2)
-        st = jnp.einsum("tab,ac,bd,scd->ts", W, i1, i2, W) / (d1 * d2) + eps * jnp.eye(T, dtype=W.dtype)
+    eye = lambda n: jnp.eye(n, dtype=W.dtype)  # noqa: E731
+    s1, s2, i1, i2 = eye(d1), eye(d2), eye(d1), eye(d2)  # the covariances and their inverses
+    for r in range(1 if features == "identity" else iterations):
+        if r > 0:
+            i1, i2 = _inv(s1), _inv(s2)
+        st = jnp.einsum("tab,ac,bd,scd->ts", W, i1, i2, W) / (d1 * d2) + eps * eye(T)
         if features == "identity":
             break
         it = _inv(st)
-        s1 = jnp.einsum("tab,ts,bd,scd->ac", W, it, i2, W) / (T * d2) + eps * jnp.eye(d1, dtype=W.dtype)
-        i1 = _inv(s1)
-        s2 = jnp.einsum("tab,ts,ac,scd->bd", W, it, i1, W) / (T * d1) + eps * jnp.eye(d2, dtype=W.dtype)
+        s1 = jnp.einsum("tab,ts,bd,scd->ac", W, it, i2, W) / (T * d2) + eps * eye(d1)
+        s2 = jnp.einsum("tab,ts,ac,scd->bd", W, it, _inv(s1), W) / (T * d1) + eps * eye(d2)
     return st, s1, s2
 
 
