@@ -48,7 +48,7 @@ class Hard(MTLModel):
         if "split" in options and not (options["split"] == -1 or 0 <= options["split"] <= L):
             raise schema.OptionError("split", options["split"], f"is impossible for a backbone of {L} blocks; "
                                      f"choose 0..{L} (or -1 for all)")
-        depth = options.get("head_depth")
+        depth = regularizers.plain(options.get("head_depth"))
         if depth is None:
             return
         values = list(depth.values()) if isinstance(depth, Mapping) else depth

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Callable, NamedTuple
 
+import ml_collections
 from flax.core import FrozenDict
 
 from mtlx import schema
@@ -39,8 +40,15 @@ REGULARIZERS = {
 }
 
 
+def plain(spec):
+    """A ConfigDict (not a ``Mapping``) as a plain dict; anything else unchanged."""
+    return spec.to_dict() if isinstance(spec, ml_collections.ConfigDict) else spec
+
+
 def freeze(spec):
-    """A hashable copy of a config value (dicts -> FrozenDict, lists -> tuples), so a module holding it hashes."""
+    """A hashable copy of a config value (dicts and ConfigDicts -> FrozenDict, lists -> tuples), so a
+    module holding it hashes."""
+    spec = plain(spec)
     if isinstance(spec, Mapping):
         return FrozenDict({k: freeze(v) for k, v in spec.items()})
     if isinstance(spec, (list, tuple)):
@@ -51,6 +59,7 @@ def freeze(spec):
 def check(spec, num_blocks: int | None = None, num_tasks: int | None = None) -> None:
     """A ``regularizer`` option: a dict with a known ``name``, ``strength`` >= 0, ``layers`` naming blocks
     in 0..num_blocks-1 or 'heads', and the family's own keys; one OptionError naming the key."""
+    spec = plain(spec)
     if not isinstance(spec, Mapping):
         raise schema.OptionError("regularizer", spec, "must be a dict like {'name': 'block_sparse', 'strength': 1e-3}")
     name = spec.get("name")

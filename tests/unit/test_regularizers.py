@@ -223,3 +223,11 @@ def test_a_column_the_architecture_lacks_is_named():
         jax.eval_shape(m.init, jax.random.PRNGKey(0), ts.splits["train"]["inputs"])
     with pytest.raises(ValueError, match=r"valid options \[\] \(and, for every architecture, \['regularizer'\]\)"):
         build_model("single_task", ts, TINY_MLP, regulariser={"name": "block_sparse"})
+
+
+def test_a_config_dict_regularizer_is_accepted_and_hashable():
+    import ml_collections
+
+    opts = ml_collections.ConfigDict({"regularizer": {"name": "clustering", "k": 2, "clusters": [0, 1, 1]}})
+    a, b = (build_model("single_task", tiny_dense(), TINY_MLP, **dict(opts)) for _ in range(2))
+    assert a.regularizer["clusters"] == (0, 1, 1) and hash(a) == hash(b)
