@@ -33,6 +33,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from mtlx import regularizers, schema, taps
 from mtlx.layers import Dense, StackedBlock
@@ -224,6 +225,13 @@ class MTLModel(nn.Module):
         if layers is None or regularizers.HEADS in layers:
             out.update({f"{k}/kernel": params[k]["kernel"] for k in sorted(params) if str(k).startswith(HEAD_PREFIX)})
         return out
+
+    def regularized_mask(self, params):
+        """A pytree of bools over the model ``params``: True at the leaves :meth:`regularized_weights`
+        selects (e.g. the ``mask`` of ``mtlx.regularizers.block_sparse.proximal``)."""
+        chosen = set(self.regularized_weights(params))
+        flat = flatten_dict(params)
+        return unflatten_dict({path: "/".join(map(str, path)) in chosen for path in flat})
 
     def regularizer_terms(self) -> dict:
         """``{'regularizer_<name>': strength * penalty}`` of the current parameters ({} without a regularizer)."""

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax.traverse_util import flatten_dict
 
 from fixtures_archs import HEAD_HIDDEN, TINY_MLP, tiny_dense
 from mtlx import regularizers
@@ -189,6 +190,9 @@ def test_the_regularizer_option_adds_its_penalty_to_aux():
     # the relationship regulariser's learned task covariances, for logging: one (T, T) per layer
     assert sorted(cov) == ["task_column_2/kernel", "task_head_0/kernel", "task_head_out/kernel"]
     assert all(c.shape == (3, 3) for c in cov.values())
+    mask = flatten_dict(m.regularized_mask(params))
+    assert sorted("/".join(k) for k, on in mask.items() if on) == [
+        "task_column_2/kernel", "task_head_0/kernel", "task_head_out/kernel"]
     np.testing.assert_allclose(cov["task_head_0/kernel"], want, rtol=1e-6)
     assert hash(rel) == hash(build_model("hard", ts, TINY_MLP, head_hidden=HEAD_HIDDEN, split=2,
                                          regularizer=dict(rel_spec)))
