@@ -16,6 +16,12 @@ Each class validates its own options (``check_options``, before anything is
 built): ``options`` lists the fields a config may set, and a subclass extends
 ``check_options`` with its own ranges. The registry (``mtlx.architectures``)
 names the classes and prefixes their one-line errors with the name.
+
+One option every architecture takes, not listed in ``options``: ``regularizer``
+(``mtlx.regularizers``: block-sparse, clustered, relationship penalties on the
+task-stacked weights of the task columns and heads). It is handled here once:
+``__init_subclass__`` wraps each subclass's ``__call__`` so that the penalty
+joins ``aux`` under ``regularizer_<name>``.
 """
 
 from __future__ import annotations
@@ -27,15 +33,19 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.traverse_util import flatten_dict, unflatten_dict
 
-from mtlx import schema, taps
+from mtlx import regularizers, schema, taps
 from mtlx.layers import Dense, StackedBlock
 
 OPTION_RANGES = {  # by option name, for every architecture (a plug-in's too)
     "num_experts": schema.COUNT, "subspaces": schema.COUNT, "self_weight": schema.UNIT,
     "strength": schema.NONNEG, "orthogonality": schema.NONNEG, "rel_error": schema.Range(0, 1, hi_open=True),
 }
-_BASE_FIELDS = ("blocks", "head_hidden", "num_outputs", "task_names", "tokens", "parent", "name")
+GENERIC_OPTIONS = ("regularizer",)  # options every architecture takes (handled here, not in ``options``)
+_BASE_FIELDS = ("blocks", "head_hidden", "num_outputs", "task_names", "tokens", "parent", "name", *GENERIC_OPTIONS)
+COLUMN = "task_column_{}"  # block i's task columns (a top-level parameter name)
+HEAD_PREFIX = "task_head_"  # the task heads' layers
 
 
 class MTLModel(nn.Module):
@@ -47,12 +57,15 @@ class MTLModel(nn.Module):
     num_outputs: tuple = ()
     task_names: tuple = ()
     tokens: bool = False
+    regularizer: object = None  # a dict for mtlx.regularizers (see the module docstring), or None
 
     task_specific_prefixes: ClassVar[tuple] = ("task_",)
     has_shared_representation: ClassVar[bool] = False
     options: ClassVar[tuple] = ()  # the fields a config may set (sorted); set per subclass below
 
     def __init_subclass__(cls, **kwargs):
+        if "__call__" in cls.__dict__:  # before flax wraps the methods
+            cls.__call__ = _with_regularizer(cls.__dict__["__call__"])
         super().__init_subclass__(**kwargs)  # flax makes the class a dataclass here
         cls.options = tuple(sorted(f.name for f in dataclasses.fields(cls) if f.name not in _BASE_FIELDS))
 
@@ -63,11 +76,24 @@ class MTLModel(nn.Module):
         return {n: (fields[n].type, None if fields[n].default is dataclasses.MISSING else fields[n].default)
                 for n in cls.options}
 
+    def __post_init__(self):
+        if self.regularizer is not None:  # config dicts -> FrozenDict: keeps the module hashable
+            object.__setattr__(self, "regularizer", regularizers.freeze(self.regularizer))
+        super().__post_init__()
+
     @classmethod
     def check_option_values(cls, options) -> None:
         """What needs no backbone: unknown options, types (the fields' annotations), finite numbers and
-        ``OPTION_RANGES``; an ``OptionError`` names the option."""
-        schema.check_options(cls.option_params(), options, OPTION_RANGES)
+        ``OPTION_RANGES``; an ``OptionError`` names the option. ``regularizer``: ``regularizers.check``."""
+        own = {k: v for k, v in options.items() if k not in GENERIC_OPTIONS}
+        try:
+            schema.check_options(cls.option_params(), own, OPTION_RANGES)
+        except schema.OptionError:
+            raise
+        except ValueError as e:  # unknown options: say that the generic ones exist too
+            raise ValueError(f"{e} (and, for every architecture, {list(GENERIC_OPTIONS)})") from None
+        if options.get("regularizer") is not None:
+            regularizers.check(options["regularizer"])
 
     @classmethod
     def check_options(cls, blocks, options, num_tasks) -> None:
@@ -77,6 +103,8 @@ class MTLModel(nn.Module):
         Here: ``check_option_values``, and every option named ``*_after`` (block indices,
         e.g. where cross-stitch units sit) naming a block outside the backbone."""
         cls.check_option_values(options)
+        if options.get("regularizer") is not None:
+            regularizers.check(options["regularizer"], len(blocks), num_tasks)
         for key in sorted(k for k in options if k.endswith("_after")):
             bad = [i for i in options[key] if not schema.is_int(i) or not 0 <= i < len(blocks)]
             if bad:
@@ -126,12 +154,12 @@ class MTLModel(nn.Module):
         """The task-stacked version of block ``i`` (overridden by tensor_factorised)."""
         return StackedBlock(spec, self.num_tasks, tap=tap, name=name)
 
-    def run_columns(self, h, mask, start=0, stacked_input=False, after_block=None, tap=""):
-        """Blocks ``start..L-1`` as T columns; ``after_block(i, h)`` may mix them;
-        ``tap`` is passed to the first (see :meth:`shared_representation`)."""
-        for i in range(start, len(self.blocks)):
+    def run_columns(self, h, mask, start=0, stacked_input=False, after_block=None, tap="", stop=None):
+        """Blocks ``start..stop-1`` (default: to the last) as T columns; ``after_block(i, h)`` may mix
+        them; ``tap`` is passed to the first (see :meth:`shared_representation`)."""
+        for i in range(start, len(self.blocks) if stop is None else stop):
             extra = {"tap": tap} if tap and i == start else {}
-            h = self.column(i, self.blocks[i], f"task_column_{i}", **extra)(h, mask, stacked_input=stacked_input)
+            h = self.column(i, self.blocks[i], COLUMN.format(i), **extra)(h, mask, stacked_input=stacked_input)
             stacked_input = True
             if after_block is not None:
                 h = after_block(i, h)
@@ -168,8 +196,8 @@ class MTLModel(nn.Module):
         equal-weighting step at T = 40, measured).
         """
         h, stacked_input = self.head_input(h, stacked_input)
-        layers = [(Dense(width), f"task_head_{j}") for j, width in enumerate(self.head_hidden)]
-        layers.append((Dense(max(self.num_outputs), "none"), "task_head_out"))
+        layers = [(Dense(width), f"{HEAD_PREFIX}{j}") for j, width in enumerate(self.head_hidden)]
+        layers.append((Dense(max(self.num_outputs), "none"), f"{HEAD_PREFIX}out"))
         for j, (spec, name) in enumerate(layers):
             h = StackedBlock(spec, self.num_tasks, tap=tap if j == 0 else "", name=name)(
                 h, mask, stacked_input=stacked_input)
@@ -177,6 +205,62 @@ class MTLModel(nn.Module):
         width = h.shape[-1]
         return {name: (p[0] if n == width else p[0, ..., :n])
                 for p, n, name in zip(jnp.split(h, self.num_tasks), self.num_outputs, self.task_names)}
+
+    # ---- the ``regularizer`` option (mtlx.regularizers)
+
+    def regularized_weights(self, params) -> dict:
+        """{'<layer>/<weight>': (T, ...)}: the task-stacked weights ``regularizer.layers`` selects in ``params``
+        (block i's task columns and/or the heads' kernels; by default every one present). A block index
+        this architecture does not keep as task columns is a ValueError naming the ones it does."""
+        layers = self.regularizer.get("layers")
+        present = [i for i in range(len(self.blocks)) if COLUMN.format(i) in params]
+        wanted = present if layers is None else [i for i in layers if i != regularizers.HEADS]
+        missing = sorted(set(wanted) - set(present))
+        if missing:
+            raise ValueError(f"architecture.options.regularizer.layers={list(layers)} names blocks {missing}, which "
+                             f"{type(self).__name__} does not keep as task columns; its task columns: {present} "
+                             f"(and {regularizers.HEADS!r})")
+        out = {f"{COLUMN.format(i)}/{w}": params[COLUMN.format(i)][w]
+               for i in sorted(wanted) for w in self.blocks[i].weight_shapes((1, 1, 1))}
+        if layers is None or regularizers.HEADS in layers:
+            out.update({f"{k}/kernel": params[k]["kernel"] for k in sorted(params) if str(k).startswith(HEAD_PREFIX)})
+        return out
+
+    def regularized_mask(self, params):
+        """A pytree of bools over the model ``params``: True at the leaves :meth:`regularized_weights`
+        selects (e.g. the ``mask`` of ``mtlx.regularizers.block_sparse.proximal``)."""
+        chosen = set(self.regularized_weights(params))
+        flat = flatten_dict(params)
+        return unflatten_dict({path: "/".join(map(str, path)) in chosen for path in flat})
+
+    def regularizer_terms(self) -> dict:
+        """``{'regularizer_<name>': strength * penalty}`` of the current parameters ({} without a regularizer)."""
+        if self.regularizer is None:
+            return {}
+        stacked = list(self.regularized_weights(self.variables["params"]).values())
+        return {f"regularizer_{self.regularizer['name']}": regularizers.penalty(self.regularizer, stacked)}
+
+    def task_covariances(self, params) -> dict:
+        """For logging a ``relationship`` regulariser: {'<layer>/<weight>': the learned task covariance
+        Sigma_T (T, T)} from the model ``params`` (the closed form the penalty uses; see
+        ``mtlx.regularizers.relationship``). {} for any other regulariser or none."""
+        if self.regularizer is None or self.regularizer["name"] != "relationship":
+            return {}
+        opts = regularizers.options_of(self.regularizer)
+        return {k: regularizers.relationship.task_covariance(w, **opts)
+                for k, w in self.regularized_weights(params).items()}
+
+
+def _with_regularizer(call):
+    """``call`` (an architecture's ``__call__``) with the regularizer's terms added to its ``aux``."""
+
+    @functools.wraps(call)  # keeps flax's ``compact`` mark
+    def wrapped(self, *args, **kwargs):
+        preds, aux = call(self, *args, **kwargs)
+        terms = self.regularizer_terms()
+        return (preds, {**aux, **terms}) if terms else (preds, aux)
+
+    return wrapped
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
