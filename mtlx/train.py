@@ -35,6 +35,7 @@ from mtlx.architectures import ARCHITECTURES, build_model, check_heads, param_co
 from mtlx.data import get_task_set, pipeline
 from mtlx.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule  # noqa: F401  (re-exported)
 from mtlx.weighting import get_weighting
+from mtlx.weighting import param_state
 from mtlx.weighting.base import Weighting
 
 
@@ -106,9 +107,18 @@ def init_state(model, weighting: Weighting, tx, num_tasks: int, sample_inputs, s
     mparams = model.init(k_init, sample_inputs)["params"]
     wparams = weighting.init_params(num_tasks) if weighting.init_params is not None else {}
     params = {"model": mparams, "weighting": wparams}
+    wstate = param_state.init_state(weighting, num_tasks, num_shared(model, mparams))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      wstate=weighting.init(num_tasks), key=k_run,
+                      wstate=wstate, key=k_run,
                       nonfinite_step=-jnp.ones((), jnp.int32), nonfinite_task=-jnp.ones((), jnp.int32))
+
+
+def num_shared(model, mparams) -> int:
+    """The number of shared parameters: the width P of the (T, P) Jacobian the step forms."""
+    from mtlx.architectures import shared_mask
+
+    mask = shared_mask(model, mparams)
+    return int(sum(np.size(p) for p, m in zip(jax.tree_util.tree_leaves(mparams), jax.tree_util.tree_leaves(mask)) if m))
 
 
 def check_weighting_fits(model, weighting: Weighting, arch_name: str = "") -> None:
@@ -185,7 +195,7 @@ def build_run(cfg, task_set=None) -> Run:
     check_heads(model, task_set)
     weighting = get_weighting(cfg.weighting.name, **dict(cfg.weighting.options))
     check_weighting_fits(model, weighting, cfg.architecture.name)
-    weighting.init(task_set.num_tasks)  # validates weighting options against T
+    param_state.init_state(weighting, task_set.num_tasks, 0)  # validates weighting options against T
     return Run(cfg, task_set, model, weighting, optimizer_of(cfg.optimizer, cfg.steps))
 
 

@@ -67,13 +67,13 @@ WEIGHTINGS = {
     "dualproj": dualproj,
     "krum": krum,
     "trimmed_mean": trimmed_mean,
-}
-
-PER_PARAMETER_WEIGHTINGS = {  # init(num_tasks, num_params): see mtlx.weighting.param_state
     "moco": moco,
     "db_mtl": db_mtl,
     "excess_mtl": excess_mtl,
 }
+
+# init(num_tasks, num_params): a state per shared parameter (mtlx.weighting.param_state)
+PER_PARAMETER_WEIGHTINGS = {n: WEIGHTINGS[n] for n in ("moco", "db_mtl", "excess_mtl")}
 
 
 __all__ = ["WEIGHTINGS", "PER_PARAMETER_WEIGHTINGS", "NEEDS", "EmptyState", "Weighting", "get_weighting",
@@ -83,7 +83,7 @@ __all__ = ["WEIGHTINGS", "PER_PARAMETER_WEIGHTINGS", "NEEDS", "EmptyState", "Wei
 def get_weighting(name: str, **options) -> Weighting:
     """The weighting ``name`` (a ``WEIGHTINGS`` key or 'package.module:constructor') with ``options``; an unknown
     option lists the valid ones, a bad value (type, nan/inf, range) names ``weighting.options.<option>``."""
-    ctor = resolve({**WEIGHTINGS, **PER_PARAMETER_WEIGHTINGS}, name, "weighting")
+    ctor = resolve(WEIGHTINGS, name, "weighting")
     owner = f"weighting {name!r}"
     if not schema.takes_any_option(ctor):
         try:

@@ -13,7 +13,7 @@ import optax
 import pytest
 import scipy.optimize
 
-from mtlx.weighting import NEEDS, WEIGHTINGS, EmptyState, get_weighting, objective_weights, on_jacobian, solvers
+from mtlx.weighting import NEEDS, WEIGHTINGS, EmptyState, get_weighting, init_state, objective_weights, on_jacobian, solvers
 from mtlx.weighting.aligned_mtl import alignment_matrix
 from mtlx.weighting.graddrop import graddrop_direction
 from mtlx.weighting.pcgrad import pcgrad_coefficients, random_orders
@@ -51,7 +51,7 @@ def f32(x):
 
 def run(name, losses, grads=None, state=None, key=KEY, **opts):
     w, f = jitted(name, **opts)
-    state = w.init(len(losses)) if state is None else state
+    state = init_state(w, len(losses), P10 if grads is None else np.shape(grads)[-1]) if state is None else state
     return f(f32(losses), None if grads is None else f32(grads), state, key)
 
 
@@ -453,7 +453,7 @@ def test_dwa_block_average_softmax():
     period, temp = 2, 2.0
     w, f = jitted("dwa", temperature=temp, period=period)
     seq = np.random.default_rng(13).uniform(0.5, 2.0, (8, T3))
-    state = w.init(T3)
+    state = init_state(w, T3, P10)
     blocks = [seq[0:2].mean(0), seq[2:4].mean(0), seq[4:6].mean(0)]
     expected = [np.ones(T3)] * 4 + [T3 * _softmax(blocks[1] / blocks[0] / temp)] * 2 \
         + [T3 * _softmax(blocks[2] / blocks[1] / temp)] * 2
@@ -503,7 +503,7 @@ def test_famo_one_step_matches_algorithm_1(optimizer):
     opts = {} if optimizer == "adam" else {"optimizer": "sgd"}
     w, f = jitted("famo", **opts)
     L1, L2 = np.array([1.0, 2.0, 0.5]), np.array([0.8, 1.9, 0.3])
-    w1, _, state, info = f(f32(L1), None, w.init(T3), KEY)
+    w1, _, state, info = f(f32(L1), None, init_state(w, T3, P10), KEY)
     z = np.ones(T3) / T3
     np.testing.assert_allclose(np.asarray(w1), (z / L1) / (z / L1).sum(), rtol=1e-5)
     w2, _, state, info = f(f32(L2), None, state, KEY)
@@ -571,7 +571,7 @@ def test_jit_vmap_over_seeds_matches_separate_calls(name):
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     S = 3
     dim = {"none": None, "jacobian": P10, "gram": P10, "representation": R6}[w.needs]
-    state1 = jax.tree.map(np.asarray, w.init(T3))
+    state1 = jax.tree.map(np.asarray, init_state(w, T3, P10))
     states = jax.tree.map(lambda x: np.stack([x] * S), state1)
     singles = [state1] * S
     for step in range(2):   # the second step runs from non-initial states
@@ -601,7 +601,9 @@ def test_jit_vmap_over_seeds_matches_separate_calls(name):
 STATE_FIELDS = {  # the named fields of each weighting's state (optax style); () for EmptyState
     "dwa": ("count", "acc", "history", "blocks"), "famo": ("logits", "opt_state", "prev_losses", "has_prev"),
     "gradnorm": ("weights", "opt_state", "initial_losses", "started"), "mgda": ("weights",),
-    "mgda_ub": ("weights",), "nash_mtl": ("alpha", "step")}
+    "mgda_ub": ("weights",), "nash_mtl": ("alpha", "step"), "gradvac": ("targets",), "modo": ("lam",),
+    "sdmgrad": ("w",), "stch": ("count", "acc"), "moco": ("tracked", "lam", "step"), "db_mtl": ("ema", "step"),
+    "excess_mtl": ("weights", "sq_sum", "initial", "started")}
 
 
 @pytest.mark.parametrize("name", sorted(WEIGHTINGS))
@@ -609,7 +611,7 @@ def test_states_are_named_tuples(name):
     """init's state and combine's new state are the same NamedTuple type, with named fields."""
     opts = {"weights": (1.0, 2.0, 3.0)} if name == "static" else {}
     w = get_weighting(name, **opts)
-    state = w.init(T3)
+    state = init_state(w, T3, P10)
     assert isinstance(state, tuple) and hasattr(state, "_fields"), (name, state)
     assert state._fields == STATE_FIELDS.get(name, ()), name
     grads = {"none": None, "representation": (T3, T3)}.get(w.needs, (T3, P10))  # the step's input by kind
