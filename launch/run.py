@@ -39,6 +39,12 @@ _WRITERS = flags.DEFINE_list("writers", ["jsonl"], "Metric writers: jsonl (alway
 _CLAIM_TIMEOUT = flags.DEFINE_float("claim_timeout", 600.0, "Seconds without a heartbeat after which "
                                     "another launcher's claim on a run is stale and taken over.")
 _CACHE = flags.DEFINE_string("compilation_cache", "~/.cache/mtlx/jax", "JAX persistent compilation cache ('' = off).")
+_COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 for a run spanning processes "
+                                   "(with --num_processes and --process_id; mtlx.parallel.distributed).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Processes a run spans (each runs this same command).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index, 0 .. num_processes-1.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join the processes of a Slurm job (or TPU pod) "
+                                 "from its environment (jax.distributed.initialize()).")
 
 
 def _fail(msg, prefix="") -> None:
@@ -84,6 +90,14 @@ def main(argv):
         _fail("--config is required, e.g. --config experiments/quickstart.py")
     if hasattr(_CONFIG.value, "_error"):  # config_flags defers some load errors (a missing file) to first use
         _fail(_CONFIG.value._error, prefix="--config: ")
+    if _NUM_PROCESSES.value > 1 or _DISTRIBUTED.value:
+        if _NUM_PROCESSES.value > 1 and not _COORDINATOR.value:
+            _fail("--num_processes > 1 needs --coordinator=host:port (process 0's address)")
+        if not 0 <= _PROCESS_ID.value < _NUM_PROCESSES.value:
+            _fail(f"--process_id={_PROCESS_ID.value} must lie in [0, {_NUM_PROCESSES.value - 1}]")
+        from mtlx import parallel
+
+        parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value)
     slurm = dict(cluster=_CLUSTER.value, partition=_PARTITION.value, time=_TIME.value, gpus=_GPUS.value, cpus=_CPUS.value)
     try:
         out = runner.launch(_CONFIG.value, _WORKDIR.value, executor=_EXECUTOR.value, parallel=_PARALLEL.value,
@@ -99,7 +113,7 @@ def main(argv):
         sys.exit(128 + (e.signum or 2))
     if _DRY_RUN.value or (_EXECUTOR.value == "slurm" and not _WAIT.value):
         return
-    if _REPORT.value:
+    if _REPORT.value and (_NUM_PROCESSES.value == 1 or _PROCESS_ID.value == 0):
         _report(out["workdir"])
     print(runner.summarise(out), file=sys.stderr)
     if any(s.get("status") != results.DONE and (s.get("failure") or {}).get("task") is None

@@ -235,7 +235,7 @@ def _train(run: dict, run_dir: str, progress: _Progress, meta: dict, writer_name
         task_set = grid.task_set_for(run["config"])
         meta.update(task_set=task_set.name, tasks=tasks_info(task_set), resumed_from_step=_checkpoint_step(run_dir))
         return train.train_and_evaluate(grid.train_config(run["config"]), run_dir, task_set=task_set,
-                                        progress=progress.update, should_stop=stop_requested,
+                                        progress=progress.update, should_stop=_should_stop(),
                                         writer_names=writer_names, execution=run.get("execution"))
     except train.NonFiniteLoss as e:
         return _failure(t0, e.step, e.task, str(e))
@@ -269,6 +269,9 @@ def run_one(run: dict, workdir: str, rerun_failed: bool = False, show_progress: 
     use_compilation_cache(compilation_cache)
     run_dir = results.run_path(workdir, run["run_id"])
     old = results.read_summary(run_dir)
+    if _several_processes():
+        return _run_one_together(run, run_dir, old, rerun_failed, show_progress, position, writer_names,
+                                 claim_timeout_s, launcher)
     if not _redo(old, rerun_failed):
         return old
     with stop_on_signals():
@@ -280,6 +283,53 @@ def run_one(run: dict, workdir: str, rerun_failed: bool = False, show_progress: 
             if results.read_summary(run_dir) != old:  # another launcher finished it before we claimed it
                 return None
             return _run_claimed(run, run_dir, old is not None, show_progress, position, writer_names, launcher)
+
+
+def _should_stop() -> Callable[[], bool]:
+    """The loop's stop check: this process's signal flag, or, across processes, process 0's."""
+    if not _several_processes():
+        return stop_requested
+    from mtlx.parallel import distributed
+
+    return lambda: distributed.agree(stop_requested())
+
+
+def _is_main() -> bool:
+    from mtlx.parallel import distributed
+
+    return distributed.is_main()
+
+
+def _several_processes() -> bool:
+    from mtlx.parallel import distributed
+
+    return distributed._STATE["initialized"]
+
+
+def _run_one_together(run, run_dir, old, rerun_failed, show_progress, position, writer_names, claim_timeout_s,
+                      launcher):
+    """``run_one`` for a run spanning processes (``mtlx.parallel.distributed``): process 0 claims (and
+    clears a failed run it redoes) and broadcasts whether the run trains; every process trains it;
+    only process 0 writes the run directory."""
+    from mtlx import train
+    from mtlx.parallel import distributed
+
+    main, claim = distributed.is_main(), None
+    if main and _redo(old, rerun_failed):
+        claim = {**results.new_claim(), "launcher": launcher}
+        if results.claim_run(run_dir, claim, claim_timeout_s).get("token") != claim["token"]:
+            claim = None
+        elif old is not None:
+            results.clear_run(run_dir)
+    if not distributed.agree(claim is not None):
+        return old
+    if not main:
+        train.train_and_evaluate(grid.train_config(run["config"]), run_dir, grid.task_set_for(run["config"]),
+                                 should_stop=_should_stop(), writer_names=(),
+                                 execution=run.get("execution"))
+        return None
+    with _Heartbeat([(run_dir, claim)], claim_timeout_s / 4):
+        return _run_claimed(run, run_dir, False, show_progress, position, writer_names, launcher)
 
 
 def _run_claimed(run: dict, run_dir: str, from_scratch: bool, show_progress: bool, position, writer_names,
@@ -407,7 +457,7 @@ def _programs(todo: list[dict], workdir: str, e: dict) -> list[list[dict]]:
     """``todo`` as programs (``mtlx.parallel.population.programs``) of at most the experiment's
     ``parallel.runs_per_program`` runs."""
     size = e["parallel"].get("runs_per_program", 1)
-    if size == 1:
+    if size == 1 or _several_processes():  # a run spanning processes trains alone
         return [[r] for r in todo]
     from mtlx.parallel.population import programs
 
@@ -476,7 +526,8 @@ def launch(cfg, workdir: str | None = None, executor: str = "local", parallel: i
             for r in chosen:
                 log(f"  {r['run_id']}{'' if r in todo else '  (finished)'}")
             return out
-        results.write_experiment(workdir, grid.experiment_record(e, runs))
+        if not _several_processes() or _is_main():
+            results.write_experiment(workdir, grid.experiment_record(e, runs))
         launcher = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         out["jobs"] = _execute(units, workdir, rerun_failed, show_progress, executor, parallel, slurm, runs_per_job,
                                e["experiment"], wait, (compilation_cache, writer_names, claim_timeout_s, launcher), log)

@@ -145,7 +145,7 @@ def evaluate(eval_step, mparams, split, task_list, batch_size: int = 1024) -> di
         batch = pipeline.gather(split, idx)
         out = eval_step(mparams, batch["inputs"])
         for t in task_list:
-            preds[t.name].append(np.asarray(out[t.name]))
+            preds[t.name].append(parallel.to_host(out[t.name]))
     whole = split if isinstance(split, Mapping) else pipeline.gather(split, np.arange(n))
     return {t.name: losses_lib.compute_metrics(t, np.concatenate(preds[t.name]), whole["targets"][t.name],
                                               whole["weights"][t.name]) for t in task_list}
@@ -240,7 +240,8 @@ class _Loop:
         self.state, self.mgr, self.progress = state, mgr, progress
         config = run.cfg.to_dict() if hasattr(run.cfg, "to_dict") else dict(run.cfg)
         self.metrics = None
-        self.writer = writers.open_writers(writer_names, workdir, start, config=config) if workdir else None
+        write = workdir and parallel.is_main()  # several processes: process 0 writes
+        self.writer = writers.open_writers(writer_names, workdir, start, config=config) if write else None
         self.splits = {s: ts.splits[s] for s in ("validation", "test") if s in ts.splits}
         self.eval_step = jax.jit(make_eval_step(run.model))
         self.best, self.best_test, self.last_eval = -np.inf, None, None
@@ -267,9 +268,9 @@ class _Loop:
     def check_finite(self):
         """Raise NonFiniteLoss at the 1-based step of the first NaN/inf update (the state holds
         the number of updates done before it)."""
-        if int(self.state.nonfinite_step) >= 0:
-            t = int(self.state.nonfinite_task)
-            raise NonFiniteLoss(int(self.state.nonfinite_step) + 1, self.tasks[t].name if t < len(self.tasks) else PENALTY)
+        bad, t = (int(x) for x in parallel.to_host((self.state.nonfinite_step, self.state.nonfinite_task)))
+        if bad >= 0:
+            raise NonFiniteLoss(bad + 1, self.tasks[t].name if t < len(self.tasks) else PENALTY)
 
     def log(self, step):
         """One train record (written even when its loss is NaN/inf, then the run fails)."""
@@ -282,9 +283,9 @@ class _Loop:
         """Write the train record of ``metrics`` (host sync); its losses by task."""
         if self.t_first is None:
             self.t_first, self.s_first = time.time(), step
-        rec = {"step": step, "kind": "train", "losses": dict(zip(self.names, np.asarray(metrics["losses"]).tolist())),
-               "weights": dict(zip(self.names, np.asarray(metrics["weights"]).tolist())),
-               "penalty": float(metrics["penalty"])}
+        metrics = parallel.to_host({k: metrics[k] for k in ("losses", "weights", "penalty")})
+        rec = {"step": step, "kind": "train", "losses": dict(zip(self.names, metrics["losses"].tolist())),
+               "weights": dict(zip(self.names, metrics["weights"].tolist())), "penalty": float(metrics["penalty"])}
         if self.writer:
             self.writer.write_record(rec)
         return rec["losses"]
@@ -321,17 +322,17 @@ class _Loop:
 
     def summary(self, t0, n_params, on_device) -> dict:
         if self.last_eval is None:  # resumed after the last step with no evaluation on record
-            self.evaluate(int(self.state.step))
+            self.evaluate(int(parallel.to_host(self.state.step)))
             self.best_test = self.last_eval.get("test")
         wall, ev = time.time() - t0, self.last_eval
         timed = (time.time() - self.t_first - self.t_other) if self.t_first is not None else 0.0
         n_timed = (self.cfg.steps - self.s_first) if self.t_first is not None else 0
         return {
-            "status": results.DONE, "steps": int(self.state.step), "param_count": n_params, "wall_time_s": wall,
+            "status": results.DONE, "steps": int(parallel.to_host(self.state.step)), "param_count": n_params, "wall_time_s": wall,
             "steps_per_s": n_timed / timed if n_timed > 0 and timed > 0 else float("nan"),
             "metrics": ev.get("test", ev.get("validation")), "validation_metrics": ev.get("validation"),
             "test_at_best_validation": self.best_test, "on_device_data": on_device,
-            "mixing": {k: np.asarray(v).tolist() for k, v in self.state.params["model"].items() if taps.is_mixing(k)},
+            "mixing": {k: parallel.to_host(v).tolist() for k, v in self.state.params["model"].items() if taps.is_mixing(k)},
         }
 
 
@@ -346,7 +347,8 @@ def _resume(workdir, state):
     if checkpoint.latest_step(mgr) is not None:
         state = checkpoint.restore(mgr, state)
         start = int(state.step)
-    results.truncate_metrics(workdir, start)
+    if parallel.is_main():
+        results.truncate_metrics(workdir, start)
     return mgr, state, start
 
 

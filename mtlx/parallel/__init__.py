@@ -22,9 +22,10 @@ import dataclasses
 from typing import Mapping
 
 from mtlx.parallel.dispatch import AUTO, chunks, dispatch_size, scanned
+from mtlx.parallel.distributed import agree, initialize, is_main
 from mtlx.parallel.mesh import DATA, RUNS, check_divisible, constrain_batch, make_mesh, put, to_host
 
-__all__ = ["AUTO", "DATA", "RUNS", "Execution", "check_divisible", "chunks", "constrain_batch", "dispatch_size",
+__all__ = ["AUTO", "DATA", "RUNS", "Execution", "agree", "check_divisible", "initialize", "is_main", "chunks", "constrain_batch", "dispatch_size",
            "make_mesh", "put", "scanned", "to_host"]
 
 

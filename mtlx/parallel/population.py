@@ -92,7 +92,7 @@ def split_shapes(task_set) -> tuple:
 def _traceable(run_cfg: Mapping, paths: list, num_tasks: int) -> bool:
     """Whether the weighting accepts traced values at ``paths`` (its construction and combine do
     not branch on them): built and run once on a small Gram/Jacobian under ``jax.eval_shape``."""
-    from mtlx.weighting import on_jacobian
+    from mtlx.weighting import on_jacobian, param_state
 
     def probe(vals):
         c = _with(run_cfg, dict(zip(paths, vals)))
@@ -100,7 +100,8 @@ def _traceable(run_cfg: Mapping, paths: list, num_tasks: int) -> bool:
         if w.objective is not None:
             return jax.grad(w.objective)(jnp.ones(num_tasks), w.init_params(num_tasks))
         rows = jnp.eye(num_tasks, num_tasks + 1)
-        return on_jacobian(w)(jnp.ones(num_tasks), rows, w.init(num_tasks), jax.random.PRNGKey(0))[0]
+        state = param_state.init_state(w, num_tasks, num_tasks + 1)
+        return on_jacobian(w)(jnp.ones(num_tasks), rows, state, jax.random.PRNGKey(0))[0]
 
     vals = [jnp.asarray(schema._get_path(run_cfg, p), jnp.float32) for p in paths]
     try:
