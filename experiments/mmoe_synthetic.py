@@ -109,7 +109,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         {"name": name, "options": OPTIONS.get(name, {}).get("options", {}),
          "overrides": OPTIONS.get(name, {}).get("overrides", {})} for name in ARCHITECTURES)
     config.weightings = ({"name": "equal", "options": {}},)
-    config.seeds = tuple(range(10))
+    config.seeds = tuple(range(200))  # the paper's 200 runs per p
+    config.parallel.runs_per_program = 50  # 50 seeds (each its own data draw) per compiled program
     config.seed_paths = ("task_set.options.seed",)  # every run draws its own data (Ma et al.: 200 draws per p)
     config.sweep = dotted({"task_set.options.correlation": [1.0, 0.9, 0.5, 0.0]})
     config.paper = dotted({

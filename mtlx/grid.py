@@ -432,12 +432,27 @@ def train_config(run_cfg: Mapping) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(run_cfg)
 
 
-def validate(runs: list[dict]) -> None:
-    """Build every run (task set, model, weighting, optimizer) without compiling; the first problem raises."""
+def _without_seeds(run_cfg: Mapping, seed_paths) -> str:
+    """The run config with its seed and the fields set to it (``seed_paths``) blanked: runs that differ
+    only there build the same way (a data seed changes the draw, not what is built)."""
+    c = copy.deepcopy(dict(run_cfg))
+    for p in ("seed", *seed_paths):
+        _set_path(c, p, None)
+    return json.dumps(c, sort_keys=True)
+
+
+def validate(runs: list[dict], seed_paths=()) -> None:
+    """Build every run (task set, model, weighting, optimizer) without compiling -- once per config up
+    to the seed (``seed_paths``: the fields set to it); the first problem raises."""
     from mtlx.train import build_run
 
     warned: set = set()
+    seen: set = set()
     for r in runs:
+        key = _without_seeds(r["config"], seed_paths)
+        if key in seen:
+            continue
+        seen.add(key)
         try:
             check_cross(r["config"])
             built = build_run(train_config(r["config"]), task_set_for(r["config"]))
@@ -514,5 +529,5 @@ def prepare(cfg, workdir: str | None = None, only=None) -> tuple[dict, list[dict
     chosen = select(runs, only)
     workdir = workdir or default_workdir(e["experiment"])
     check_workdir(workdir, e["experiment"])
-    validate(chosen)
+    validate(chosen, e["seed_paths"])
     return e, runs, chosen, workdir

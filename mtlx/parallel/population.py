@@ -89,6 +89,20 @@ def split_shapes(task_set) -> tuple:
     return tuple(out)
 
 
+def _fitting(members: list[dict], shapes: tuple) -> int:
+    """How many members fit one program: all when they read the same data; else as many train splits
+    as ``on_device_max_bytes`` holds (the members' data are stacked on the device), at least one."""
+    if len({json.dumps(r["config"]["task_set"], sort_keys=True) for r in members}) == 1:
+        return len(members)
+    nbytes = sum(int(np.prod(s[2])) * np.dtype(s[3]).itemsize for s in shapes if s[0] == "train" and len(s) == 4)
+    return max(1, int(members[0]["config"]["on_device_max_bytes"] // max(nbytes, 1)))
+
+
+def _data_key(run_cfg: Mapping) -> str:
+    ts = run_cfg["task_set"]
+    return json.dumps([ts["name"], {k: v for k, v in ts["options"].items() if k != "seed"}], sort_keys=True)
+
+
 def _traceable(run_cfg: Mapping, paths: list, num_tasks: int) -> bool:
     """Whether the weighting accepts traced values at ``paths`` (its construction and combine do
     not branch on them): built and run once on a small Gram/Jacobian under ``jax.eval_shape``."""
@@ -119,14 +133,17 @@ def programs(runs: list[dict], size: int, task_set_of: Callable, resume_step: Ca
     step (``resume_step(run)``) and, where they differ in a weighting option, the weighting traces it."""
     if size == 1:
         return [[r] for r in runs]
-    groups: dict = {}
+    groups, shapes = {}, {}
     for r in runs:
-        key = program_key(r["config"], split_shapes(task_set_of(r["config"]))) + f"@{resume_step(r)}"
+        data = _data_key(r["config"])
+        if data not in shapes:  # a data seed changes the draw, not the shapes: one build per other option
+            shapes[data] = split_shapes(task_set_of(r["config"]))
+        key = program_key(r["config"], shapes[data]) + f"@{resume_step(r)}"
         groups.setdefault(key, []).append(r)
     out = []
     for members in groups.values():
         for part in _split_untraceable(members, task_set_of):
-            n = size or len(part)
+            n = min(size or len(part), _fitting(part, shapes[_data_key(part[0]["config"])]))
             out += [part[i:i + n] for i in range(0, len(part), n)]
     order = {r["run_id"]: k for k, r in enumerate(runs)}
     return sorted(out, key=lambda g: order[g[0]["run_id"]])

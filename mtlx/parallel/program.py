@@ -22,7 +22,7 @@ from mtlx import losses as losses_lib
 from mtlx import writers
 from mtlx.data import pipeline
 from mtlx.parallel import dispatch, mesh as mesh_lib
-from mtlx.parallel.population import _make_weighting, _varying, _with
+from mtlx.parallel.population import _make_weighting, _varying, _with, split_shapes
 
 
 def stack(trees: Sequence):
@@ -87,6 +87,9 @@ def _data(task_sets, mesh, max_bytes: int):
     members' splits stacked; None when it does not fit (``on_device_max_bytes``)."""
     shared = all(ts is task_sets[0] for ts in task_sets)
     trains = [dict(ts.split("train")) for ts in (task_sets[:1] if shared else task_sets)]
+    if len({split_shapes(ts) for ts in task_sets}) > 1:
+        raise ValueError("the task sets of this program's runs differ in shape (a task-set option other than "
+                         "'seed' changes them?); train them with parallel.runs_per_program=1")
     if not all(isinstance(t, Mapping) for t in trains) or \
             sum(pipeline.split_nbytes(t) for t in trains) > max_bytes:
         raise ValueError(f"the train splits of this program ({len(trains)} x {pipeline.split_nbytes(trains[0])} "

@@ -137,6 +137,16 @@ def test_grouping_shares_programs_only_where_shapes_and_structure_agree():
     assert all(len(g) == 1 for g in programs(runs, 1, grid.task_set_for))
 
 
+def test_members_with_their_own_data_are_capped_by_on_device_max_bytes():
+    """5 seeds, each its own data draw: the stacked train splits of a program fit on_device_max_bytes."""
+    one = sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(dict(grid.task_set_for(_cfg()).split("train"))))
+    runs = [{"run_id": f"r{s}", "config": _cfg(seed=s, task_set__options__seed=s, on_device_max_bytes=int(2.5 * one))}
+            for s in range(5)]
+    assert [len(g) for g in programs(runs, 0, grid.task_set_for)] == [2, 2, 1]
+    shared = [{"run_id": f"r{s}", "config": _cfg(seed=s, on_device_max_bytes=int(2.5 * one))} for s in range(5)]
+    assert [len(g) for g in programs(shared, 0, grid.task_set_for)] == [5]  # one copy of the data serves all
+
+
 def test_launch_with_runs_per_program_writes_the_same_run_directories(tmp_path):
     c = tiny(seeds=(0, 1))
     c.parallel.runs_per_program = 0
