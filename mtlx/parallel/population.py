@@ -128,8 +128,8 @@ def _traceable(run_cfg: Mapping, paths: list, num_tasks: int) -> bool:
 
 def programs(runs: list[dict], size: int, task_set_of: Callable, resume_step: Callable = lambda r: None
              ) -> list[list[dict]]:
-    """The runs grouped into programs of at most ``size`` members (0: no limit; 1: each alone), in
-    grid order: runs share a program when their ``program_key`` agrees, they resume at the same
+    """The runs grouped into programs of at most ``size`` members (0: no limit; 1: each alone), ordered
+    by their first seed, then grid order (an unfinished sweep has as many runs in every row): runs share a program when their ``program_key`` agrees, they resume at the same
     step (``resume_step(run)``) and, where they differ in a weighting option, the weighting traces it."""
     if size == 1:
         return [[r] for r in runs]
@@ -145,8 +145,8 @@ def programs(runs: list[dict], size: int, task_set_of: Callable, resume_step: Ca
         for part in _split_untraceable(members, task_set_of):
             n = min(size or len(part), _fitting(part, shapes[_data_key(part[0]["config"])]))
             out += [part[i:i + n] for i in range(0, len(part), n)]
-    order = {r["run_id"]: k for k, r in enumerate(runs)}
-    return sorted(out, key=lambda g: order[g[0]["run_id"]])
+    order = {r["run_id"]: k for k, r in enumerate(runs)}  # seed blocks first: a partial sweep grows every row alike
+    return sorted(out, key=lambda g: (min(r["config"]["seed"] for r in g), order[g[0]["run_id"]]))
 
 
 def _split_untraceable(members: list[dict], task_set_of: Callable) -> list[list[dict]]:
