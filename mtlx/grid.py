@@ -13,7 +13,8 @@ returning a ConfigDict shaped like ``experiment_config()``:
                 this entry only (e.g. its own backbone, to match parameter
                 counts), applied before the sweep; "weightings" (labels)
                 pairs the entry with those weightings only (e.g. the
-                single-task baseline with equal), default all.
+                single-task baseline with equal), default all; "seeds" (a
+                subset of config.seeds) gives the entry fewer seeds.
   weightings    ({"name": WEIGHTINGS key, "options": {...}, "label": str,
                 "overrides": {...}}, ...), the same shape without "weightings".
   seeds         (int, ...): a tuple, so ``--config.seeds='(0,1)'`` works.
@@ -87,7 +88,8 @@ EXPERIMENT_FIELDS = ("experiment", "run", "architectures", "weightings", "seeds"
                      "paper", "baseline", "smoke", "parallel", "tune")
 OPTIONAL_FIELDS = {"baseline": "", "seed_paths": (), "parallel": {},
                    "tune": {}}  # added after experiment files existed: an older file may lack them
-ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings", "tune")  # "tune": an entry's own search space
+ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings", "tune",  # "tune": an entry's own search space
+              "seeds")  # an entry's own subset of config.seeds (e.g. more seeds for the paper's methods)
 
 
 class Experiment(dict):
@@ -153,6 +155,8 @@ def _entry(kind: str, i: int, e, registry) -> dict:
     entry = {"name": name, "options": dict(options), "label": label, "overrides": dict(overrides)}
     if e.get("tune"):  # checked by mtlx.tune.check_tune
         entry["tune"] = e["tune"]
+    if e.get("seeds") is not None:  # checked against config.seeds by check_experiment
+        entry["seeds"] = _check_seeds(e["seeds"])
     if kind == "architectures":  # optional: the weighting labels this architecture is paired with
         pair = e.get("weightings") or ()
         entry["weightings"] = [pair] if isinstance(pair, str) else list(pair)
@@ -298,6 +302,12 @@ def check_experiment(cfg) -> dict:
         if bad:
             raise ConfigError(f"config.architectures ({a['label']}): weightings {bad} are not in config.weightings; "
                               f"choose from {wlabels}")
+    for kind, entries in (("architectures", archs), ("weightings", weightings)):
+        for en in entries:
+            extra = sorted(set(en.get("seeds", ())) - set(_check_seeds(c["seeds"])))
+            if extra:
+                raise ConfigError(f"config.{kind} ({en['label']}): seeds {extra} are not in config.seeds "
+                                  f"{_check_seeds(c['seeds'])}; an entry's seeds are a subset of them")
     paper, sweep = c["paper"] or {}, _check_sweep(c["sweep"])
     if not isinstance(paper, Mapping):
         raise ConfigError(f"config.paper must be a dict, got {paper!r}")
@@ -385,7 +395,9 @@ def expand(e) -> list[dict]:
         for seed in e["seeds"]:
             for a in e["architectures"]:
                 for w in e["weightings"]:
-                    if not a.get("weightings") or w["label"] in a["weightings"]:  # e.g. the baseline x equal only
+                    if a.get("weightings") and w["label"] not in a["weightings"]:  # e.g. the baseline x equal only
+                        continue
+                    if seed in a.get("seeds", (seed,)) and seed in w.get("seeds", (seed,)):
                         runs.append(_run(e, a, w, seed, sweep))
     ids = [r["run_id"] for r in runs]
     dup = sorted({i for i in ids if ids.count(i) > 1})

@@ -387,3 +387,18 @@ def test_nash_mtl_max_norm_zero_disables_clipping_and_is_accepted():
     c.weightings = ({"name": "nash_mtl", "options": {"max_norm": -1.0}},)
     with pytest.raises(grid.ConfigError, match=r"max_norm=-1.0"):
         grid.check_experiment(c)
+
+
+def test_an_entry_with_its_own_seeds_runs_only_those_and_they_must_be_among_the_experiment_s():
+    from tiny_grid import tiny
+
+    c = tiny(seeds=(0, 1, 2, 3, 4))
+    c.weightings = ({"name": "equal"}, {"name": "mgda", "seeds": (0, 1, 2)})
+    runs = grid.expand(c)
+    by = {}
+    for r in runs:
+        by.setdefault((r["architecture"], r["weighting"]), []).append(r["seed"])
+    assert by[("hard", "equal")] == [0, 1, 2, 3, 4] and by[("hard", "mgda")] == [0, 1, 2]
+    c.weightings = ({"name": "equal"}, {"name": "mgda", "seeds": (0, 7)})
+    with pytest.raises(grid.ConfigError, match=r"config.weightings \(mgda\): seeds \[7\] are not in config.seeds"):
+        grid.check_experiment(c)
