@@ -16,7 +16,7 @@ parent (one-hot d, logits frozen): the tree that search found, to be
 retrained or evaluated as the paper does after the search.
 
 The branching logits are mixing units (``taps.mixing_name("branch", l)``,
-``"mix_branch_heads"`` for the heads): the optimizer gives them the mixing
+``taps.mixing_name("branch", "heads")`` for the heads): the optimizer gives them the mixing
 learning rate and the run summary records them. Every block kind works (a
 leading embed's nodes all read the token ids). ``nodes=()``: T nodes at every
 block, the widest tree (any grouping of the tasks at every depth).
