@@ -9,9 +9,11 @@ theta_l[c] over the parents and reads
     x_c = sum_p d_l[c, p] h_p,   d_l[c] = softmax(theta_l[c] / temperature)     (Sec. 3.2)
 
 Guo et al. draw d from the Gumbel-softmax (Jang et al. 2017) with these
-probabilities. mtlx's train step passes the model no random key, so d here is
-the deterministic softmax relaxation at the same temperature (the Gumbel
-sample's expectation in the zero-noise limit); ``hard=True`` uses the argmax
+probabilities: d_l[c] = softmax((theta_l[c] + g) / temperature), g ~ Gumbel(0, 1)
+i.i.d. The model draws g when ``apply`` gets an rng stream
+``taps.GUMBEL_RNG``; mtlx's train step passes the model no random key today,
+so there d is the deterministic softmax relaxation at the same temperature
+(the zero-noise limit), with no temperature annealing. ``hard=True`` uses the argmax
 parent (one-hot d, logits frozen): the tree that search found, to be
 retrained or evaluated as the paper does after the search.
 
@@ -35,12 +37,13 @@ from mtlx.architectures.base import MTLModel
 from mtlx.layers import StackedBlock
 
 
-def branch_probabilities(logits, temperature: float, hard: bool = False):
-    """d (children, parents): each child's distribution over its parents, softmax(logits / temperature),
-    or the one-hot argmax parent when ``hard`` (no gradient to the logits)."""
+def branch_probabilities(logits, temperature: float, hard: bool = False, noise=None):
+    """d (children, parents): each child's distribution over its parents, softmax((logits + noise) /
+    temperature) (``noise``: Gumbel(0, 1) draws for a Gumbel-softmax sample, None: none), or the
+    one-hot argmax parent when ``hard`` (no gradient to the logits)."""
     if hard:
         return jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=jnp.float32)
-    return jax.nn.softmax(logits / temperature, axis=-1)
+    return jax.nn.softmax((logits if noise is None else logits + noise) / temperature, axis=-1)
 
 
 def choose_parents(d, parents):
@@ -73,7 +76,9 @@ class LearnToBranch(MTLModel):
     def branch(self, name, children, parents):
         """Every child's mixture of ``parents`` (P, B, ...) by its learned branching: (children, B, ...)."""
         logits = self.param(taps.mixing_name("branch", name), nn.initializers.zeros, (children, parents.shape[0]))
-        return choose_parents(branch_probabilities(logits, self.temperature, self.hard), parents)
+        sample = self.has_rng(taps.GUMBEL_RNG) and not self.hard and not self.is_initializing()
+        noise = jax.random.gumbel(self.make_rng(taps.GUMBEL_RNG), logits.shape) if sample else None
+        return choose_parents(branch_probabilities(logits, self.temperature, self.hard, noise), parents)
 
     @nn.compact
     def __call__(self, x):

@@ -251,6 +251,21 @@ def test_ltb_branching_probabilities_lie_on_the_simplex():
         np.testing.assert_allclose(d.sum(-1), 1.0, atol=1e-6)
     hard = np.asarray(branch_probabilities(logits, 1.0, hard=True))
     np.testing.assert_array_equal(hard, np.eye(3)[logits.argmax(-1)])
+    noise = np.random.default_rng(1).gumbel(size=logits.shape).astype(np.float32)
+    sample = np.asarray(branch_probabilities(logits, 0.5, noise=noise))
+    np.testing.assert_allclose(sample, softmax((logits + noise) / 0.5), rtol=1e-5)  # Jang et al. 2017, Eq. 1
+    np.testing.assert_allclose(sample.sum(-1), 1.0, atol=1e-6)
+
+
+def test_ltb_draws_gumbel_noise_only_when_given_the_stream():
+    ts = tiny_dense()
+    x = ts.splits["train"]["inputs"]
+    model = build_model("ltb", ts, TINY_MLP)
+    p = init(model, x)
+    plain = predict(model, p, x)[0]
+    close(predict(model, p, x)[0], plain, atol=0)  # deterministic without the stream
+    drawn = [model.apply({"params": p}, x, rngs={taps.GUMBEL_RNG: jax.random.PRNGKey(s)})[0] for s in (0, 1)]
+    assert all(np.abs(np.asarray(drawn[0][k]) - np.asarray(drawn[1][k])).max() > 1e-4 for k in plain)
 
 
 @functools.lru_cache(maxsize=None)
