@@ -21,6 +21,13 @@ Intermediates (the ``"intermediates"`` collection, values sown in the forward):
   HEAD_INPUT       the heads' input ``h`` (sown with HEAD_REP).
   GHOST_IN         a tapped shared Dense block's input ``x`` (sown with GHOST_PRE).
 
+Random streams (``rngs`` names a caller passes to ``model.apply``):
+
+  GUMBEL_RNG       Gumbel noise for learned branching (``architectures.ltb``):
+                   with this stream the branching is a Gumbel-softmax sample,
+                   without it (the train step passes none today) its
+                   deterministic softmax relaxation.
+
 Mixing units (cross-stitch alphas, sluice alphas and betas) are top-level
 parameters whose name starts with MIX_PREFIX; ``is_mixing`` is the one test,
 used by the optimizer's parameter groups and by the run summary.
@@ -38,6 +45,8 @@ GHOST_PRE = "ghost_pre"
 
 HEAD_INPUT = "head_input"
 GHOST_IN = "ghost_in"
+
+GUMBEL_RNG = "gumbel"
 
 MIX_PREFIX = "mix_"
 

@@ -5,6 +5,13 @@
 ``build_model(name, task_set, backbone, **options)`` validates everything
 (name, backbone vs task set, the architecture's own options, which each class
 checks itself in ``check_options``) before anything is compiled.
+
+Schemes: single_task, hard, cross_stitch, sluice, soft_l2/soft_trace,
+mmoe/omoe, tensor_factorised; and the peer libraries' (LibMTL et al.)
+mtan (Liu et al. 2019), cgc and ple (Tang et al. 2020), dselect_k (Hazimeh
+et al. 2021) and ltb (Guo et al. 2020). Each runs on every backbone of
+``mtlx.layers`` (MLP, CNN, embed + BiLSTM); docs/methods_architectures.md
+has the table.
 """
 
 from __future__ import annotations
@@ -15,9 +22,13 @@ from typing import Any
 import jax
 
 from mtlx.architectures.base import MTLModel
+from mtlx.architectures.cgc_ple import CGC, PLE
 from mtlx.architectures.cross_stitch import CrossStitch
+from mtlx.architectures.dselect_k import DSelectK
 from mtlx.architectures.hard import Hard
+from mtlx.architectures.ltb import LearnToBranch
 from mtlx.architectures.mmoe import MMoE, OMoE
+from mtlx.architectures.mtan import MTAN
 from mtlx.architectures.single_task import SingleTask
 from mtlx.architectures.sluice import Sluice
 from mtlx.architectures.soft import SoftL2, SoftTrace
@@ -36,6 +47,11 @@ ARCHITECTURES: dict[str, type[MTLModel]] = {
     "mmoe": MMoE,
     "omoe": OMoE,
     "tensor_factorised": TensorFactorised,
+    "mtan": MTAN,                 # Liu et al. 2019: task attention masks over a shared network
+    "cgc": CGC,                   # Tang et al. 2020: shared + task-specific experts, task gates
+    "ple": PLE,                   # Tang et al. 2020: stacked CGC levels with shared gates
+    "dselect_k": DSelectK,        # Hazimeh et al. 2021: experts with differentiable top-k gates
+    "ltb": LearnToBranch,         # Guo et al. 2020: a tree whose branching is learned
 }
 
 BASELINE = "single_task"  # the architecture a grid's delta_m compares against by default (grid.baseline)
