@@ -11,7 +11,9 @@ Figures (PNG, in ``<workdir>/figures/``): main_metric_bars, delta_m (needs a
 baseline), learning_curves (needs train records), sweep_<field> (needs
 exactly one swept field taking two values or more), tradeoff_<a>_vs_<b>
 (needs two tasks; one per distinct pair of each sweep value's first two
-tasks, or the ``tasks`` asked for), mixing_<architecture> (per architecture
+tasks, or the ``tasks`` asked for), frontier_<a>_vs_<b> (the trade-off with
+the scalarisation frontier of a static-weight sweep: ``mtlx.report.frontier``),
+mixing_<architecture> (per architecture
 with learned mixing weights), critical_difference_<field> (Demšar 2006's diagram
 of the average ranks across the task sets of the swept task_set.* field(s);
 ``mtlx.report.ranks`` says when it applies).
@@ -30,7 +32,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from mtlx import results, taps
-from mtlx.report import pooling, ranks, stats
+from mtlx.report import frontier, pooling, ranks, stats
 from mtlx.report.aggregate import (
     _metric_hib, _num, aggregate, fmt_value, has_baseline, metric_of, short_field, task_meta, task_sections,
     tasks_by_sweep)
@@ -497,6 +499,7 @@ FIGURES = [
     Figure("learning_curves", _curves_applies, figure_learning_curves),
     Figure("sweep_<field>", _sweep_applies, figure_sweep),
     Figure("tradeoff_<a>_vs_<b>", _tradeoff_applies, figure_tradeoff),
+    Figure("frontier_<a>_vs_<b>", frontier.frontier_applies, frontier.figure_frontier),
     Figure("mixing_<architecture>", _mixing_applies, _draw_mixing),
     Figure("critical_difference_<field>", ranks.cd_applies, ranks.figure_cd),
 ]

@@ -25,6 +25,9 @@ Conventions (the numbers are ``aggregate``'s):
     selected values and the number of candidates, the notes the protocol and
     the search spaces (``mtlx.report.tuning``); the search runs themselves
     are never rows (``results.is_search_run``).
+  * A static-weight sweep on two tasks (``mtlx.frontier``): the notes say
+    which rows lie beyond its scalarisation frontier, with significance
+    (``mtlx.report.frontier``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import os
 from typing import Sequence
 
 from mtlx import results
-from mtlx.report import pooling, ranks, stats, tuning
+from mtlx.report import frontier, pooling, ranks, stats, tuning
 from mtlx.report.aggregate import (
     DELTA_M_CONVENTION, PAPER_SWEEP_TAG, _metric_hib, _num, aggregate, baseline_fallback, baseline_label, best_marks,
     compares_weightings, experiment_name, fmt_value, has_baseline, match_paper, metric_columns, metric_of,
@@ -152,7 +155,8 @@ def _notes(tm, select: str) -> list[str]:
         notes.append(WEIGHT_SCALES[0].upper() + WEIGHT_SCALES[1:])
     if tm["pooled"]:
         notes.append(f"--pool_configs: rows pool runs of different configurations ({pooling.describe(tm['pooled'])}).")
-    return notes + _rank_notes(tm) + tuning.notes(tm["tuning"], rows, tm["tuned"], tm["search_runs"]) + _paper_notes(tm)
+    return (notes + _rank_notes(tm) + tuning.notes(tm["tuning"], rows, tm["tuned"], tm["search_runs"])
+            + frontier.table_notes(rows, tm["runs"]) + _paper_notes(tm))
 
 
 def _rank_notes(tm) -> list[str]:
