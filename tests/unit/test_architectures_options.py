@@ -4,6 +4,7 @@ architecture, the option, its bad value and the valid choices or range."""
 import dataclasses
 
 import pytest
+from test_architectures_peers import BAD_OPTIONS as PEER_BAD_OPTIONS
 
 from fixtures_archs import TINY_MLP, tiny_dense, tiny_tokens
 from mtlx.architectures import ARCHITECTURES, BASELINE, build_model, check_heads
@@ -25,19 +26,20 @@ BAD_OPTIONS = [  # (architecture, options, words the message must contain)
     ("mmoe", {"num_experts": 0}, ["'mmoe'", "num_experts=0", ">= 1"]),
     ("omoe", {"gates": "multi"}, ["'omoe'", "unknown option(s) ['gates']", "['num_experts']"]),
     ("tensor_factorised", {"method": "svd"}, ["tensor_factorised", "method='svd'", "['laf', 'tucker', 'tt']"]),
-]
+] + PEER_BAD_OPTIONS  # mtan, cgc, ple, dselect_k, ltb (tests/unit/test_architectures_peers.py)
 
 
 def test_registry_holds_classes_with_their_attributes():
     assert BASELINE in ARCHITECTURES
     assert set(ARCHITECTURES) == {"single_task", "hard", "cross_stitch", "sluice", "soft_l2", "soft_trace", "mmoe",
-                                  "omoe", "tensor_factorised"}
+                                  "omoe", "tensor_factorised", "mtan", "cgc", "ple", "dselect_k", "ltb"}
     base = {f.name for f in dataclasses.fields(MTLModel)} | {"parent", "name"}
     for name, cls in ARCHITECTURES.items():
         assert isinstance(cls, type) and issubclass(cls, MTLModel), name
         assert cls.options == tuple(sorted({f.name for f in dataclasses.fields(cls)} - base)), name
         assert isinstance(cls.has_shared_representation, bool) and cls.task_specific_prefixes, name
-    assert {n for n, c in ARCHITECTURES.items() if c.has_shared_representation} == {"hard", "mmoe", "omoe"}
+    assert {n for n, c in ARCHITECTURES.items() if c.has_shared_representation} == {"hard", "mmoe", "omoe", "cgc",
+                                                                                   "dselect_k"}
     assert ARCHITECTURES["mmoe"].gates != ARCHITECTURES["omoe"].gates  # the fixed fields, not options
     assert ARCHITECTURES["soft_l2"].penalty == "l2" and ARCHITECTURES["soft_trace"].penalty == "trace"
 
@@ -58,7 +60,7 @@ def test_every_architecture_refuses_bad_options_in_one_line(name):
 
 
 def test_unknown_architecture_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"architecture='nope' is not valid; choose one of \['cross_stitch'"):
+    with pytest.raises(ValueError, match=r"architecture='nope' is not valid; choose one of \['cgc', 'cross_stitch'"):
         build_model("nope", tiny_dense(), TINY_MLP)
 
 
