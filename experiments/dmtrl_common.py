@@ -11,9 +11,13 @@ there; biases are not shared. Hence two stages in one workdir:
   stage 1   ``<file>.py``: single_task and the baselines (every sweep value x seed).
   stage 2   ``<file>.py:factorised,<sweep leaf>=<value>,...,seed=<s>``: LAF / Tucker / TT
             for ONE sweep cell and seed, each ``init_from_run`` = the stage-1
-            single_task run of that cell and seed (its id is computed by expanding
-            the stage-1 grid: no files are read here). The grid machinery cannot pair
-            a run with another run of the same cell, hence one launch per cell.
+            single_task run of that cell and seed: a pattern ``<workdir>/<its run id
+            without the config hash>-*`` (computed by expanding the stage-1 grid, no
+            files read here), which must match exactly one finished run when the
+            model is built. Give stage 2 the same ``--config.run.*`` overrides as
+            stage 1 (its single_task row is then the stage-1 run, found done). The
+            grid machinery cannot pair a run with another run of the same cell,
+            hence one launch per cell and seed.
 
 Both stages write into the same workdir (same experiment name), so tables and figures
 read them together; ``workdir=<dir>`` in the argument when it is not the default.
@@ -70,7 +74,9 @@ def stl_run_dir(stage1, keys: dict, file: str) -> tuple[str, dict, int]:
     cell = {paths[k]: v for k, v in keys.items()}
     for r in grid.expand(stage1):
         if r["architecture_name"] == "single_task" and r["seed"] == seed and r["sweep"] == cell:
-            return os.path.join(workdir, r["run_id"]), cell, seed
+            # the id without its config hash: overrides given to stage 1 (e.g. --config.run.steps) change
+            # the hash; init_from_run's pattern must still match exactly one run
+            return os.path.join(workdir, r["run_id"].rsplit("-", 1)[0] + "-*"), cell, seed
     raise ValueError(f"experiments/{file}: stage 1 has no single_task run at {cell}, seed {seed}; "
                      f"sweep values are {dict(stage1.sweep)}, seeds {tuple(stage1.seeds)}")
 

@@ -28,6 +28,7 @@ path ``mtlx.architectures.tensor_factorised.decompose`` etc. keeps working).
 from __future__ import annotations
 
 import functools
+import glob
 import os
 from typing import ClassVar
 
@@ -212,10 +213,18 @@ def _run_params(run_dir: str, stamp: tuple):
 
 def stl_params_of_run(run_dir: str):
     """``init_from_run``'s source: the single_task params of the run in ``run_dir`` (a run directory
-    holding config.json and a checkpoint written by ``mtlx.train``). One ValueError names a missing
-    or unfinished run."""
+    holding config.json and a checkpoint written by ``mtlx.train``), or a glob pattern matching exactly
+    one such directory (e.g. ``results/x/stl-equal-s0-*``: the run id without its config hash, so that
+    command-line overrides of the first stage do not break the pairing). One ValueError names a
+    missing, ambiguous or unfinished run."""
     from mtlx import results
 
+    if glob.has_magic(run_dir):
+        found = sorted(d for d in glob.glob(run_dir) if os.path.isfile(os.path.join(d, results.CONFIG)))
+        if len(found) != 1:
+            raise ValueError(f"tensor_factorised: init_from_run={run_dir!r} matches {len(found)} run directories "
+                             f"{found[:4]}; it must match exactly one (train the single_task run first)")
+        run_dir = found[0]
     run_dir = os.path.abspath(run_dir)
     ckpt = results.checkpoint_dir(run_dir)
     if not os.path.isfile(os.path.join(run_dir, results.CONFIG)) or not os.path.isdir(ckpt):

@@ -8,6 +8,7 @@ Data: tiny files written by tests/fixtures_tfds.py into tmp dirs, never ../share
 """
 
 import collections
+import fnmatch
 import os
 
 import jax
@@ -131,7 +132,9 @@ def test_factorised_stage_points_each_method_at_the_stl_run_of_its_cell_and_seed
         opts = r["config"]["architecture"]["options"]
         if r["architecture"] != "stl":
             assert opts == {"method": r["architecture"], "rank": "auto", "rel_error": 0.1,
-                            "init_from_run": os.path.join("results", "dmtrl_one_vs_all", stl["run_id"])}
+                            "init_from_run": os.path.join("results", "dmtrl_one_vs_all",
+                                                          stl["run_id"].rsplit("-", 1)[0] + "-*")}
+            assert fnmatch.fnmatchcase(stl["run_id"], os.path.basename(opts["init_from_run"]))
     with pytest.raises(ValueError, match="seed"):
         dmtrl_one_vs_all.get_config("factorised,base=mnist,train_fraction=0.3")
     with pytest.raises(ValueError, match="missing"):
@@ -211,6 +214,7 @@ def _raw_checkpoint_params(run_dir):
 def test_init_from_run_restores_exactly_the_stl_kernels_it_decomposes(stl_run):
     run_dir, cfg = stl_run
     restored = stl_params_of_run(run_dir)
+    assert stl_params_of_run(run_dir[:-2] + "*") is restored  # a pattern matching it: the same (cached) params
     raw = _raw_checkpoint_params(run_dir)
     flat_a, flat_b = jax.tree_util.tree_leaves_with_path(restored), jax.tree_util.tree_leaves_with_path(raw)
     assert [p for p, _ in flat_a] == [p for p, _ in flat_b]
@@ -233,6 +237,8 @@ def test_init_from_run_refuses_a_missing_or_non_single_task_run(tmp_path, stl_ru
     task_set = get_task_set(cfg.task_set.name, **cfg.task_set.options)
     with pytest.raises(ValueError, match="init_from_run"):
         build_model("tensor_factorised", task_set, list(cfg.backbone.blocks), (), init_from_run=str(tmp_path / "none"))
+    with pytest.raises(ValueError, match="matches 0 run directories"):
+        build_model("tensor_factorised", task_set, list(cfg.backbone.blocks), (), init_from_run=str(tmp_path / "x-*"))
     other = tmp_path / "hard_run"
     os.makedirs(results.checkpoint_dir(str(other)))
     bad = cfg.to_dict()
