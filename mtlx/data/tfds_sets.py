@@ -184,9 +184,8 @@ def omniglot_resplit(splits: dict, names: Sequence[str], test_fraction: float, s
     character's drawings comes from ``np.random.default_rng([seed, alphabet, character])``."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"option test_fraction={test_fraction!r} must be in (0, 1) (0 = the builder's split)")
-    pooled = {k: v for k, v in splits.items()}
-    allrows = {k: np.concatenate([pooled[s][k] for s in SPLITS]) if k == "inputs" else
-               {t: np.concatenate([pooled[s][k][t] for s in SPLITS]) for t in names}
+    allrows = {k: np.concatenate([splits[s][k] for s in SPLITS]) if k == "inputs" else
+               {t: np.concatenate([splits[s][k][t] for s in SPLITS]) for t in names}
                for k in ("inputs", "targets", "weights")}
     alphabet = np.stack([allrows["weights"][t] for t in names], 1).argmax(1)
     character = np.stack([allrows["targets"][t] for t in names], 1)[np.arange(len(alphabet)), alphabet]
