@@ -11,9 +11,10 @@ a tuple of ints gives them exactly (laf: (r,), tucker: (r_1..r_N), tt: the N-1
 inner ranks); a tuple with one entry per block (ints, tuples or 'auto', at least
 one not an int) sets them per block; ``'auto'`` picks them by ``rel_error`` (see
 ``select_ranks``). As in the paper, factors are initialised by decomposing
-single-task kernels (``init_from``; truncated SVD / HOSVD / TT-SVD, exact at full
-rank); without them, by decomposing a random single-task draw, rescaled to the
-draw's norm.
+single-task kernels (``init_from``: a params pytree, or ``init_from_run``: the
+directory of a finished single_task run, whose last checkpoint is restored;
+truncated SVD / HOSVD / TT-SVD, exact at full rank); without them, by
+decomposing a random single-task draw, rescaled to the draw's norm.
 
 Parameter names (top level; ``base.MTLModel.task_specific_prefixes`` = 'task_'):
 ``factorised_{i}/{weight}/{U | core, mode_k | core_k}`` shared;
@@ -27,6 +28,8 @@ path ``mtlx.architectures.tensor_factorised.decompose`` etc. keeps working).
 from __future__ import annotations
 
 import functools
+import glob
+import os
 from typing import ClassVar
 
 import flax.linen as nn
@@ -189,6 +192,50 @@ class _Held:
         return "<params>"
 
 
+@functools.lru_cache(maxsize=16)
+def _run_params(run_dir: str, stamp: tuple):
+    """The model params of the finished single_task run in ``run_dir`` (its last checkpoint),
+    as numpy arrays; ``stamp`` (the checkpoint folder's listing) keys the cache."""
+    from mtlx import checkpoint, grid, results
+    from mtlx.data import pipeline
+    from mtlx.train import build_run, init_state
+
+    cfg = results.read_config(run_dir)
+    if cfg.get("architecture", {}).get("name") != "single_task":
+        raise ValueError(f"tensor_factorised: init_from_run={run_dir!r} is a "
+                         f"{cfg.get('architecture', {}).get('name')!r} run; it must be a single_task run")
+    run = build_run(grid.train_config(cfg), grid.task_set_for(cfg))
+    sample = pipeline.gather(run.task_set.split("train"), np.arange(1))["inputs"]
+    like = jax.eval_shape(lambda: init_state(run.model, run.weighting, run.tx, run.task_set.num_tasks, sample, 0))
+    state = checkpoint.restore(checkpoint.manager(results.checkpoint_dir(run_dir)), like)
+    return jax.tree_util.tree_map(np.asarray, state.params["model"])
+
+
+def stl_params_of_run(run_dir: str):
+    """``init_from_run``'s source: the single_task params of the run in ``run_dir`` (a run directory
+    holding config.json and a checkpoint written by ``mtlx.train``), or a glob pattern matching exactly
+    one such directory (e.g. ``results/x/stl-equal-s0-*``: the run id without its config hash, so that
+    command-line overrides of the first stage do not break the pairing). One ValueError names a
+    missing, ambiguous or unfinished run."""
+    from mtlx import results
+
+    if glob.has_magic(run_dir):
+        found = sorted(d for d in glob.glob(run_dir) if os.path.isfile(os.path.join(d, results.CONFIG)))
+        if len(found) != 1:
+            raise ValueError(f"tensor_factorised: init_from_run={run_dir!r} matches {len(found)} run directories "
+                             f"{found[:4]}; it must match exactly one (train the single_task run first)")
+        run_dir = found[0]
+    run_dir = os.path.abspath(run_dir)
+    ckpt = results.checkpoint_dir(run_dir)
+    if not os.path.isfile(os.path.join(run_dir, results.CONFIG)) or not os.path.isdir(ckpt):
+        raise ValueError(f"tensor_factorised: init_from_run={run_dir!r} holds no finished run (config.json and "
+                         f"a checkpoint); train the single_task run first")
+    if results.read_summary(run_dir) is None:
+        raise ValueError(f"tensor_factorised: init_from_run={run_dir!r} has no summary.json: the single_task run "
+                         f"has not finished; finish it first")
+    return _run_params(run_dir, tuple(sorted(os.listdir(ckpt))))
+
+
 def _tupled(x):
     return tuple(_tupled(e) for e in x) if isinstance(x, (list, tuple)) else x
 
@@ -203,17 +250,25 @@ class TensorFactorised(MTLModel):
     ``method`` 'laf' | 'tucker' | 'tt'; ``rank`` int cap, per-mode tuple, per-block
     tuple or 'auto' (with ``rel_error``); ``init_from`` a trained single_task
     params pytree (or its variables) to initialise factors (by decomposition),
-    biases and heads (by copying).
+    biases and heads (by copying); ``init_from_run`` the same from a finished
+    single_task run directory (the paper's protocol, Sec. 4: train STL first,
+    decompose its kernels, ranks by the relative error) -- the run must use the
+    same task set, blocks and head widths.
     """
 
     method: str = "tucker"
     rank: object = 8
     rel_error: float = 0.1
     init_from: object = None
+    init_from_run: str = ""
 
     task_specific_prefixes: ClassVar[tuple] = ("task_",)
 
     def __post_init__(self):
+        if self.init_from_run and not isinstance(self.init_from, _Held):  # (flax clones arrive with it loaded)
+            if self.init_from is not None:
+                raise ValueError("tensor_factorised: give init_from or init_from_run, not both")
+            object.__setattr__(self, "init_from", _Held(stl_params_of_run(self.init_from_run)))
         if self.init_from is not None and not isinstance(self.init_from, _Held):
             src = self.init_from
             if "params" in src and not any(str(k).startswith("task_") for k in src):

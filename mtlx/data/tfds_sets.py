@@ -114,26 +114,51 @@ def _one_vs_all_transform(records):
     return batch(images(stack(records, "image")), one_vs_all_lib.one_vs_all_targets(stack(records, "label")))
 
 
+def _rows(split: dict, rows: np.ndarray) -> dict:
+    """The rows ``rows`` of a batch-layout split (nested dicts of arrays)."""
+    return {k: _rows(v, rows) if isinstance(v, dict) else v[rows] for k, v in split.items()}
+
+
+def training_subset(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded random ``fraction`` of ``n`` training rows (at least one):
+    the DMTRL protocol's "fraction of the training split, randomly sampled" (Yang & Hospedales
+    2017, Sec. 4.1); ``np.random.default_rng([seed, n])``, so each seed draws its own subset."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"option train_fraction={fraction!r} must be in (0, 1]")
+    keep = max(1, int(round(fraction * n)))
+    return np.sort(np.random.default_rng([seed, n]).permutation(n)[:keep])
+
+
 @task_set_fn
-def one_vs_all(*, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0, base: str = "mnist") -> TaskSet:
+def one_vs_all(*, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0, base: str = "mnist",
+               train_fraction: float = 1.0, train_seed: int = 0) -> TaskSet:
     """Ten binary tasks ``is_0``..``is_9`` on MNIST or Fashion-MNIST (Yang & Hospedales 2017).
 
+    ``train_fraction`` < 1 keeps a random fraction of the training split, drawn by
+    ``train_seed`` (``training_subset``; validation and test are unchanged).
     Evaluate the multi-class accuracy with ``one_vs_all_accuracy(scores (N, 10),
     labels)``, labels = argmax of the stacked ``is_k`` targets.
     """
     choice("base", base, tuple(mnist_source.SOURCES))
+    if not 0.0 < train_fraction <= 1.0:
+        raise ValueError(f"option train_fraction={train_fraction!r} must be in (0, 1]")
     config = OneVsAll.config_for(f"{base}_seed{seed}", base=base, seed=seed)
     builder = built(OneVsAll, config, manual_dir, SUBDIRS[base], data_dir)
+    splits = read_splits(builder, _one_vs_all_transform)
+    if train_fraction < 1.0:
+        n = len(splits["train"]["inputs"])
+        splits["train"] = _rows(splits["train"], training_subset(n, train_fraction, train_seed))
     return TaskSet(
         name=f"one_vs_all_{base}",
         tasks=tuple(Task(f"is_{k}", "binary", 1) for k in range(one_vs_all_lib.NUM_CLASSES)),
         input_shape=(28, 28, 1),
         input_kind="image",
-        splits=read_splits(builder, _one_vs_all_transform),
+        splits=splits,
         info=builder_info(
             builder,
             "Yang & Hospedales 2017, Deep Multi-task Representation Learning: A Tensor Factorisation Approach",
             evaluation="multi-class accuracy = mtlx.data.tfds_sets.one_vs_all_accuracy(scores of is_0..is_9, class labels)",
+            train_fraction=train_fraction, train_seed=train_seed, num_train=len(splits["train"]["inputs"]),
         ),
     )
 
@@ -152,33 +177,64 @@ def _omniglot_transform(records, num_alphabets: int, names: Sequence[str]):
     )
 
 
+def omniglot_resplit(splits: dict, names: Sequence[str], test_fraction: float, seed: int) -> dict:
+    """The DMTRL Omniglot protocol (Yang & Hospedales 2017, Sec. 4.3): pool every drawing, then per
+    character a seeded ``test_fraction`` of its drawings (at least one) is the test split and the
+    rest the training split; no validation split (the paper has none). The permutation of one
+    character's drawings comes from ``np.random.default_rng([seed, alphabet, character])``."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"option test_fraction={test_fraction!r} must be in (0, 1) (0 = the builder's split)")
+    allrows = {k: np.concatenate([splits[s][k] for s in SPLITS]) if k == "inputs" else
+               {t: np.concatenate([splits[s][k][t] for s in SPLITS]) for t in names}
+               for k in ("inputs", "targets", "weights")}
+    alphabet = np.stack([allrows["weights"][t] for t in names], 1).argmax(1)
+    character = np.stack([allrows["targets"][t] for t in names], 1)[np.arange(len(alphabet)), alphabet]
+    test = np.zeros(len(alphabet), bool)
+    for a, c in sorted(set(zip(alphabet.tolist(), character.tolist()))):
+        rows = np.flatnonzero((alphabet == a) & (character == c))
+        n_test = max(1, int(round(test_fraction * len(rows)))) if len(rows) > 1 else 0
+        test[rows[np.random.default_rng([seed, a, c]).permutation(len(rows))[:n_test]]] = True
+    return {"train": _rows(allrows, np.flatnonzero(~test)), "test": _rows(allrows, np.flatnonzero(test))}
+
+
 @task_set_fn
 def omniglot_alphabets(
-    *, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0, subset: str = "all"
+    *, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0, subset: str = "all",
+    test_fraction: float = 0.0, split_seed: int = 0,
 ) -> TaskSet:
     """One classification task per Omniglot alphabet; each example is labelled for its own alphabet only.
 
     ``subset``: 'all' (50 alphabets, the paper's), 'background', 'evaluation',
     'small1', 'small2', 'small' (small1 + small2: 8 distinct alphabets).
+    ``test_fraction`` 0 keeps the builder's per-character 70/15/15 split; in (0, 1)
+    it re-splits every character's drawings into train / test (``omniglot_resplit``,
+    drawn by ``split_seed``; the paper's protocol, no validation split).
     """
     choice("subset", subset, tuple(omniglot_lib.SUBSETS))
+    if test_fraction != 0.0 and not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"option test_fraction={test_fraction!r} must be 0 (the builder's split) or in (0, 1)")
     config = OmniglotAlphabets.config_for(f"{subset}_seed{seed}", subset=subset, seed=seed)
     builder = built(OmniglotAlphabets, config, manual_dir, SUBDIRS["omniglot"], data_dir)
     meta = builder.info.metadata
     names = [omniglot_lib.task_name(a) for a in meta["alphabets"]]
     transform = functools.partial(_omniglot_transform, num_alphabets=len(names), names=names)
+    splits = read_splits(builder, transform)
+    if test_fraction:
+        splits = omniglot_resplit(splits, names, test_fraction, split_seed)
     return TaskSet(
         name=f"omniglot_alphabets_{subset}",
         tasks=tuple(Task(n, "classification", k) for n, k in zip(names, meta["num_characters"])),
         input_shape=(28, 28, 1),
         input_kind="image",
-        splits=read_splits(builder, transform),
+        splits=splits,
         info=builder_info(
             builder,
             "Yang & Hospedales 2017, Deep Multi-task Representation Learning: A Tensor Factorisation Approach",
             alphabets=dict(zip(names, meta["alphabets"])),
             labels="targets of the other alphabets' tasks are 0 with weight 0",
             differences="" if subset == "all" else f"subset {subset!r}: not the paper's 50 alphabets",
+            test_fraction=test_fraction, split_seed=split_seed,
+            num_resplit={s: len(v["inputs"]) for s, v in splits.items()} if test_fraction else None,
         ),
     )
 
