@@ -270,6 +270,9 @@ def summary(out_dir: str) -> str:
             for r in rows:
                 lines.append(f"- {r['model']} {r['mode']} ({r['seeds']} seed(s), {r['steps_per_call']} step(s) per call): "
                              f"{r['seed_steps_per_s']:.1f} seed-steps/s, x{r['ratio_to_sequential']:.2f}")
+            from launch.bench_parallel import GPU_NOTE
+
+            lines.append(f"- {GPU_NOTE}")
         elif "matmul_gflop_per_s" in res:
             lines.append(f"- 2048x2048 float32 matmul: {res['matmul_gflop_per_s']:.1f} GFLOP/s")
             for r in rows:

@@ -107,7 +107,8 @@ def init_state(model, weighting: Weighting, tx, num_tasks: int, sample_inputs, s
     mparams = model.init(k_init, sample_inputs)["params"]
     wparams = weighting.init_params(num_tasks) if weighting.init_params is not None else {}
     params = {"model": mparams, "weighting": wparams}
-    wstate = param_state.init_state(weighting, num_tasks, num_shared(model, mparams))
+    per_param = param_state.takes_num_params(weighting)  # MoCo, DB-MTL, ExcessMTL: a state per shared parameter
+    wstate = param_state.init_state(weighting, num_tasks, num_shared(model, mparams) if per_param else 0)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       wstate=wstate, key=k_run,
                       nonfinite_step=-jnp.ones((), jnp.int32), nonfinite_task=-jnp.ones((), jnp.int32))

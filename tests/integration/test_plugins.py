@@ -98,7 +98,7 @@ def test_resolve_registry_names_and_import_paths():
 
 
 @pytest.mark.parametrize("name,kind,words", [
-    ("hardd", "architecture", ["architecture='hardd' is not valid; choose one of ['cross_stitch'", "did you mean 'hard'"]),
+    ("hardd", "architecture", ["architecture='hardd' is not valid; choose one of ['cgc', 'cross_stitch'", "did you mean 'hard'"]),
     ("no_such_module_xyz:make", "task_set", ["task_set.name='no_such_module_xyz:make'", "cannot import module",
                                              "No module named 'no_such_module_xyz'"]),
     ("mtlx.data.synthetic:mmoe_synthetc", "task_set", ["has no attribute 'mmoe_synthetc'",
