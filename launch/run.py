@@ -33,6 +33,9 @@ _PARTITION = flags.DEFINE_string("slurm_partition", None, "Slurm partition.")
 _TIME = flags.DEFINE_integer("slurm_time", 60, "Slurm time limit per job, minutes.")
 _GPUS = flags.DEFINE_integer("slurm_gpus", 0, "GPUs per job.")
 _CPUS = flags.DEFINE_integer("slurm_cpus", 4, "CPUs per job.")
+_TASKS = flags.DEFINE_integer("slurm_tasks", 1, "slurm: processes per job (e.g. one per GPU); > 1: every run "
+                              "spans them (jax.distributed, batch split over all their devices with "
+                              "--config.parallel.data_devices=0).")
 _RUNS_PER_JOB = flags.DEFINE_integer("runs_per_job", 1, "slurm: runs per job (run one after the other).")
 _WAIT = flags.DEFINE_bool("wait", True, "slurm: wait for the jobs to finish (else print their ids and exit).")
 _WRITERS = flags.DEFINE_list("writers", ["jsonl"], "Metric writers: jsonl (always), tensorboard, wandb.")
@@ -98,7 +101,8 @@ def main(argv):
         from mtlx import parallel
 
         parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value)
-    slurm = dict(cluster=_CLUSTER.value, partition=_PARTITION.value, time=_TIME.value, gpus=_GPUS.value, cpus=_CPUS.value)
+    slurm = dict(cluster=_CLUSTER.value, partition=_PARTITION.value, time=_TIME.value, gpus=_GPUS.value, cpus=_CPUS.value,
+                 tasks=_TASKS.value)
     try:
         out = runner.launch(_CONFIG.value, _WORKDIR.value, executor=_EXECUTOR.value, parallel=_PARALLEL.value,
                             only=_ONLY.value, rerun_failed=_RERUN_FAILED.value, dry_run=_DRY_RUN.value,

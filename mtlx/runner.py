@@ -372,6 +372,15 @@ def run_many(units: list, workdir: str, rerun_failed: bool = False, show_progres
                                                    writer_names, claim_timeout_s, launcher)]
 
 
+def run_many_spanning(units: list, *args) -> list[dict | None]:
+    """A Slurm job's body when each run spans the job's tasks: join them (``jax.distributed``, from the
+    Slurm environment), then ``run_many`` (process 0 claims and writes; ``mtlx.parallel.distributed``)."""
+    from mtlx import parallel
+
+    parallel.initialize(auto=True)
+    return run_many(units, *args)
+
+
 # --------------------------------------------------------------------------- executors
 
 
@@ -418,13 +427,16 @@ def _submit_slurm(todo, workdir, rerun_failed, slurm, runs_per_job, name, opts, 
         return []
     cluster = slurm.pop("cluster", None)
     ex = submitit.AutoExecutor(folder=os.path.join(workdir, ".submitit", "%j"), cluster=cluster)
+    tasks = int(slurm.pop("tasks", 1) or 1)  # > 1: every run spans the job's tasks (one per GPU)
     params = {"name": f"mtlx-{name}", "timeout_min": int(slurm.pop("time", 60)),
-              "gpus_per_node": int(slurm.pop("gpus", 0)), "cpus_per_task": int(slurm.pop("cpus", 1))}
+              "gpus_per_node": int(slurm.pop("gpus", 0)), "cpus_per_task": int(slurm.pop("cpus", 1)),
+              **({"tasks_per_node": tasks} if tasks > 1 else {})}
     if slurm.get("partition"):
         params["slurm_partition"] = slurm.pop("partition")
     ex.update_parameters(**params)
     groups = [todo[i:i + runs_per_job] for i in range(0, len(todo), runs_per_job)]
-    jobs = [ex.submit(run_many, g, workdir, rerun_failed, show_progress, *opts) for g in groups]
+    body = run_many_spanning if tasks > 1 else run_many
+    jobs = [ex.submit(body, g, workdir, rerun_failed, show_progress, *opts) for g in groups]
     log(f"submitted {len(jobs)} job(s) ({ex.cluster}): {', '.join(str(j.job_id) for j in jobs)}; "
         f"logs under {os.path.join(workdir, '.submitit')}")
     return jobs

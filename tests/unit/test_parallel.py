@@ -162,3 +162,30 @@ def test_bad_parallel_field_is_one_line_naming_it():
     c.parallel.runs_per_program = -1
     with pytest.raises(grid.ConfigError, match=r"config.parallel.runs_per_program=-1 must be an int >= 0"):
         grid.check_experiment(c)
+
+
+def test_a_slurm_job_of_several_tasks_asks_for_them_and_joins_them_before_training(monkeypatch, tmp_path):
+    """--slurm_tasks=2: submitit gets tasks_per_node=2 and the job body initialises jax.distributed first."""
+    import submitit
+
+    seen = {}
+
+    class FakeExecutor:
+        cluster = "fake"
+
+        def __init__(self, folder, cluster=None):
+            pass
+
+        def update_parameters(self, **params):
+            seen["params"] = params
+
+        def submit(self, fn, *args):
+            seen["fn"] = fn
+            return type("Job", (), {"job_id": 1})()
+
+    monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
+    runner._submit_slurm([[{"run_id": "r"}]], str(tmp_path), False, {"tasks": 2, "gpus": 2}, 1, "x", (), False,
+                         lambda *a: None)
+    assert seen["params"]["tasks_per_node"] == 2 and seen["fn"] is runner.run_many_spanning
+    runner._submit_slurm([[{"run_id": "r"}]], str(tmp_path), False, {}, 1, "x", (), False, lambda *a: None)
+    assert "tasks_per_node" not in seen["params"] and seen["fn"] is runner.run_many
