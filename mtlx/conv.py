@@ -61,25 +61,65 @@ def im2col_conv(x, kernel):
     return patches @ kernel.reshape(-1, kernel.shape[-1])
 
 
+def _pool_windows(x, p):
+    a, h, w, c = x.shape
+    return x[:, : h // p * p, : w // p * p, :].reshape(a, h // p, p, w // p, p, c)
+
+
+@jax.custom_vjp
+def _max_pool2(x):
+    return _pool_windows(x, 2).max(axis=(2, 4))
+
+
 def max_pool(x, p):
     """Non-overlapping p x p max-pool over axes 1 and 2 (H, W in both NHWC and CHWN) as
-    reshape + max; rows/columns beyond a multiple of p are dropped, as in VALID pooling."""
+    reshape + max; rows/columns beyond a multiple of p are dropped, as in VALID pooling.
+
+    The gradient is one select: every input equal to its window's max receives the window's
+    cotangent. JAX's own gradient of a max splits it evenly among ties, which costs a count
+    over every window (several passes on XLA:CPU); the two agree wherever the max is unique,
+    and after a ReLU tied zeros get 0 either way (ReLU's gradient at 0 is 0)."""
+    return _max_pool2(x) if p == 2 else _pool_windows(x, p).max(axis=(2, 4))
+
+
+def _max_pool2_fwd(x):
+    y = _max_pool2(x)
+    return y, (x, y)
+
+
+def _max_pool2_bwd(res, g):
+    x, y = res
     a, h, w, c = x.shape
-    x = x[:, : h // p * p, : w // p * p, :]
-    return x.reshape(a, h // p, p, w // p, p, c).max(axis=(2, 4))
+    hp, wp = y.shape[1], y.shape[2]
+    dx = jnp.where(_pool_windows(x, 2) == y[:, :, None, :, None, :], g[:, :, None, :, None, :], 0.0)
+    dx = dx.reshape(a, 2 * hp, 2 * wp, c)
+    return (jnp.pad(dx, ((0, 0), (0, h - 2 * hp), (0, w - 2 * wp), (0, 0))),)
+
+
+_max_pool2.defvjp(_max_pool2_fwd, _max_pool2_bwd)
 
 
 def _patch_matrix(xt, k):
-    """(C, H, W, N) -> (k*k*C, H', W', N): row (i*k + j)*C + c is channel c shifted by (i, j),
-    the row order of an HWIO kernel reshaped to (k*k*C, O)."""
+    """(C, H, W, N) -> (C*k*k, H', W', N): row (c*k + i)*k + j is channel c shifted by (i, j).
+
+    Built as two stacks of k shifted slices (XLA:CPU copies k*k separate slices several times
+    slower) on axes after C, so that under ``jax.vmap`` (stacked copies) the copy axis stays
+    leading and the batched matmuls need no transpose of P."""
     h, w = xt.shape[1] - k + 1, xt.shape[2] - k + 1
-    return jnp.concatenate([xt[:, i:i + h, j:j + w, :] for i in range(k) for j in range(k)], axis=0)
+    cols = jnp.stack([xt[:, :, j:j + w, :] for j in range(k)], axis=1)     # (C, k_j, H, W', N)
+    p = jnp.stack([cols[:, :, i:i + h] for i in range(k)], axis=1)          # (C, k_i, k_j, H', W', N)
+    return p.reshape((xt.shape[0] * k * k, h, w, xt.shape[3]))
+
+
+def _kernel_matrix(kernel):
+    """HWIO (k, k, C, O) -> (C*k*k, O), rows in the patch matrix's order."""
+    k, _, cin, cout = kernel.shape
+    return jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin * k * k, cout)
 
 
 def _cm_forward(xt, kernel):
-    k, _, _, cout = kernel.shape
-    p = _patch_matrix(xt, k)
-    return lax.dot_general(kernel.reshape(-1, cout), p, (((0,), (0,)), ((), ()))), p
+    p = _patch_matrix(xt, kernel.shape[0])
+    return lax.dot_general(_kernel_matrix(kernel), p, (((0,), (0,)), ((), ()))), p
 
 
 @jax.custom_vjp
@@ -98,10 +138,11 @@ def _cm_bwd(res, g):
     dx = col2im(K g): the k*k blocks of rows of K g, each shifted back to its offset and summed."""
     p, kernel, (_, hh, ww, _) = res
     k, _, cin, cout = kernel.shape
-    dk = lax.dot_general(p, g, (((1, 2, 3), (1, 2, 3)), ((), ()))).reshape(kernel.shape)
-    d = lax.dot_general(kernel.reshape(-1, cout), g, (((1,), (0,)), ((), ()))).reshape((k, k, cin) + g.shape[1:])
+    dk = lax.dot_general(p, g, (((1, 2, 3), (1, 2, 3)), ((), ())))
+    dk = jnp.transpose(dk.reshape(cin, k, k, cout), (1, 2, 0, 3))
+    d = lax.dot_general(_kernel_matrix(kernel), g, (((1,), (0,)), ((), ()))).reshape((cin, k, k) + g.shape[1:])
     h, w = g.shape[1], g.shape[2]
-    dx = sum(jnp.pad(d[i, j], ((0, 0), (i, hh - h - i), (j, ww - w - j), (0, 0))) for i in range(k) for j in range(k))
+    dx = sum(jnp.pad(d[:, i, j], ((0, 0), (i, hh - h - i), (j, ww - w - j), (0, 0))) for i in range(k) for j in range(k))
     return dx, dk
 
 
