@@ -82,9 +82,9 @@ def matmul_call(n=2048):
     return (lambda: f(a)), 2 * n**3
 
 
-def task_set(num_tasks, input_shape, kind):
+def task_set(num_tasks, input_shape, kind, batch_size=None):
     rng = np.random.default_rng(0)
-    n = FLAGS.batch_size
+    n = batch_size or FLAGS.batch_size
     x = rng.random((n,) + input_shape).astype(np.float32)
     names = [f"t{i}" for i in range(num_tasks)]
     split = {"inputs": x, "targets": {t: rng.integers(0, 10, n).astype(np.int32) for t in names},
@@ -266,7 +266,10 @@ def summary(out_dir: str) -> str:
         rows = res["rows"]
         lines += [f"## {name[:-5]}", "", f"`{res['command']}` on {res['backend']} ({res['device']}), jax {res['jax']}, "
                   f"{res['date']}; table: `{name[:-5]}.md`", ""]
-        if "matmul_gflop_per_s" in res:
+        if name.startswith("peer"):
+            from launch import bench_peer
+            lines += bench_peer.summary_lines(res)
+        elif "matmul_gflop_per_s" in res:
             lines.append(f"- 2048x2048 float32 matmul: {res['matmul_gflop_per_s']:.1f} GFLOP/s")
             for r in rows:
                 if r["architecture"] in ("hard", "single_task", "mmoe"):
@@ -297,7 +300,9 @@ def summary(out_dir: str) -> str:
 
 
 def main(argv):
-    parts = {"architectures": bench_architectures, "weightings": bench_weightings}
+    from launch import bench_peer
+    parts = {"architectures": bench_architectures, "weightings": bench_weightings,
+             "peer": lambda: bench_peer.bench_peer(sys.modules[__name__])}
     parts_wanted = [p for p in FLAGS.parts if p]
     for part in parts_wanted:
         if part not in parts:
@@ -305,6 +310,8 @@ def main(argv):
     backend = jax.default_backend()
     for part in parts_wanted:
         res = parts[part]()
+        if res is None:   # skipped (it said why)
+            continue
         res.update({"backend": backend, "device": jax.devices()[0].device_kind, "jax": jax.__version__,
                     "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python -m launch.bench"] + sys.argv[1:])})
         path = os.path.join(FLAGS.out, f"{part}-{backend}")
