@@ -3,6 +3,7 @@
   python -m launch.bench                       # all parts
   python -m launch.bench --parts=architectures # steps/s and FLOP/s per architecture
   python -m launch.bench --parts=weightings --tasks=2,10,40
+  python -m launch.bench --parts=peer          # against plain PyTorch (optional extra: pip install -e ".[bench]")
 
 architectures: steps/s of every architecture's train step (equal weighting,
 Adam) on the MLP (784-256-256) and CNN (LeNet: conv 10@5, conv 20@5, FC 50)
@@ -21,6 +22,7 @@ followed by the same combine and Adam update (a loop-based step); for MGDA
 also the same step with ghost=False (every shared layer's Jacobian rows
 formed; see ``mtlx.grads``); XLA's planned peak memory of
 each step.
+peer: launch/bench_peer.py (the same MLP and LeNet steps in plain PyTorch, side by side).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from jax.flatten_util import ravel_pytree
 
 from mtlx import losses as losses_lib
 from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
+from mtlx.conv import select_impl
 from mtlx.results import atomic_write_text, read_json, write_json
 from mtlx.tasks import Task, TaskSet
 from mtlx.optim import make_optimizer
@@ -149,7 +152,9 @@ def bench_architectures():
                          "matmul_gflop_per_s": peak / 1e9, "fraction_of_matmul": flops / sec / peak, "peak_bytes": mem})
             print(f"{backbone:4s} {name:18s} {1e3 * sec:8.2f} ms  {flops / sec / 1e9:7.1f} GFLOP/s  "
                   f"{100 * flops / sec / peak:5.1f}% of matmul", flush=True)
-    return {"matmul_gflop_per_s": float(np.mean(peaks)) / 1e9, "batch_size": FLAGS.batch_size, "rows": rows}
+    conv_impl = {"shared": [select_impl("auto", c) for c in (1, 10)], "stacked": [select_impl("auto", c, True) for c in (1, 10)]}
+    return {"matmul_gflop_per_s": float(np.mean(peaks)) / 1e9, "batch_size": FLAGS.batch_size, "rows": rows,
+            "conv_impl": conv_impl}
 
 
 def loop_of_backwards(model, ts, batch, params=None, with_losses=False):
@@ -271,6 +276,9 @@ def summary(out_dir: str) -> str:
             lines += bench_peer.summary_lines(res)
         elif "matmul_gflop_per_s" in res:
             lines.append(f"- 2048x2048 float32 matmul: {res['matmul_gflop_per_s']:.1f} GFLOP/s")
+            if "conv_impl" in res:
+                lines.append(f"- CNN convolutions ('auto', mtlx.conv): shared layers {res['conv_impl']['shared']}, "
+                             f"stacked copies {res['conv_impl']['stacked']}")
             for r in rows:
                 if r["architecture"] in ("hard", "single_task", "mmoe"):
                     lines.append(f"- {r['backbone']} {r['architecture']}: {r['ms_per_step']:.2f} ms/step, "

@@ -19,11 +19,15 @@ inputs, HWIO kernels, stride 1 and VALID padding; they differ only in speed:
                where ``xla`` becomes a grouped convolution that XLA:CPU runs several times
                slower; the per-column matmuls batch instead.
 
-``select_impl`` resolves ``"auto"``: ``xla`` off CPU; on CPU ``patches`` for stacked copies and
-for layers with fewer than ``PATCHES_MAX_IN_CHANNELS`` input channels, ``xla`` otherwise.
-The thresholds come from ``launch.bench`` on a 2-core x86 CPU (results/bench/): on the LeNet
-trunk the first layer (1 input channel) is about twice as fast as ``patches``, the second
-(10 channels) faster with ``xla`` unless stacked.
+``select_impl`` resolves ``"auto"``: ``xla`` off CPU; on CPU ``patches`` for layers with fewer
+than ``PATCHES_MAX_IN_CHANNELS`` input channels (and for stacked copies run under vmap), ``xla``
+otherwise. ``stacked_mode``: with 'auto' on CPU, n stacked copies (task columns, experts) are
+unrolled into n unstacked layers (``layers.apply_stacked``), so a column costs what the shared
+trunk's layer costs; elsewhere they run as one vmap. Measured on a 2-core x86 CPU (AMD EPYC,
+XLA:CPU of jax 0.10.2, LeNet at batch 256, single-thread profiles): the first layer (1 input
+channel) costs about half as much with ``patches`` as with ``xla``, the second (10 channels) is
+faster with ``xla``; a vmapped ``xla`` layer is a grouped convolution, several times slower.
+The max-pool gradient is one select (``max_pool``), for every implementation.
 """
 
 from __future__ import annotations
@@ -46,6 +50,12 @@ def select_impl(impl: str, in_channels: int, stacked: bool = False, backend: str
     if (backend or jax.default_backend()) != "cpu":
         return "xla"
     return "patches" if stacked or in_channels < PATCHES_MAX_IN_CHANNELS else "xla"
+
+
+def stacked_mode(impl: str, backend: str | None = None) -> str:
+    """How n stacked copies of a conv layer run: 'unroll' (n unstacked layers, each with its
+    own 'auto' choice; 'auto' on CPU) or 'vmap' (one batched program; everywhere else)."""
+    return "unroll" if impl == "auto" and (backend or jax.default_backend()) == "cpu" else "vmap"
 
 
 def xla_conv(x, kernel):

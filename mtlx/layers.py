@@ -275,8 +275,16 @@ def init_stacked(spec, key, n, in_shape):
 
 
 def apply_stacked(spec, w, x, mask=None, stacked_input=True):
-    """Apply n copies of a block: w leaves (n, ...), x (n, B, ...) or (B, ...) shared. A Conv
-    is told it is stacked (its 'auto' implementation differs there, see ``mtlx.conv``)."""
+    """Apply n copies of a block: w leaves (n, ...), x (n, B, ...) or (B, ...) shared. Conv copies
+    run as ``mtlx.conv.stacked_mode`` says: one ``jax.vmap`` (told it is stacked, see
+    ``mtlx.conv``), or unrolled, each copy an unstacked layer."""
+    if isinstance(spec, Conv) and conv_lib.stacked_mode(spec.impl) == "unroll":
+        # taken apart by jnp.split (VJP: one concatenate), not n slices (VJP: n zero-padded sums)
+        n = jax.tree_util.tree_leaves(w)[0].shape[0]
+        unstack = lambda a: [p[0] for p in jnp.split(a, n)]
+        ws = [dict(zip(w, vals)) for vals in zip(*(unstack(v) for v in w.values()))]
+        xs = unstack(x) if stacked_input else [x] * n
+        return jnp.stack([spec.apply(wi, xi, mask) for wi, xi in zip(ws, xs)])
     apply = (lambda wi, xi: spec.apply(wi, xi, mask, stacked=True)) if isinstance(spec, Conv) else (
         lambda wi, xi: spec.apply(wi, xi, mask))
     return jax.vmap(apply, in_axes=(0, 0 if stacked_input else None))(w, x)

@@ -66,10 +66,11 @@ def test_conv_block_with_bias_activation_and_pool_equals_definition():
             np.testing.assert_allclose(g, wg, rtol=1e-4, atol=1e-4, err_msg=impl)
 
 
-@pytest.mark.parametrize("stacked_input", [False, True])
-def test_stacked_copies_equal_one_reference_conv_per_copy(stacked_input):
-    """n = 3 task columns / experts (vmap over stacked kernels; the input shared or stacked)."""
-    n, spec = 3, Conv(4, kernel=3, pool=2)
+@pytest.mark.parametrize("impl,stacked_input", [("auto", False), ("auto", True), ("patches", True)])
+def test_stacked_copies_equal_one_reference_conv_per_copy(impl, stacked_input):
+    """n = 3 task columns / experts (the input shared or stacked): unrolled ('auto' on CPU) or
+    one vmap over the stacked kernels ('patches': batched matmuls)."""
+    n, spec = 3, Conv(4, kernel=3, pool=2, impl=impl)
     r = np.random.default_rng(2)
     w = init_stacked(spec, jax.random.PRNGKey(0), n, (8, 8, 2))
     w["bias"] = jnp.asarray(r.normal(size=(n, 4)), jnp.float32)
@@ -100,6 +101,9 @@ def test_auto_selects_the_expected_implementation_per_backend():
     for impl in IMPLS:                                        # an explicit choice wins everywhere
         assert sel(impl, 1, True, "cpu") == sel(impl, 64, False, "gpu") == impl
     assert sel("auto", 1) in IMPLS                            # this process's backend
+    assert conv_lib.stacked_mode("auto", "cpu") == "unroll"
+    assert {conv_lib.stacked_mode(i, b) for i in conv_lib.IMPLS for b in ("gpu", "tpu")} == {"vmap"}
+    assert {conv_lib.stacked_mode(i, "cpu") for i in IMPLS} == {"vmap"}
 
 
 def test_bad_impl_is_one_clear_error():
