@@ -176,7 +176,8 @@ def bench_peer(B):
 def summary_lines(res) -> list:
     """results/bench/README.md's peer table."""
     lines = [f"PyTorch {res['torch']} ({res['torch_threads']} threads), batch {res['batch_size']}; "
-             "jax / torch < 1: mtlx's step is faster. MGDA / PCGrad in PyTorch: a loop of T backward passes.", "",
+             "mtlx / PyTorch < 1: mtlx's step is faster. MGDA / PCGrad in PyTorch: a loop of T backward passes. "
+             "PyTorch is an optional extra (`pip install -e \".[bench]\"`, CPU wheel); see launch/bench_peer.py.", "",
              "| backbone | T | weighting | mtlx ms | PyTorch ms | mtlx / PyTorch | mtlx % of matmul | "
              "matmul GFLOP/s (jax, torch) |", "|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
