@@ -40,7 +40,7 @@ from jax.flatten_util import ravel_pytree
 
 from mtlx import losses as losses_lib
 from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
-from mtlx.conv import select_impl
+from mtlx.conv import select_impl, stacked_mode
 from mtlx.results import atomic_write_text, read_json, write_json
 from mtlx.tasks import Task, TaskSet
 from mtlx.optim import make_optimizer
@@ -152,7 +152,9 @@ def bench_architectures():
                          "matmul_gflop_per_s": peak / 1e9, "fraction_of_matmul": flops / sec / peak, "peak_bytes": mem})
             print(f"{backbone:4s} {name:18s} {1e3 * sec:8.2f} ms  {flops / sec / 1e9:7.1f} GFLOP/s  "
                   f"{100 * flops / sec / peak:5.1f}% of matmul", flush=True)
-    conv_impl = {"shared": [select_impl("auto", c) for c in (1, 10)], "stacked": [select_impl("auto", c, True) for c in (1, 10)]}
+    mode = stacked_mode("auto")   # 'unroll': stacked copies are unrolled shared-style layers
+    conv_impl = {"shared": [select_impl("auto", c) for c in (1, 10)], "stacked": mode if mode == "unroll" else
+                 [select_impl("auto", c, True) for c in (1, 10)]}
     return {"matmul_gflop_per_s": float(np.mean(peaks)) / 1e9, "batch_size": FLAGS.batch_size, "rows": rows,
             "conv_impl": conv_impl}
 

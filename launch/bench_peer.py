@@ -20,6 +20,8 @@ skipped with a message saying so.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 
@@ -123,7 +125,7 @@ def torch_matmul_call(torch, n=2048):
     return (lambda: a @ a), 2 * n**3
 
 
-def _peer_calls(B, torch, backbone, T, weightings, batch_size):
+def _peer_calls(B, torch, backbone, T, weightings, batch_size, matmul_n):
     """JAX steps and their PyTorch twins for one (backbone, T), on the same random batch."""
     blocks, shape, kind = (B.MLP, (784,), "dense") if backbone == "mlp" else (B.CNN, (28, 28, 1), "image")
     ts = B.task_set(T, shape, kind, batch_size)
@@ -139,12 +141,13 @@ def _peer_calls(B, torch, backbone, T, weightings, batch_size):
         flops[w] = B.cost(compiled)[0]
         calls["jax:" + w] = B.threaded(compiled, state, batch)
         calls["torch:" + w] = torch_step(torch, tmodel, x, ys, w)
-    calls["jax:matmul"], mm_flops = B.matmul_call()
-    calls["torch:matmul"], _ = torch_matmul_call(torch)
+    calls["jax:matmul"], mm_flops = B.matmul_call(matmul_n)
+    calls["torch:matmul"], _ = torch_matmul_call(torch, matmul_n)
     return calls, flops, mm_flops
 
 
-def run_peer(B, backbones=("mlp", "cnn"), tasks=(2, 10), weightings=WEIGHTINGS, batch_size=256, iters=4, rounds=5):
+def run_peer(B, backbones=("mlp", "cnn"), tasks=(2, 10), weightings=WEIGHTINGS, batch_size=256, iters=4, rounds=5,
+             matmul_n=2048):
     """The peer comparison as {'rows': [...], ...}, or None (with ``SKIP_MESSAGE``) without torch.
     ``B`` is the launch.bench module (passed in: under ``python -m`` it is ``__main__``)."""
     torch = import_torch()
@@ -154,7 +157,7 @@ def run_peer(B, backbones=("mlp", "cnn"), tasks=(2, 10), weightings=WEIGHTINGS, 
     rows = []
     for backbone in backbones:
         for T in tasks:
-            calls, flops, mm_flops = _peer_calls(B, torch, backbone, T, weightings, batch_size)
+            calls, flops, mm_flops = _peer_calls(B, torch, backbone, T, weightings, batch_size, matmul_n)
             secs = B.time_all(calls, iters, rounds)
             jmm, tmm = mm_flops / secs["jax:matmul"] / 1e9, mm_flops / secs["torch:matmul"] / 1e9
             for w in weightings:
@@ -165,7 +168,7 @@ def run_peer(B, backbones=("mlp", "cnn"), tasks=(2, 10), weightings=WEIGHTINGS, 
                 print(f"{backbone:4s} T={T:2d} {w:7s} jax {1e3 * j:8.2f} ms  torch {1e3 * t:8.2f} ms  "
                       f"jax/torch {j / t:5.2f}  (matmul jax {jmm:.0f}, torch {tmm:.0f} GFLOP/s)", flush=True)
     return {"batch_size": batch_size, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "rows": rows}
+            "load_average": list(os.getloadavg()), "cpus": os.cpu_count(), "rows": rows}
 
 
 def bench_peer(B):
@@ -177,7 +180,10 @@ def summary_lines(res) -> list:
     """results/bench/README.md's peer table."""
     lines = [f"PyTorch {res['torch']} ({res['torch_threads']} threads), batch {res['batch_size']}; "
              "mtlx / PyTorch < 1: mtlx's step is faster. MGDA / PCGrad in PyTorch: a loop of T backward passes. "
-             "PyTorch is an optional extra (`pip install -e \".[bench]\"`, CPU wheel); see launch/bench_peer.py.", "",
+             "PyTorch is an optional extra (`pip install -e \".[bench]\"`, CPU wheel); see launch/bench_peer.py.",
+             f"Load average (1, 5, 15 min) at the end: {res.get('load_average', '?')} on {res.get('cpus', '?')} cores: "
+             "PyTorch's thread pool slows down far more than XLA's when the cores are oversubscribed, so read "
+             "the ratios only from a run on an otherwise idle machine.", "",
              "| backbone | T | weighting | mtlx ms | PyTorch ms | mtlx / PyTorch | mtlx % of matmul | "
              "matmul GFLOP/s (jax, torch) |", "|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:

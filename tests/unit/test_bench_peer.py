@@ -16,10 +16,10 @@ def test_peer_part_is_skipped_with_a_message_without_torch(monkeypatch, capsys):
 
 def test_peer_part_runs_on_a_tiny_shape():
     pytest.importorskip("torch")
-    res = bench_peer.run_peer(bench, backbones=("cnn",), tasks=(2,), weightings=("equal",), batch_size=4, iters=1,
-                              rounds=1)
+    res = bench_peer.run_peer(bench, backbones=("mlp",), tasks=(2,), weightings=("equal",), batch_size=4, iters=1,
+                              rounds=1, matmul_n=64)
     rows = res["rows"]
-    assert [(r["backbone"], r["tasks"], r["weighting"]) for r in rows] == [("cnn", 2, "equal")]
+    assert [(r["backbone"], r["tasks"], r["weighting"]) for r in rows] == [("mlp", 2, "equal")]
     for r in rows:
         assert r["jax_ms"] > 0 and r["torch_ms"] > 0
         assert r["jax_over_torch"] == pytest.approx(r["jax_ms"] / r["torch_ms"])
@@ -42,13 +42,15 @@ def test_torch_min_norm_weights_and_pcgrad_are_the_definitions():
     np.testing.assert_allclose(got.numpy(), want, atol=1e-12)
 
 
-@pytest.mark.parametrize("weighting", ["mgda", "pcgrad"])
-def test_torch_loop_step_updates_every_parameter_once(weighting):
-    """The loop-of-T-backwards step: every shared and head parameter gets a gradient and moves."""
+@pytest.mark.parametrize("backbone,weighting", [("mlp", "mgda"), ("cnn", "pcgrad"), ("cnn", "equal")])
+def test_torch_steps_update_every_parameter(backbone, weighting):
+    """The PyTorch steps (the loop of T backwards for MGDA/PCGrad): every shared and head
+    parameter gets a gradient and moves."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    model = bench_peer.torch_model(torch, "mlp", 3)
+    model = bench_peer.torch_model(torch, backbone, 3)
     before = [p.detach().clone() for p in model.parameters()]
-    x, ys = torch.rand(4, 784), [torch.randint(0, 10, (4,)) for _ in range(3)]
+    x = torch.rand(4, 784) if backbone == "mlp" else torch.rand(4, 1, 28, 28)
+    ys = [torch.randint(0, 10, (4,)) for _ in range(3)]
     bench_peer.torch_step(torch, model, x, ys, weighting)()
     assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
