@@ -3,6 +3,7 @@
   python -m launch.bench                       # all parts
   python -m launch.bench --parts=architectures # steps/s and FLOP/s per architecture
   python -m launch.bench --parts=weightings --tasks=2,10,40
+  python -m launch.bench --parts=peer          # against plain PyTorch (optional extra: pip install -e ".[bench]")
 
 architectures: steps/s of every architecture's train step (equal weighting,
 Adam) on the MLP (784-256-256) and CNN (LeNet: conv 10@5, conv 20@5, FC 50)
@@ -21,6 +22,7 @@ followed by the same combine and Adam update (a loop-based step); for MGDA
 also the same step with ghost=False (every shared layer's Jacobian rows
 formed; see ``mtlx.grads``); XLA's planned peak memory of
 each step.
+peer: launch/bench_peer.py (the same MLP and LeNet steps in plain PyTorch, side by side).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from jax.flatten_util import ravel_pytree
 
 from mtlx import losses as losses_lib
 from mtlx.architectures import ARCHITECTURES, build_model, shared_mask
+from mtlx.conv import select_impl, stacked_mode
 from mtlx.results import atomic_write_text, read_json, write_json
 from mtlx.tasks import Task, TaskSet
 from mtlx.optim import make_optimizer
@@ -82,9 +85,9 @@ def matmul_call(n=2048):
     return (lambda: f(a)), 2 * n**3
 
 
-def task_set(num_tasks, input_shape, kind):
+def task_set(num_tasks, input_shape, kind, batch_size=None):
     rng = np.random.default_rng(0)
-    n = FLAGS.batch_size
+    n = batch_size or FLAGS.batch_size
     x = rng.random((n,) + input_shape).astype(np.float32)
     names = [f"t{i}" for i in range(num_tasks)]
     split = {"inputs": x, "targets": {t: rng.integers(0, 10, n).astype(np.int32) for t in names},
@@ -149,7 +152,11 @@ def bench_architectures():
                          "matmul_gflop_per_s": peak / 1e9, "fraction_of_matmul": flops / sec / peak, "peak_bytes": mem})
             print(f"{backbone:4s} {name:18s} {1e3 * sec:8.2f} ms  {flops / sec / 1e9:7.1f} GFLOP/s  "
                   f"{100 * flops / sec / peak:5.1f}% of matmul", flush=True)
-    return {"matmul_gflop_per_s": float(np.mean(peaks)) / 1e9, "batch_size": FLAGS.batch_size, "rows": rows}
+    mode = stacked_mode("auto")   # 'unroll': stacked copies are unrolled shared-style layers
+    conv_impl = {"shared": [select_impl("auto", c) for c in (1, 10)], "stacked": mode if mode == "unroll" else
+                 [select_impl("auto", c, True) for c in (1, 10)]}
+    return {"matmul_gflop_per_s": float(np.mean(peaks)) / 1e9, "batch_size": FLAGS.batch_size, "rows": rows,
+            "conv_impl": conv_impl}
 
 
 def loop_of_backwards(model, ts, batch, params=None, with_losses=False):
@@ -266,7 +273,10 @@ def summary(out_dir: str) -> str:
         rows = res["rows"]
         lines += [f"## {name[:-5]}", "", f"`{res['command']}` on {res['backend']} ({res['device']}), jax {res['jax']}, "
                   f"{res['date']}; table: `{name[:-5]}.md`", ""]
-        if "steps_per_dispatch" in res:  # the parallel part
+        if name.startswith("peer"):
+            from launch import bench_peer
+            lines += bench_peer.summary_lines(res)
+        elif "steps_per_dispatch" in res:  # the parallel part
             for r in rows:
                 lines.append(f"- {r['model']} {r['mode']} ({r['seeds']} seed(s), {r['steps_per_call']} step(s) per call): "
                              f"{r['seed_steps_per_s']:.1f} seed-steps/s, x{r['ratio_to_sequential']:.2f}")
@@ -275,6 +285,9 @@ def summary(out_dir: str) -> str:
             lines.append(f"- {GPU_NOTE}")
         elif "matmul_gflop_per_s" in res:
             lines.append(f"- 2048x2048 float32 matmul: {res['matmul_gflop_per_s']:.1f} GFLOP/s")
+            if "conv_impl" in res:
+                lines.append(f"- CNN convolutions ('auto', mtlx.conv): shared layers {res['conv_impl']['shared']}, "
+                             f"stacked copies {res['conv_impl']['stacked']}")
             for r in rows:
                 if r["architecture"] in ("hard", "single_task", "mmoe"):
                     lines.append(f"- {r['backbone']} {r['architecture']}: {r['ms_per_step']:.2f} ms/step, "
@@ -304,9 +317,11 @@ def summary(out_dir: str) -> str:
 
 
 def main(argv):
+    from launch import bench_peer
     from launch.bench_parallel import bench_parallel
 
     parts = {"architectures": bench_architectures, "weightings": bench_weightings,
+             "peer": lambda: bench_peer.bench_peer(sys.modules[__name__]),
              "parallel": lambda: bench_parallel(time_all, FLAGS.iters)}
     parts_wanted = [p for p in FLAGS.parts if p]
     for part in parts_wanted:
@@ -315,6 +330,8 @@ def main(argv):
     backend = jax.default_backend()
     for part in parts_wanted:
         res = parts[part]()
+        if res is None:   # skipped (it said why)
+            continue
         res.update({"backend": backend, "device": jax.devices()[0].device_kind, "jax": jax.__version__,
                     "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python -m launch.bench"] + sys.argv[1:])})
         path = os.path.join(FLAGS.out, f"{part}-{backend}")

@@ -21,7 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtlx import taps
+from mtlx import conv as conv_lib, taps
+from mtlx.conv import im2col_conv, max_pool, xla_conv  # noqa: F401  (re-exported: the blocks' public helpers)
 
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "none": lambda x: x, "sigmoid": jax.nn.sigmoid}
 
@@ -74,34 +75,14 @@ class Dense:
         return _act(self.activation)(x @ w["kernel"] + w["bias"])
 
 
-def im2col_conv(x, kernel):
-    """VALID 2-D convolution as one matmul over k*k shifted slices (fast on XLA:CPU)."""
-    k = kernel.shape[0]
-    h, w_ = x.shape[1] - k + 1, x.shape[2] - k + 1
-    patches = jnp.concatenate([x[:, i:i + h, j:j + w_, :] for i in range(k) for j in range(k)], axis=-1)
-    return patches @ kernel.reshape(-1, kernel.shape[-1])
-
-
-def xla_conv(x, kernel):
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def max_pool(x, p):
-    """Non-overlapping p x p max-pool as reshape + max (its gradient is fast on XLA:CPU)."""
-    b, h, w, c = x.shape
-    x = x[:, : h // p * p, : w // p * p, :]
-    return x.reshape(b, h // p, p, w // p, p, c).max(axis=(2, 4))
-
-
 @dataclasses.dataclass(frozen=True)
 class Conv:
     """VALID k x k convolution, activation, then p x p max-pool (pool=1: none).
 
-    ``impl``: 'auto' picks im2col on CPU (XLA:CPU's convolution gradient is
-    slow, and under vmap over task columns, a grouped convolution, it is
-    several times slower again; launch.bench measures it) and XLA's conv
-    elsewhere; 'im2col' and 'xla' force one. Both give the same values.
-"""
+    ``impl`` (config field, optional): 'auto' (default) lets ``mtlx.conv.select_impl`` pick per
+    backend, input channels and whether the block is one of stacked copies (task columns,
+    experts); 'xla', 'im2col' or 'patches' force one. All give the same values (mtlx/conv.py).
+    """
 
     features: int
     kernel: int = 5
@@ -125,11 +106,10 @@ class Conv:
         return {"kernel": _variance_scaling(fan_in, self.kernel * self.kernel * self.features)(key, shape),
                 "bias": jnp.zeros((self.features,))}
 
-    def apply(self, w, x, mask=None):
-        impl = self.impl if self.impl != "auto" else ("im2col" if jax.default_backend() == "cpu" else "xla")
-        y = (im2col_conv if impl == "im2col" else xla_conv)(x, w["kernel"]) + w["bias"]
-        y = _act(self.activation)(y)
-        return max_pool(y, self.pool) if self.pool > 1 else y
+    def apply(self, w, x, mask=None, stacked=False):
+        """``stacked``: this is one of n copies applied under ``jax.vmap`` (``apply_stacked``)."""
+        impl = conv_lib.select_impl(self.impl, x.shape[-1], stacked)
+        return conv_lib.conv_act_pool(x, w["kernel"], w["bias"], _act(self.activation), self.pool, impl)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,7 +198,7 @@ class BiLSTM:
 BLOCKS = {"dense": Dense, "conv": Conv, "embed": Embed, "bilstm": BiLSTM}
 
 
-CHOICES = {"activation": tuple(sorted(ACTIVATIONS)), "impl": ("auto", "im2col", "xla")}
+CHOICES = {"activation": tuple(sorted(ACTIVATIONS)), "impl": conv_lib.IMPLS}
 
 
 def check_block(cfg, where: str = "backbone block") -> None:
@@ -295,8 +275,19 @@ def init_stacked(spec, key, n, in_shape):
 
 
 def apply_stacked(spec, w, x, mask=None, stacked_input=True):
-    """Apply n copies of a block: w leaves (n, ...), x (n, B, ...) or (B, ...) shared."""
-    return jax.vmap(lambda wi, xi: spec.apply(wi, xi, mask), in_axes=(0, 0 if stacked_input else None))(w, x)
+    """Apply n copies of a block: w leaves (n, ...), x (n, B, ...) or (B, ...) shared. Conv copies
+    run as ``mtlx.conv.stacked_mode`` says: one ``jax.vmap`` (told it is stacked, see
+    ``mtlx.conv``), or unrolled, each copy an unstacked layer."""
+    if isinstance(spec, Conv) and conv_lib.stacked_mode(spec.impl) == "unroll":
+        # taken apart by jnp.split (VJP: one concatenate), not n slices (VJP: n zero-padded sums)
+        n = jax.tree_util.tree_leaves(w)[0].shape[0]
+        unstack = lambda a: [p[0] for p in jnp.split(a, n)]
+        ws = [dict(zip(w, vals)) for vals in zip(*(unstack(v) for v in w.values()))]
+        xs = unstack(x) if stacked_input else [x] * n
+        return jnp.stack([spec.apply(wi, xi, mask) for wi, xi in zip(ws, xs)])
+    apply = (lambda wi, xi: spec.apply(wi, xi, mask, stacked=True)) if isinstance(spec, Conv) else (
+        lambda wi, xi: spec.apply(wi, xi, mask))
+    return jax.vmap(apply, in_axes=(0, 0 if stacked_input else None))(w, x)
 
 
 class StackedBlock(nn.Module):

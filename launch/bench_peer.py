@@ -1,0 +1,193 @@
+"""``launch.bench --parts=peer``: mtlx's train steps against the same steps in plain PyTorch.
+
+For the MLP (784-256-256) and the LeNet trunk (conv 10@5, conv 20@5, FC 50) with T linear
+10-way heads, hard sharing, Adam, cross-entropy: equal weighting (one backward of the summed
+loss), and MGDA (Sener & Koltun, 2018) and PCGrad (Yu et al., 2020) the way a PyTorch
+multi-task library pays for them: a loop of T backward passes (``torch.autograd.grad`` of each
+task's loss, the graph retained), the shared gradients flattened into a (T, P) matrix, then the
+combination (MGDA: min-norm weights on the simplex by Frank-Wolfe on the T x T Gram, Sener &
+Koltun's Algorithm 2; PCGrad: each task's gradient projected off every conflicting other, in a
+random order, then summed) and the Adam update. The JAX steps are mtlx's own
+(``make_train_step``). Both run in this process, in the same interleaved rounds as a 2048 x 2048
+float32 matmul of each framework, so load changes hit all alike; the table gives ms/step of
+each side and their ratio (jax / torch: below 1, mtlx is faster).
+
+PyTorch is an optional extra, never a dependency of mtlx or its tests:
+``pip install -e ".[bench]"`` (on a CPU machine install the CPU wheel first,
+``pip install torch --index-url https://download.pytorch.org/whl/cpu``). Without it the part is
+skipped with a message saying so.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from mtlx.architectures import build_model
+from mtlx.weighting import get_weighting
+
+WEIGHTINGS = ("equal", "mgda", "pcgrad")
+SKIP_MESSAGE = ("peer: skipped: PyTorch is not installed. It is an optional extra: "
+                "pip install -e '.[bench]' (CPU wheel: pip install torch --index-url "
+                "https://download.pytorch.org/whl/cpu)")
+FW_ITERS = 20  # Frank-Wolfe iterations of the min-norm solver (a T x T problem: negligible either way)
+
+
+def import_torch():
+    """torch, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def torch_model(torch, backbone: str, num_tasks: int):
+    """The hard-sharing model: the trunk (launch.bench's ``MLP`` or ``CNN`` layers) and T linear heads."""
+    nn = torch.nn
+    if backbone == "mlp":
+        trunk = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
+        width = 256
+    else:  # conv -> ReLU -> 2x2 max-pool, twice (as mtlx's Conv block), then FC 50
+        trunk = nn.Sequential(nn.Conv2d(1, 10, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(10, 20, 5), nn.ReLU(),
+                              nn.MaxPool2d(2), nn.Flatten(), nn.Linear(320, 50), nn.ReLU())
+        width = 50
+    return nn.ModuleDict({"trunk": trunk, "heads": nn.ModuleList([nn.Linear(width, 10) for _ in range(num_tasks)])})
+
+
+def min_norm_weights(torch, gram):
+    """argmin_{w in simplex} w^T G w by Frank-Wolfe (Sener & Koltun, 2018, Algorithm 2)."""
+    T = gram.shape[0]
+    w = torch.full((T,), 1.0 / T, dtype=gram.dtype)
+    for _ in range(FW_ITERS):
+        gw = gram @ w
+        t = int(torch.argmin(gw))
+        # line search between w and the vertex e_t: min_g |(1-g) v + g u|^2 with v = Jw, u = J e_t
+        vv, uu, uv = w @ gw, gram[t, t], gw[t]
+        denom = vv + uu - 2 * uv
+        gamma = float(torch.clamp((vv - uv) / denom, 0.0, 1.0)) if float(denom) > 1e-12 else 0.0
+        w = (1 - gamma) * w
+        w[t] += gamma
+    return w
+
+
+def pcgrad_combine(torch, rows, gen):
+    """PCGrad (Yu et al., 2020, Algorithm 1): each g_i loses its component along every g_j
+    (random order) it conflicts with (g_i . g_j < 0); the projected rows are summed."""
+    out = rows.clone()
+    T = rows.shape[0]
+    for i in range(T):
+        for j in gen.permutation(T):
+            if j == i:
+                continue
+            dot = out[i] @ rows[j]
+            if dot < 0:
+                out[i] -= dot / (rows[j] @ rows[j]) * rows[j]
+    return out.sum(0)
+
+
+def torch_step(torch, model, x, ys, weighting: str):
+    """A zero-argument callable: one train step (forward, backward(s), combination, Adam)."""
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    shared = list(model["trunk"].parameters())
+    gen = np.random.default_rng(0)
+    ce = torch.nn.functional.cross_entropy
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        z = model["trunk"](x)
+        losses = [ce(h(z), y) for h, y in zip(model["heads"], ys)]
+        if weighting == "equal":
+            sum(losses).backward()
+        else:
+            rows = []
+            for t, (loss, head) in enumerate(zip(losses, model["heads"])):
+                head_params = list(head.parameters())
+                grads = torch.autograd.grad(loss, shared + head_params, retain_graph=t < len(losses) - 1)
+                rows.append(torch.cat([g.reshape(-1) for g in grads[:len(shared)]]))
+                for p, g in zip(head_params, grads[len(shared):]):
+                    p.grad.copy_(g)
+            rows = torch.stack(rows)
+            g = (min_norm_weights(torch, rows @ rows.T) @ rows if weighting == "mgda"
+                 else pcgrad_combine(torch, rows, gen))
+            torch.nn.utils.vector_to_parameters(g, [p.grad for p in shared])
+        opt.step()
+
+    return step
+
+
+def torch_matmul_call(torch, n=2048):
+    a = torch.randn(n, n)
+    return (lambda: a @ a), 2 * n**3
+
+
+def _peer_calls(B, torch, backbone, T, weightings, batch_size, matmul_n):
+    """JAX steps and their PyTorch twins for one (backbone, T), on the same random batch."""
+    blocks, shape, kind = (B.MLP, (784,), "dense") if backbone == "mlp" else (B.CNN, (28, 28, 1), "image")
+    ts = B.task_set(T, shape, kind, batch_size)
+    batch = jax.device_put(ts.splits["train"])
+    model = build_model("hard", ts, blocks)
+    tmodel = torch_model(torch, backbone, T)
+    x = torch.from_numpy(np.asarray(ts.splits["train"]["inputs"]))
+    x = x.permute(0, 3, 1, 2).contiguous() if backbone == "cnn" else x  # NHWC -> NCHW
+    ys = [torch.from_numpy(np.asarray(ts.splits["train"]["targets"][t]).astype(np.int64)) for t in (task.name for task in ts.tasks)]
+    calls, flops = {}, {}
+    for w in weightings:
+        compiled, state = B.compiled_step(model, ts, get_weighting(w), batch)
+        flops[w] = B.cost(compiled)[0]
+        calls["jax:" + w] = B.threaded(compiled, state, batch)
+        calls["torch:" + w] = torch_step(torch, tmodel, x, ys, w)
+    calls["jax:matmul"], mm_flops = B.matmul_call(matmul_n)
+    calls["torch:matmul"], _ = torch_matmul_call(torch, matmul_n)
+    return calls, flops, mm_flops
+
+
+def run_peer(B, backbones=("mlp", "cnn"), tasks=(2, 10), weightings=WEIGHTINGS, batch_size=256, iters=4, rounds=5,
+             matmul_n=2048):
+    """The peer comparison as {'rows': [...], ...}, or None (with ``SKIP_MESSAGE``) without torch.
+    ``B`` is the launch.bench module (passed in: under ``python -m`` it is ``__main__``)."""
+    torch = import_torch()
+    if torch is None:
+        print(SKIP_MESSAGE, flush=True)
+        return None
+    rows = []
+    for backbone in backbones:
+        for T in tasks:
+            calls, flops, mm_flops = _peer_calls(B, torch, backbone, T, weightings, batch_size, matmul_n)
+            secs = B.time_all(calls, iters, rounds)
+            jmm, tmm = mm_flops / secs["jax:matmul"] / 1e9, mm_flops / secs["torch:matmul"] / 1e9
+            for w in weightings:
+                j, t = secs["jax:" + w], secs["torch:" + w]
+                rows.append({"backbone": backbone, "tasks": T, "weighting": w, "jax_ms": 1e3 * j, "torch_ms": 1e3 * t,
+                             "jax_over_torch": j / t, "jax_fraction_of_matmul": flops[w] / j / 1e9 / jmm,
+                             "jax_matmul_gflop_per_s": jmm, "torch_matmul_gflop_per_s": tmm})
+                print(f"{backbone:4s} T={T:2d} {w:7s} jax {1e3 * j:8.2f} ms  torch {1e3 * t:8.2f} ms  "
+                      f"jax/torch {j / t:5.2f}  (matmul jax {jmm:.0f}, torch {tmm:.0f} GFLOP/s)", flush=True)
+    return {"batch_size": batch_size, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "load_average": list(os.getloadavg()), "cpus": os.cpu_count(), "rows": rows}
+
+
+def bench_peer(B):
+    """The ``peer`` part of ``launch.bench`` (module ``B``; its flags --batch_size, --iters)."""
+    return run_peer(B, batch_size=B.FLAGS.batch_size, iters=B.FLAGS.iters)
+
+
+def summary_lines(res) -> list:
+    """results/bench/README.md's peer table."""
+    lines = [f"PyTorch {res['torch']} ({res['torch_threads']} threads), batch {res['batch_size']}; "
+             "mtlx / PyTorch < 1: mtlx's step is faster. MGDA / PCGrad in PyTorch: a loop of T backward passes. "
+             "PyTorch is an optional extra (`pip install -e \".[bench]\"`, CPU wheel); see launch/bench_peer.py.",
+             f"Load average (1, 5, 15 min) at the end: {res.get('load_average', '?')} on {res.get('cpus', '?')} cores: "
+             "PyTorch's thread pool slows down far more than XLA's when the cores are oversubscribed, so read "
+             "the ratios only from a run on an otherwise idle machine.", "",
+             "| backbone | T | weighting | mtlx ms | PyTorch ms | mtlx / PyTorch | mtlx % of matmul | "
+             "matmul GFLOP/s (jax, torch) |", "|---|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        lines.append(f"| {r['backbone']} | {r['tasks']} | {r['weighting']} | {r['jax_ms']:.2f} | {r['torch_ms']:.2f} | "
+                     f"{r['jax_over_torch']:.2f} | {100 * r['jax_fraction_of_matmul']:.0f}% | "
+                     f"{r['jax_matmul_gflop_per_s']:.0f}, {r['torch_matmul_gflop_per_s']:.0f} |")
+    return lines
