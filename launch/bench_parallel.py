@@ -25,9 +25,6 @@ saturates (the MLP's 8 seeds are a few MFLOP per step). The 8-device mesh on
 one host's GPUs adds an all-reduce of the gradients per step; at these sizes it
 would dominate, so data parallelism pays only for large batches or models.
 """
-GPU_NOTE = ("On a GPU (not measured: no device lent) we expect larger gains than on this CPU: a step of these "
-            "models is launch-bound there, which K steps per dispatch and vmapped seeds amortise "
-            "(see launch/bench_parallel.py).")
 
 from __future__ import annotations
 
@@ -47,6 +44,9 @@ from mtlx.parallel.program import _chunk_fn, _hyperparameters, stack
 from mtlx.train import _jitted_chunk, build_run, init_state
 
 SEEDS = 8
+GPU_NOTE = ("On a GPU (not measured: no device lent) we expect larger gains than on this CPU: a step of these "
+            "models is launch-bound there, which K steps per dispatch and vmapped seeds amortise "
+            "(see launch/bench_parallel.py).")
 K = {"mmoe_mlp": 50, "lenet": 10}  # steps per dispatch (the LeNet's fewer: one call is already 10 x 8 steps)
 MMOE = {"task_set": {"name": "mmoe_synthetic", "options": {"correlation": 0.5, "n_train": 20000, "n_validation": 0,
                                                             "n_test": 100}},
