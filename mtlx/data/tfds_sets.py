@@ -235,10 +235,10 @@ def _char_grid(chars: np.ndarray, lengths: np.ndarray, max_len: int, max_word_le
     return out
 
 
-def _conll_transform(records, max_len: int, max_word_len: int, vocab_size: int):
+def _conll_transform(records, max_len: int, max_word_len: int, vocab_size: int, tasks: Sequence[str] = conll_lib.TASKS):
     words = [np.where(np.asarray(r["words"]) < vocab_size, r["words"], conll_lib.UNK) for r in records]
     chars = np.stack([_char_grid(r["chars"], r["word_lengths"], max_len, max_word_len) for r in records])
-    targets = {t: _pad([r[t] for r in records], max_len, -1) for t in conll_lib.TASKS}
+    targets = {t: _pad([r[t] for r in records], max_len, -1) for t in tasks}
     return batch(_pad(words, max_len, conll_lib.PAD), targets, chars=chars)
 
 
@@ -251,25 +251,35 @@ def conll2003_tagging(
     max_len: int = 64,
     max_word_len: int = 16,
     min_count: int = 1,
+    tasks: Sequence[str] = conll_lib.TASKS,
 ) -> TaskSet:
     """CoNLL-2003 POS, chunk and NER tagging; inputs (max_len,) word ids, ``chars`` (max_len, max_word_len).
 
     Words of the training split seen fewer than ``min_count`` times become OOV
     (id 1); sentences longer than ``max_len`` are truncated, shorter ones padded
-    (inputs 0, targets -1). ``seed`` is unused (the splits are the files).
+    (inputs 0, targets -1). ``tasks``: which of pos, chunk, ner, in the
+    order given (e.g. ('chunk', 'pos') for a main task and one
+    auxiliary task). Each task's ``labels`` are its tag names, so chunk and
+    ner (IOB tags) report span F1 as well as token accuracy. ``seed`` is
+    unused (the splits are the files).
     """
     for option, value in (("max_len", max_len), ("max_word_len", max_word_len), ("min_count", min_count)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"option {option}={value!r} must be a positive integer")
+    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    if not tasks or len(set(tasks)) != len(tasks) or not set(tasks) <= set(conll_lib.TASKS):
+        raise ValueError(f"option tasks={list(tasks)!r} is not valid; choose distinct names from {list(conll_lib.TASKS)}")
     builder = built(Conll2003Tagging, None, manual_dir, SUBDIRS["conll2003"], data_dir)
     meta = builder.info.metadata
     counts = np.asarray(meta["word_counts"])
     vocab_size = 2 + int(np.sum(counts[2:] >= min_count))  # ids are ranked by count
-    transform = functools.partial(_conll_transform, max_len=max_len, max_word_len=max_word_len, vocab_size=vocab_size)
+    transform = functools.partial(_conll_transform, max_len=max_len, max_word_len=max_word_len, vocab_size=vocab_size,
+                                  tasks=tasks)
     lengths = {s: np.asarray(meta["sentence_lengths"][s]) for s in SPLITS}
+    labels = {t: tuple(meta["labels"][t]) for t in tasks}
     return TaskSet(
-        name="conll2003_tagging",
-        tasks=tuple(Task(t, "tagging", len(meta["labels"][t])) for t in conll_lib.TASKS),
+        name="conll2003_tagging" if tasks == conll_lib.TASKS else f"conll2003_tagging_{'_'.join(tasks)}",
+        tasks=tuple(Task(t, "tagging", len(labels[t]), labels[t]) for t in tasks),
         input_shape=(max_len,),
         input_kind="tokens",
         vocab_size=vocab_size,
@@ -277,7 +287,9 @@ def conll2003_tagging(
         info=builder_info(
             builder,
             "CoNLL-2003 (Tjong Kim Sang & De Meulder 2003) POS/chunk/NER, as in Søgaard & Goldberg 2016 and Ruder et al. 2019",
-            labels={t: list(meta["labels"][t]) for t in conll_lib.TASKS},
+            labels={t: list(v) for t, v in labels.items()},
+            evaluation="chunk and ner: span F1 as conlleval computes it (IOB1 or IOB2 as the files have it; mtlx.losses.span_f1), "
+            "over the first max_len tokens of each sentence; pos: token accuracy",
             char_vocab_size=len(meta["chars"]),
             max_len=max_len,
             max_word_len=max_word_len,
