@@ -242,6 +242,11 @@ def _conll_transform(records, max_len: int, max_word_len: int, vocab_size: int, 
     return batch(_pad(words, max_len, conll_lib.PAD), targets, chars=chars)
 
 
+def _first_sentences(splits: dict, n: int) -> dict:
+    """Each streaming split materialised whole (n = 0) or its first ``n`` rows."""
+    return {s: (v.materialise() if not n else v[np.arange(min(n, len(v)))]) for s, v in splits.items()}
+
+
 @task_set_fn
 def conll2003_tagging(
     *,
@@ -252,6 +257,8 @@ def conll2003_tagging(
     max_word_len: int = 16,
     min_count: int = 1,
     tasks: Sequence[str] = conll_lib.TASKS,
+    max_vocab: int = 0,
+    max_sentences: int = 0,
 ) -> TaskSet:
     """CoNLL-2003 POS, chunk and NER tagging; inputs (max_len,) word ids, ``chars`` (max_len, max_word_len).
 
@@ -260,12 +267,19 @@ def conll2003_tagging(
     (inputs 0, targets -1). ``tasks``: which of pos, chunk, ner, in the
     order given (e.g. ('chunk', 'pos') for a main task and one
     auxiliary task). Each task's ``labels`` are its tag names, so chunk and
-    ner (IOB tags) report span F1 as well as token accuracy. ``seed`` is
-    unused (the splits are the files).
+    ner (IOB tags) report span F1 as well as token accuracy. ``max_vocab``
+    (0: no cap) keeps at most that many word ids, the rarer words becoming
+    OOV, so that an embed block of ``vocab_size=max_vocab`` rows fits whatever
+    the files hold. ``max_sentences`` (0: all) keeps the first that many
+    sentences of each split (smoke runs). ``seed`` is unused (the splits are
+    the files).
     """
     for option, value in (("max_len", max_len), ("max_word_len", max_word_len), ("min_count", min_count)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"option {option}={value!r} must be a positive integer")
+    for option, value, low in (("max_vocab", max_vocab, 3), ("max_sentences", max_sentences, 1)):
+        if not isinstance(value, int) or (value != 0 and value < low):
+            raise ValueError(f"option {option}={value!r} must be 0 (no limit) or an integer >= {low}")
     tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
     if not tasks or len(set(tasks)) != len(tasks) or not set(tasks) <= set(conll_lib.TASKS):
         raise ValueError(f"option tasks={list(tasks)!r} is not valid; choose distinct names from {list(conll_lib.TASKS)}")
@@ -273,6 +287,7 @@ def conll2003_tagging(
     meta = builder.info.metadata
     counts = np.asarray(meta["word_counts"])
     vocab_size = 2 + int(np.sum(counts[2:] >= min_count))  # ids are ranked by count
+    vocab_size = min(vocab_size, max_vocab) if max_vocab else vocab_size
     transform = functools.partial(_conll_transform, max_len=max_len, max_word_len=max_word_len, vocab_size=vocab_size,
                                   tasks=tasks)
     lengths = {s: np.asarray(meta["sentence_lengths"][s]) for s in SPLITS}
@@ -283,7 +298,7 @@ def conll2003_tagging(
         input_shape=(max_len,),
         input_kind="tokens",
         vocab_size=vocab_size,
-        splits=read_splits(builder, transform),
+        splits=_first_sentences(read_splits(builder, transform, in_memory=False), max_sentences),
         info=builder_info(
             builder,
             "CoNLL-2003 (Tjong Kim Sang & De Meulder 2003) POS/chunk/NER, as in Søgaard & Goldberg 2016 and Ruder et al. 2019",
@@ -294,7 +309,8 @@ def conll2003_tagging(
             max_len=max_len,
             max_word_len=max_word_len,
             min_count=min_count,
-            truncated_sentences={s: int(np.sum(lengths[s] > max_len)) for s in SPLITS},
+            max_sentences=max_sentences or None,
+            truncated_sentences={s: int(np.sum(lengths[s][: max_sentences or None] > max_len)) for s in SPLITS},
             inputs="word ids (lower-cased, digits -> 0; 0 pad, 1 OOV) and split['chars'] character ids (0 pad, 1 unknown)",
         ),
     )

@@ -93,3 +93,14 @@ def test_conll_tasks_option_selects_a_main_and_an_auxiliary_task(conll_pair):
     assert losses.compute_metrics(chunk, _one_hot(y, chunk.num_outputs), y, np.ones(len(y)))["f1"] == 1.0
     with pytest.raises(ValueError, match=r"option tasks=\['ner', 'srl'\] is not valid"):
         tfds_sets.conll2003_tagging(tasks=["ner", "srl"])
+
+
+def test_conll_vocabulary_cap_and_first_sentences(tmp_path):
+    src = tmp_path / "src"
+    fx.write_conll(src)
+    ts = tfds_sets.conll2003_tagging(manual_dir=str(src), data_dir=str(tmp_path / "data"), max_vocab=4, max_sentences=2)
+    assert ts.vocab_size == 4 and ts.splits["train"]["inputs"].max() == 3  # ids 2, 3: the two most frequent words
+    assert [len(ts.splits[s]["inputs"]) for s in ("train", "validation", "test")] == [2, 1, 1]
+    assert ts.info["truncated_sentences"]["train"] == 0  # the 8-token sentence is the third
+    with pytest.raises(ValueError, match="option max_vocab=2 must be 0"):
+        tfds_sets.conll2003_tagging(max_vocab=2)
