@@ -32,8 +32,9 @@ METRICS = {
     "classification": {"accuracy": True},
     "binary": {"auc": True, "accuracy": True},
     "regression": {"mse": False},
-    "tagging": {"accuracy": True, "f1": True},  # f1: span F1, for IOB-labelled tasks only (Task.metrics)
+    "tagging": {"accuracy": True},
 }
+SPAN_METRICS = {"f1": True}  # tagging tasks with IOB labels (``Task.spans``) report span F1 too, as their main metric
 
 
 def _choice_error(field: str, value: Any, choices) -> ValueError:
@@ -79,7 +80,10 @@ class Task:
 
     def higher_is_better(self, metric: str | None = None) -> bool:
         """Direction of ``metric`` (default: the main metric); one of ``self.metrics``."""
-        return METRICS[self.kind][metric or self.main_metric]
+        metric = metric or self.main_metric
+        if metric not in self.metrics:
+            raise _choice_error(f"metric of task {self.name!r}", metric, self.metrics)
+        return higher_is_better(self.kind, metric)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,10 +134,13 @@ class TaskSet:
 def higher_is_better(kind: str, metric: str) -> bool | None:
     """Whether a larger ``metric`` of a task of ``kind`` is better.
 
-    The eval loss (``LOSS``) is lower-is-better for every kind; a metric that
-    ``METRICS`` does not list for ``kind`` gives None (the report leaves its
+    The eval loss (``LOSS``) is lower-is-better for every kind; tagging's span
+    ``f1`` (``SPAN_METRICS``) higher-is-better; a metric that ``METRICS`` does
+    not list for ``kind`` gives None (the report leaves its
     direction unmarked).
     """
     if metric == LOSS:
         return False
+    if kind == "tagging" and metric in SPAN_METRICS:
+        return SPAN_METRICS[metric]
     return METRICS.get(kind, {}).get(metric)

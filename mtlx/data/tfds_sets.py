@@ -242,6 +242,20 @@ def _conll_transform(records, max_len: int, max_word_len: int, vocab_size: int, 
     return batch(_pad(words, max_len, conll_lib.PAD), targets, chars=chars)
 
 
+def _conll_options(tasks, **sizes) -> tuple[str, ...]:
+    """Checks conll2003_tagging's size options (one ValueError naming the option); the tasks as a tuple."""
+    for option in ("max_len", "max_word_len", "min_count"):
+        if not isinstance(sizes[option], int) or sizes[option] < 1:
+            raise ValueError(f"option {option}={sizes[option]!r} must be a positive integer")
+    for option, low in (("max_vocab", 3), ("max_sentences", 1)):
+        if not isinstance(sizes[option], int) or (sizes[option] != 0 and sizes[option] < low):
+            raise ValueError(f"option {option}={sizes[option]!r} must be 0 (no limit) or an integer >= {low}")
+    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    if not tasks or len(set(tasks)) != len(tasks) or not set(tasks) <= set(conll_lib.TASKS):
+        raise ValueError(f"option tasks={list(tasks)!r} is not valid; choose distinct names from {list(conll_lib.TASKS)}")
+    return tasks
+
+
 def _first_sentences(splits: dict, n: int) -> dict:
     """Each streaming split materialised whole (n = 0) or its first ``n`` rows."""
     return {s: (v.materialise() if not n else v[np.arange(min(n, len(v)))]) for s, v in splits.items()}
@@ -274,15 +288,8 @@ def conll2003_tagging(
     sentences of each split (smoke runs). ``seed`` is unused (the splits are
     the files).
     """
-    for option, value in (("max_len", max_len), ("max_word_len", max_word_len), ("min_count", min_count)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"option {option}={value!r} must be a positive integer")
-    for option, value, low in (("max_vocab", max_vocab, 3), ("max_sentences", max_sentences, 1)):
-        if not isinstance(value, int) or (value != 0 and value < low):
-            raise ValueError(f"option {option}={value!r} must be 0 (no limit) or an integer >= {low}")
-    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
-    if not tasks or len(set(tasks)) != len(tasks) or not set(tasks) <= set(conll_lib.TASKS):
-        raise ValueError(f"option tasks={list(tasks)!r} is not valid; choose distinct names from {list(conll_lib.TASKS)}")
+    tasks = _conll_options(tasks, max_len=max_len, max_word_len=max_word_len, min_count=min_count,
+                           max_vocab=max_vocab, max_sentences=max_sentences)
     builder = built(Conll2003Tagging, None, manual_dir, SUBDIRS["conll2003"], data_dir)
     meta = builder.info.metadata
     counts = np.asarray(meta["word_counts"])
