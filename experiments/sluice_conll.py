@@ -2,8 +2,12 @@ r"""Sluice networks and low supervision on CoNLL-2003: POS, chunking and NER wit
 
   python -m launch.run --config experiments/sluice_conll.py            # the three tasks together
   python -m launch.run --config experiments/sluice_conll.py:pairs      # main task + one auxiliary task
-  python -m launch.table results/sluice_conll
+  python -m launch.table results/sluice_conll         # (and results/sluice_conll_pairs)
   python -m launch.plot results/sluice_conll
+
+The data are read from ``../shared/data/conll2003`` (eng.train / eng.testa /
+eng.testb; ``task_set.options.manual_dir``) the first time, then from TFDS's
+data directory.
 
 Papers. Ruder et al. 2019 ("Latent multi-task architecture learning", AAAI;
 sluice networks) compare single-task models, hard sharing, low supervision,
@@ -78,8 +82,9 @@ a load average of 13 on the 2 cores (0.54 program steps/s).
   python -m launch.run --config experiments/sluice_conll.py:smoke --workdir /tmp/conll_smoke
 
 is every architecture on the first 64 sentences of each split, one seed, 20
-steps (seconds per run), to check the wiring; ``:pairs_smoke`` the same for
-the pairs.
+steps, to check the wiring (measured under the same load: 20-40 s wall per
+run, mostly compilation; 75 s of CPU for all six); ``:pairs_smoke`` the same
+for the pairs (12 runs, 107 s of CPU).
 """
 
 import ml_collections
@@ -91,7 +96,6 @@ WIDTH = 64  # BiLSTM units per direction (outputs 2 x 64)
 BLOCKS = [{"kind": "embed", "vocab_size": VOCAB, "features": 64}] + [{"kind": "bilstm", "features": WIDTH}] * 3
 LOW = {"pos": 1, "chunk": 2}  # Søgaard & Goldberg's low supervision; NER (and a pair's main task) on the top, 3
 PAIRS = [["chunk", "pos"], ["ner", "pos"]]  # main task first, POS as the auxiliary task
-
 
 
 def tucker_rank(num_tasks: int) -> list:
