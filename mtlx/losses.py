@@ -9,7 +9,7 @@ and reports the same loss as ``LOSS`` next to the task's metrics.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -83,10 +83,28 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def span_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> float:
+    """Micro-averaged span F1 over sentences of IOB tags, as conlleval computes it (Tjong Kim Sang &
+    Buchholz 2000; CoNLL-2003's evaluation script): a span is a maximal run of one type started by
+    B-X, by I-X after O or after another type, and ended by O, B-, another type or the sentence's end;
+    IOB1 and IOB2 read alike. A span counts as correct only with the same type, start and end.
+    Implemented by ``seqeval`` in its default (conlleval-compatible, not ``strict``) mode; 0 when
+    there are no predicted or no gold spans, as conlleval prints."""
+    from seqeval.metrics import f1_score  # host-side only; imports scikit-learn
+
+    return float(f1_score([list(g) for g in gold], [list(p) for p in pred], average="micro", zero_division=0))
+
+
+def tag_sequences(ids: np.ndarray, target: np.ndarray, labels: Sequence[str]) -> list[list[str]]:
+    """Label names of each row of ``ids`` (B, L) at its labelled positions (``target >= 0``)."""
+    names = np.asarray(labels, dtype=object)
+    return [list(names[row[t >= 0]]) for row, t in zip(ids, target)]
+
+
 def compute_metrics(task: Task, pred: np.ndarray, target: np.ndarray, weight: np.ndarray) -> dict[str, float]:
     """``{LOSS, *task.metrics}`` of one task over the examples with weight > 0 (all NaN, without
     ``LOSS``, when there are none); binary: accuracy at logit 0, AUC averaged over the labels
-    that have both classes."""
+    that have both classes; tagging with IOB labels: also span F1 (``span_f1``), each row one sentence."""
     pred, target = np.asarray(pred), np.asarray(target)
     keep = np.asarray(weight) > 0
     pred, target = pred[keep], target[keep]
@@ -109,4 +127,7 @@ def compute_metrics(task: Task, pred: np.ndarray, target: np.ndarray, weight: np
     else:
         valid = target >= 0
         out["accuracy"] = float(np.sum((pred.argmax(-1) == target) & valid) / max(valid.sum(), 1))
+        if task.spans:
+            gold = tag_sequences(np.maximum(target, 0), target, task.labels)
+            out["f1"] = span_f1(gold, tag_sequences(pred.argmax(-1), target, task.labels))
     return out

@@ -14,7 +14,9 @@ Task kinds
                   metrics accuracy and auc (ROC AUC).
   regression      mean squared error; y float (B,) or (B, K); metric mse.
   tagging         per-token softmax; y int (B, L) with -1 at padding tokens;
-                  metric token accuracy.
+                  metric token accuracy; a task whose ``labels`` are IOB tags
+                  ('O', 'B-X', 'I-X': chunks, named entities) reports span
+                  ``f1`` first (conlleval's, see ``mtlx.losses.span_f1``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ METRICS = {
     "regression": {"mse": False},
     "tagging": {"accuracy": True},
 }
+SPAN_METRICS = {"f1": True}  # tagging tasks with IOB labels (``Task.spans``) report span F1 too, as their main metric
 
 
 def _choice_error(field: str, value: Any, choices) -> ValueError:
@@ -40,21 +43,34 @@ def _choice_error(field: str, value: Any, choices) -> ValueError:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """One prediction problem: ``name``, ``kind`` (see KINDS), ``num_outputs``."""
+    """One prediction problem: ``name``, ``kind`` (see KINDS), ``num_outputs``; ``labels`` optionally
+    names the classes in id order (tagging with IOB labels: span F1 is reported)."""
 
     name: str
     kind: str
     num_outputs: int
+    labels: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise _choice_error(f"Task({self.name!r}).kind", self.kind, KINDS)
         if self.num_outputs < 1 or (self.kind == "classification" and self.num_outputs < 2):
             raise ValueError(f"Task({self.name!r}).num_outputs={self.num_outputs} is too small for kind {self.kind!r}")
+        if self.labels and len(self.labels) != self.num_outputs:
+            raise ValueError(f"Task({self.name!r}).labels has {len(self.labels)} names for {self.num_outputs} outputs")
+
+    @property
+    def spans(self) -> bool:
+        """Whether the labels are IOB span tags (every one 'O', 'B-type' or 'I-type', at least one not 'O')."""
+        return (self.kind == "tagging" and any(x != "O" for x in self.labels)
+                and all(x == "O" or x[:2] in ("B-", "I-") for x in self.labels))
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """The metrics evaluation reports for this task (besides ``LOSS``), main metric first."""
+        """The metrics evaluation reports for this task (besides ``LOSS``), main metric first;
+        tagging: token accuracy, or span ``f1`` then accuracy when ``spans``."""
+        if self.kind == "tagging":
+            return ("f1", "accuracy") if self.spans else ("accuracy",)
         return tuple(METRICS[self.kind])
 
     @property
@@ -64,7 +80,10 @@ class Task:
 
     def higher_is_better(self, metric: str | None = None) -> bool:
         """Direction of ``metric`` (default: the main metric); one of ``self.metrics``."""
-        return METRICS[self.kind][metric or self.main_metric]
+        metric = metric or self.main_metric
+        if metric not in self.metrics:
+            raise _choice_error(f"metric of task {self.name!r}", metric, self.metrics)
+        return higher_is_better(self.kind, metric)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,10 +134,13 @@ class TaskSet:
 def higher_is_better(kind: str, metric: str) -> bool | None:
     """Whether a larger ``metric`` of a task of ``kind`` is better.
 
-    The eval loss (``LOSS``) is lower-is-better for every kind; a metric that
-    ``METRICS`` does not list for ``kind`` gives None (the report leaves its
+    The eval loss (``LOSS``) is lower-is-better for every kind; tagging's span
+    ``f1`` (``SPAN_METRICS``) higher-is-better; a metric that ``METRICS`` does
+    not list for ``kind`` gives None (the report leaves its
     direction unmarked).
     """
     if metric == LOSS:
         return False
+    if kind == "tagging" and metric in SPAN_METRICS:
+        return SPAN_METRICS[metric]
     return METRICS.get(kind, {}).get(metric)

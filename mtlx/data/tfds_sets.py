@@ -291,11 +291,30 @@ def _char_grid(chars: np.ndarray, lengths: np.ndarray, max_len: int, max_word_le
     return out
 
 
-def _conll_transform(records, max_len: int, max_word_len: int, vocab_size: int):
+def _conll_transform(records, max_len: int, max_word_len: int, vocab_size: int, tasks: Sequence[str] = conll_lib.TASKS):
     words = [np.where(np.asarray(r["words"]) < vocab_size, r["words"], conll_lib.UNK) for r in records]
     chars = np.stack([_char_grid(r["chars"], r["word_lengths"], max_len, max_word_len) for r in records])
-    targets = {t: _pad([r[t] for r in records], max_len, -1) for t in conll_lib.TASKS}
+    targets = {t: _pad([r[t] for r in records], max_len, -1) for t in tasks}
     return batch(_pad(words, max_len, conll_lib.PAD), targets, chars=chars)
+
+
+def _conll_options(tasks, **sizes) -> tuple[str, ...]:
+    """Checks conll2003_tagging's size options (one ValueError naming the option); the tasks as a tuple."""
+    for option in ("max_len", "max_word_len", "min_count"):
+        if not isinstance(sizes[option], int) or sizes[option] < 1:
+            raise ValueError(f"option {option}={sizes[option]!r} must be a positive integer")
+    for option, low in (("max_vocab", 3), ("max_sentences", 1)):
+        if not isinstance(sizes[option], int) or (sizes[option] != 0 and sizes[option] < low):
+            raise ValueError(f"option {option}={sizes[option]!r} must be 0 (no limit) or an integer >= {low}")
+    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    if not tasks or len(set(tasks)) != len(tasks) or not set(tasks) <= set(conll_lib.TASKS):
+        raise ValueError(f"option tasks={list(tasks)!r} is not valid; choose distinct names from {list(conll_lib.TASKS)}")
+    return tasks
+
+
+def _first_sentences(splits: dict, n: int) -> dict:
+    """Each streaming split materialised whole (n = 0) or its first ``n`` rows."""
+    return {s: (v.materialise() if not n else v[np.arange(min(n, len(v)))]) for s, v in splits.items()}
 
 
 @task_set_fn
@@ -307,38 +326,54 @@ def conll2003_tagging(
     max_len: int = 64,
     max_word_len: int = 16,
     min_count: int = 1,
+    tasks: Sequence[str] = conll_lib.TASKS,
+    max_vocab: int = 0,
+    max_sentences: int = 0,
 ) -> TaskSet:
     """CoNLL-2003 POS, chunk and NER tagging; inputs (max_len,) word ids, ``chars`` (max_len, max_word_len).
 
     Words of the training split seen fewer than ``min_count`` times become OOV
     (id 1); sentences longer than ``max_len`` are truncated, shorter ones padded
-    (inputs 0, targets -1). ``seed`` is unused (the splits are the files).
+    (inputs 0, targets -1). ``tasks``: which of pos, chunk, ner, in the
+    order given (e.g. ('chunk', 'pos') for a main task and one
+    auxiliary task). Each task's ``labels`` are its tag names, so chunk and
+    ner (IOB tags) report span F1 as well as token accuracy. ``max_vocab``
+    (0: no cap) keeps at most that many word ids, the rarer words becoming
+    OOV, so that an embed block of ``vocab_size=max_vocab`` rows fits whatever
+    the files hold. ``max_sentences`` (0: all) keeps the first that many
+    sentences of each split (smoke runs). ``seed`` is unused (the splits are
+    the files).
     """
-    for option, value in (("max_len", max_len), ("max_word_len", max_word_len), ("min_count", min_count)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"option {option}={value!r} must be a positive integer")
+    tasks = _conll_options(tasks, max_len=max_len, max_word_len=max_word_len, min_count=min_count,
+                           max_vocab=max_vocab, max_sentences=max_sentences)
     builder = built(Conll2003Tagging, None, manual_dir, SUBDIRS["conll2003"], data_dir)
     meta = builder.info.metadata
     counts = np.asarray(meta["word_counts"])
     vocab_size = 2 + int(np.sum(counts[2:] >= min_count))  # ids are ranked by count
-    transform = functools.partial(_conll_transform, max_len=max_len, max_word_len=max_word_len, vocab_size=vocab_size)
+    vocab_size = min(vocab_size, max_vocab) if max_vocab else vocab_size
+    transform = functools.partial(_conll_transform, max_len=max_len, max_word_len=max_word_len, vocab_size=vocab_size,
+                                  tasks=tasks)
     lengths = {s: np.asarray(meta["sentence_lengths"][s]) for s in SPLITS}
+    labels = {t: tuple(meta["labels"][t]) for t in tasks}
     return TaskSet(
-        name="conll2003_tagging",
-        tasks=tuple(Task(t, "tagging", len(meta["labels"][t])) for t in conll_lib.TASKS),
+        name="conll2003_tagging" if tasks == conll_lib.TASKS else f"conll2003_tagging_{'_'.join(tasks)}",
+        tasks=tuple(Task(t, "tagging", len(labels[t]), labels[t]) for t in tasks),
         input_shape=(max_len,),
         input_kind="tokens",
         vocab_size=vocab_size,
-        splits=read_splits(builder, transform),
+        splits=_first_sentences(read_splits(builder, transform, in_memory=False), max_sentences),
         info=builder_info(
             builder,
             "CoNLL-2003 (Tjong Kim Sang & De Meulder 2003) POS/chunk/NER, as in Søgaard & Goldberg 2016 and Ruder et al. 2019",
-            labels={t: list(meta["labels"][t]) for t in conll_lib.TASKS},
+            labels={t: list(v) for t, v in labels.items()},
+            evaluation="chunk and ner: span F1 as conlleval computes it (IOB1 or IOB2 as the files have it; mtlx.losses.span_f1), "
+            "over the first max_len tokens of each sentence; pos: token accuracy",
             char_vocab_size=len(meta["chars"]),
             max_len=max_len,
             max_word_len=max_word_len,
             min_count=min_count,
-            truncated_sentences={s: int(np.sum(lengths[s] > max_len)) for s in SPLITS},
+            max_sentences=max_sentences or None,
+            truncated_sentences={s: int(np.sum(lengths[s][: max_sentences or None] > max_len)) for s in SPLITS},
             inputs="word ids (lower-cased, digits -> 0; 0 pad, 1 OOV) and split['chars'] character ids (0 pad, 1 unknown)",
         ),
     )
