@@ -72,7 +72,8 @@ def mmoe_synthetic(correlation: float = 0.5, dim: int = 100, num_sin: int = 10, 
 def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int = 32, shared_dim: int = 8,
                              private_dim: int = 8, shared_fraction: float = 0.75, hidden: int = 32,
                              n_train: int = 4000, n_validation: int = 1000, n_test: int = 2000,
-                             label_noise: float = 0.05, seed: int = 0, groups: int = 1) -> TaskSet:
+                             label_noise: float = 0.05, seed: int = 0, groups: int = 1,
+                             train_labelled: tuple = ()) -> TaskSet:
     """T classification tasks with a known shared/private structure.
 
     x ~ N(0, I_dim). A shared projection z_s = tanh(S x) (shared_dim) and one
@@ -86,6 +87,11 @@ def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int 
     S_g (S_0 = S, the others drawn after V), so tasks share structure within
     their group only: a known pairwise relatedness (``info["groups"]``, the
     group of each task). ``groups`` = 1 is the set as before, draw for draw.
+
+    ``train_labelled``: per task, the fraction of training examples that carry
+    its label (the others get weight 0: unequal data sizes, e.g. for sampling
+    proportional to them); drawn from a stream of their own, so the data are
+    those of the set without it. () = every example labelled for every task.
     """
     if not 0.0 <= shared_fraction <= 1.0:
         raise ValueError(f"task_set.shared_fraction={shared_fraction} must lie in [0, 1]")
@@ -114,6 +120,24 @@ def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int 
         return _pack(x, ys, dtype=None)
 
     tasks = tuple(Task(n, "classification", num_classes) for n in names)
-    return TaskSet("synthetic_classification", tasks, (dim,), "dense",
-                   splits=_splits(make, n_train, n_validation, n_test),
+    splits = _splits(make, n_train, n_validation, n_test)
+    if train_labelled:
+        _unlabel(splits.get("train"), names, train_labelled, seed)
+    return TaskSet("synthetic_classification", tasks, (dim,), "dense", splits=splits,
                    info={"shared_fraction": shared_fraction, "groups": group})
+
+
+def _unlabel(train, names, fractions, seed) -> None:
+    """Keep the labels of ``fractions[t]`` of the training examples of task t (weight 1), the
+    others weight 0; the kept examples drawn from a stream of their own (``seed``, 1)."""
+    if len(fractions) != len(names) or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
+        raise ValueError(f"task_set.train_labelled={list(fractions)!r} must give one fraction in (0, 1] per task "
+                         f"({len(names)} tasks)")
+    if train is None:
+        return
+    rng = np.random.default_rng([seed, 1])
+    n = len(train["inputs"])
+    for name, f in zip(names, fractions):
+        keep = np.zeros(n, np.float32)
+        keep[rng.permutation(n)[:max(1, int(round(f * n)))]] = 1.0
+        train["weights"][name] = keep

@@ -31,6 +31,7 @@ import numpy as np
 
 from mtlx import results, taps
 from mtlx.report import pooling, ranks, stats
+from mtlx.report.relatedness import figure_relatedness, relatedness_applies
 from mtlx.report.aggregate import (
     _metric_hib, _num, aggregate, fmt_value, has_baseline, metric_of, short_field, task_meta, task_sections,
     tasks_by_sweep)
@@ -499,6 +500,7 @@ FIGURES = [
     Figure("tradeoff_<a>_vs_<b>", _tradeoff_applies, figure_tradeoff),
     Figure("mixing_<architecture>", _mixing_applies, _draw_mixing),
     Figure("critical_difference_<field>", ranks.cd_applies, ranks.figure_cd),
+    Figure("relatedness_<architecture>_<weighting>", relatedness_applies, figure_relatedness),
 ]
 
 

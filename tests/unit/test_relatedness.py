@@ -85,7 +85,7 @@ def test_gram_stats_of_a_zero_gradient():
 
 def test_affinity_ranks_within_group_pairs_first():
     """Six tasks in two groups of three, each group's labels read from its own shared projection
-    (``groups=2``, shared_fraction 1): over a short joint training (50 steps) the summed TAG affinity and
+    (``groups=2``, shared_fraction 1): over a short joint training (30 steps) the summed TAG affinity and
     gradient cosine rank within-group pairs above across-group pairs - their mean is higher and a
     random within-group pair beats a random across-group pair with probability >= 0.75 (the
     Mann-Whitney AUC). Single pairs may still disagree: tasks of one group read the same features
@@ -100,7 +100,7 @@ def test_affinity_ranks_within_group_pairs_first():
     probe = jit(relatedness.make_probe(model, ts.tasks, affinity=True, affinity_lr=0.1))
     rng = np.random.default_rng(0)
     sums = {"affinity": 0.0, "cosine": 0.0}
-    for _ in range(50):  # measured on each step's batch before the step (TAG's protocol)
+    for _ in range(30):  # measured on each step's batch before the step (TAG's protocol)
         idx = rng.choice(512, 64, replace=False)
         batch = jax.tree_util.tree_map(lambda a: a[idx], dict(train))
         out = probe(state.params["model"], batch)
@@ -114,3 +114,60 @@ def test_affinity_ranks_within_group_pairs_first():
         within, across = pairs[same], pairs[~same]
         auc = np.mean(within[:, None] > across[None, :])
         assert within.mean() > across.mean() and auc >= 0.75, (key, within, across)
+
+
+def test_the_loop_logs_relatedness_at_its_steps(tmp_path):
+    """A run with ``training.relatedness_every`` writes the relatedness into the train records of
+    those steps (and the last), with cosines on [-1, 1] and a unit diagonal; the figure draws them
+    and its grouping suggestion lands beside it."""
+    import json
+    import types
+
+    import ml_collections
+
+    from mtlx.grid import run_config
+    from mtlx.report.plotting import STYLE, plt
+    from mtlx.report.relatedness import figure_relatedness, relatedness_applies
+    from mtlx.results import read_metrics
+    from mtlx.train import train_and_evaluate
+
+    cfg = run_config()
+    cfg.task_set.options = {"num_tasks": 3, "dim": 8, "n_train": 64, "n_validation": 16, "n_test": 16}
+    cfg.backbone.blocks = [{"kind": "dense", "features": 8}]
+    cfg.architecture.name, cfg.architecture.options = "hard", {"split": -1}
+    cfg.steps, cfg.batch_size, cfg.eval_every, cfg.log_every, cfg.checkpoint_every = 6, 16, 6, 2, 6
+    cfg.training = ml_collections.ConfigDict({"relatedness_every": 4})
+    train_and_evaluate(cfg, str(tmp_path / "run"))
+    recs = {r["step"]: r for r in read_metrics(str(tmp_path / "run"), "train")}
+    assert sorted(s for s, r in recs.items() if "relatedness" in r) == [4, 6]
+    rel = recs[6]["relatedness"]
+    cos = np.asarray(rel["cosine"])
+    assert rel["tasks"] == ["task0", "task1", "task2"] and "affinity" not in rel
+    np.testing.assert_allclose(np.diag(cos), 1.0) and np.testing.assert_array_less(np.abs(cos), 1 + 1e-6)
+    runs = [{"dir": str(tmp_path / "run"), "status": "done", "sweep": {}, "architecture": "hard", "weighting": "equal"}]
+    ctx = types.SimpleNamespace(runs=runs)
+    (key, stem, arg), = relatedness_applies(ctx)
+    with plt().rc_context(STYLE):
+        figure_relatedness(ctx, str(tmp_path / "fig" / f"{stem}.png"), arg)
+    suggestion = json.loads((tmp_path / "fig" / f"{stem}.json").read_text())
+    assert (tmp_path / "fig" / f"{stem}.png").exists() and suggestion["steps"] == [4, 6]
+    assert sorted(sum(suggestion["cosine"]["suggested_groups"], [])) == ["task0", "task1", "task2"]
+
+
+def test_best_partition_maximises_within_group_affinity():
+    """Against its definition: every partition of 5 tasks scored by the sum of S_ij + S_ji over
+    within-group pairs; the best one found by brute force over all label assignments."""
+    import itertools
+
+    from mtlx.report.relatedness import best_partition, set_partitions
+
+    rng = np.random.default_rng(0)
+    S = rng.standard_normal((5, 5))
+    score = lambda lab: sum(S[i, j] + S[j, i] for i in range(5) for j in range(i + 1, 5) if lab[i] == lab[j])
+    brute = max(score(lab) for lab in itertools.product(range(5), repeat=5))
+    groups, best = best_partition(S)
+    assert best == pytest.approx(brute)
+    assert sum(1 for _ in set_partitions(5)) == 52  # Bell(5)
+    two = np.kron(np.eye(2), np.ones((3, 3))) - 0.5  # two blocks of three: +0.5 within, -0.5 across
+    assert best_partition(two)[0] == [[0, 1, 2], [3, 4, 5]]
+    assert best_partition(two, 1)[0] == [[0, 1, 2, 3, 4, 5]]
