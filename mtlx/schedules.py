@@ -144,12 +144,17 @@ def schedule_of(training: Mapping, task_set, steps: int) -> Schedule | None:
     return Schedule(training["sampling"], tuple(float(c) for c in counts), int(steps), float(training["anneal_to"]))
 
 
-def task_lr_ratios(training: Mapping, task_names, learning_rate) -> np.ndarray | None:
-    """(T,) ratios lr_t / ``optimizer.learning_rate`` of the per-task learning rates (None: none set)."""
+def task_lr_ratios(training: Mapping, task_names, learning_rate):
+    """(T,) ratios lr_t / ``optimizer.learning_rate`` of the per-task learning rates (None: none set);
+    the base rate may be traced (a population's learning rates)."""
     lrs = training["task_learning_rates"]
     if not lrs:
         return None
-    return np.asarray([lrs.get(t, learning_rate) / learning_rate for t in task_names], np.float32)
+    if isinstance(learning_rate, (int, float)):
+        return np.asarray([lrs.get(t, learning_rate) / learning_rate for t in task_names], np.float32)
+    lr = jnp.asarray(learning_rate, jnp.float32)
+    return jnp.stack([jnp.asarray(lrs[t], jnp.float32) / lr if t in lrs else jnp.ones((), jnp.float32)
+                      for t in task_names])
 
 
 # --------------------------------------------------------------------------- the masked update
