@@ -7,11 +7,16 @@ one optax update. How the per-task gradients a weighting needs are obtained
 (none, Jacobian rows, their Gram matrix, the shared representation's Gram
 matrix) is ``mtlx.grads``' business: the step asks ``grads.engine`` for one
 pass and hands the weighting's answer back to it. The step is vmappable over
-a leading seed axis of ``state`` (and of ``batch``).
+a leading seed axis of ``state`` (and of ``batch``). With a ``schedules.Schedule``
+(the run's optional ``training`` section: alternating training) the step draws
+one task and applies a masked update; per-task learning rates are part of the
+optimizer (``optimizer_of``).
 
 The loop (``train_and_evaluate``) does its periodic work - log, evaluate,
 checkpoint - through CLU-style periodic actions (:class:`Every`) and reads and
-writes the run directory only through ``mtlx.results``.
+writes the run directory only through ``mtlx.results``; at the steps
+``training.relatedness_every`` selects, the train record also holds the tasks'
+gradient relatedness (:class:`_Probe`, ``mtlx.relatedness``).
 
 ``make_optimizer``, ``make_schedule``, ``OPTIMIZERS`` and ``SCHEDULES`` moved
 to ``mtlx.optim``; they are re-exported here for this release.

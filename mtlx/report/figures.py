@@ -500,7 +500,7 @@ FIGURES = [
     Figure("tradeoff_<a>_vs_<b>", _tradeoff_applies, figure_tradeoff),
     Figure("mixing_<architecture>", _mixing_applies, _draw_mixing),
     Figure("critical_difference_<field>", ranks.cd_applies, ranks.figure_cd),
-    Figure("relatedness_<architecture>_<weighting>", relatedness_applies, figure_relatedness),
+    Figure("relatedness_<group>", relatedness_applies, figure_relatedness),
 ]
 
 

@@ -63,6 +63,13 @@ def relatedness_data(runs: Sequence[dict]) -> dict:
     return out
 
 
+def _data_of(ctx) -> dict:
+    """:func:`relatedness_data` of the context's runs, read once per context."""
+    if getattr(ctx, "_relatedness", None) is None:
+        ctx._relatedness = relatedness_data(ctx.runs)
+    return ctx._relatedness
+
+
 # --------------------------------------------------------------------------- grouping
 
 
@@ -162,7 +169,7 @@ def figure_relatedness(ctx, path: str, key) -> dict:
     conflict rate over steps (last column); the grouping suggestion as ``<path>.json``."""
     from mtlx.report.plotting import save, subplots
 
-    d = relatedness_data(ctx.runs)[key]
+    d = _data_of(ctx)[key]
     rows = [m for m in MATRICES if m in d]
     idx = snapshot_indices(len(d["steps"]))
     fig, axes = subplots(len(rows), len(idx) + 1, layout="constrained")
@@ -192,17 +199,19 @@ def figure_relatedness(ctx, path: str, key) -> dict:
     return {"steps": d["steps"].tolist(), "grouping": suggestion}
 
 
-def relatedness_applies(ctx):
-    """One figure per (sweep value, architecture, weighting) with relatedness records."""
+def group_name(key) -> str:
+    """``<architecture>_<weighting>[_<sweep leaf><value>...]``: the figure's ``<group>``."""
     from mtlx.report.tables import slug
 
-    data = relatedness_data(ctx.runs)
+    skey, arch, w = key
+    sweep = "_".join(f"{k.split('.')[-1]}{json.loads(v)}" for k, v in skey)
+    return slug(f"{arch}_{w}" + (f"_{sweep}" if sweep else ""))
+
+
+def relatedness_applies(ctx):
+    """One figure ``relatedness_<group>`` per (sweep value, architecture, weighting) with
+    relatedness records."""
+    data = _data_of(ctx)
     if not data:
         return "no relatedness in the train records (training.relatedness_every)"
-    out = []
-    for key in data:
-        skey, arch, w = key
-        sweep = "_".join(f"{k.split('.')[-1]}{v}" for k, v in skey)
-        stem = slug(f"relatedness_{arch}_{w}" + (f"_{sweep}" if sweep else ""))
-        out.append((stem, stem, key))
-    return out
+    return [(f"relatedness_{group_name(key)}", f"relatedness_{group_name(key)}", key) for key in data]
