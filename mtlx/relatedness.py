@@ -10,7 +10,7 @@ calls ONE jitted probe (:func:`make_probe`) on the next training batch:
   (the share of task pairs i < j with a negative cosine; Yu et al. 2020,
   PCGrad, call such gradients conflicting), each task's gradient norm, and
   the gradient magnitude similarity ``2 |g_i| |g_j| / (|g_i|^2 + |g_j|^2)``
-  (Yu et al. 2020, Def. 2);
+  (Yu et al. 2020, Def. 2) and the magnitude ratios ``|g_i| / |g_j|``;
 - optionally (``training.affinity``) the lookahead inter-task affinity of
   TAG (Fifty et al. 2021, Eq. 1-2): ``Z[i, j] = 1 - L_j(theta_s - eta g_i,
   theta_j) / L_j(theta_s, theta_j)``, the relative drop of task j's loss
@@ -101,11 +101,14 @@ def make_probe(model, task_list, affinity: bool = False, affinity_lr: float = 1e
 
 def record(stats: dict, task_names) -> dict:
     """The train record's ``relatedness`` entry (plain JSON): matrices as nested lists in task order,
-    ``tasks`` naming that order, norms by task."""
+    ``tasks`` naming that order, norms by task, ``magnitude_ratio[i][j] = |g_i| / |g_j|`` (None where
+    ``g_j`` is zero)."""
     host = {k: np.asarray(v, np.float64) for k, v in stats.items()}
     out = {"tasks": list(task_names), "conflict_rate": float(host["conflict_rate"]),
            "grad_norm": dict(zip(task_names, host["grad_norm"].tolist()))}
     for k in ("cosine", "magnitude_similarity", "affinity"):
         if k in host:
             out[k] = host[k].tolist()
+    n = host["grad_norm"]
+    out["magnitude_ratio"] = [[float(a / b) if b > 0 else None for b in n] for a in n]  # |g_i| / |g_j|
     return out

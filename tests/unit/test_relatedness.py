@@ -145,6 +145,8 @@ def test_the_loop_logs_relatedness_at_its_steps(tmp_path):
     cos = np.asarray(rel["cosine"])
     assert rel["tasks"] == ["task0", "task1", "task2"] and "affinity" not in rel
     np.testing.assert_allclose(np.diag(cos), 1.0) and np.testing.assert_array_less(np.abs(cos), 1 + 1e-6)
+    norms = np.asarray([rel["grad_norm"][t] for t in rel["tasks"]])
+    np.testing.assert_allclose(np.asarray(rel["magnitude_ratio"], float), norms[:, None] / norms[None, :], rtol=1e-6)
     runs = [{"dir": str(tmp_path / "run"), "status": "done", "sweep": {}, "architecture": "hard", "weighting": "equal"}]
     ctx = types.SimpleNamespace(runs=runs)
     (key, stem, arg), = relatedness_applies(ctx)
