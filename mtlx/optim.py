@@ -5,11 +5,14 @@ params ``{"model": ..., "weighting": ...}``, with its own learning rate for
 the mixing units (cross-stitch / sluice alphas and betas, recognised by
 ``mtlx.taps.is_mixing``): they are few parameters that start near a fixed
 point and move slowly at the trunk's learning rate (Misra et al. 2016).
+``scale_task_axis`` gives each task's own parameters (stacked on a leading
+task axis: heads, task columns) their own learning rate (``mtlx.schedules``).
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from mtlx import taps
@@ -73,3 +76,22 @@ def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, mixing_learn
     mixing = one(mixing_learning_rate if given(mixing_learning_rate) else learning_rate)
     tx = optax.multi_transform({DEFAULT: one(learning_rate), MIXING: mixing}, param_groups)
     return optax.chain(optax.clip_by_global_norm(grad_clip), tx) if given(grad_clip) else tx
+
+
+def scale_task_axis(ratios, is_task_leaf) -> optax.GradientTransformation:
+    """Per-task learning rates: the updates of the parameters ``is_task_leaf(path)`` selects (in
+    ``{"model": ..., "weighting": ...}``; task-stacked, leading axis T) scaled along that axis by
+    ``ratios`` (T,) = lr_t / lr. Chained after the optimizer, whose update is proportional to its
+    learning rate (Adam, SGD, RMSprop; adamw's decoupled decay too), it is the optimizer run with
+    learning rate lr_t on task t's slice: a parameter group per task. ``ratios`` may be traced."""
+
+    def update(updates, state, params=None):
+        def scale(path, u):
+            keys = tuple(getattr(p, "key", getattr(p, "name", None)) for p in path)
+            if not is_task_leaf(keys):
+                return u
+            return u * jnp.asarray(ratios, u.dtype).reshape((-1,) + (1,) * (u.ndim - 1))
+
+        return jax.tree_util.tree_map_with_path(scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

@@ -33,6 +33,15 @@ FREE = "options"  # a run-config key whose value is free-form (checked by the re
 GRID_PATHS = ("architecture", "weighting", "seed")  # set by the grid itself, not sweepable
 
 
+def _optional_sections() -> dict:
+    """Run-config sections that may be absent (then their defaults hold) and are written into a run's
+    config only when set, so that configs without them - and their run ids - are unchanged:
+    {name: check(section, log_every) -> the section with its defaults}."""
+    from mtlx import schedules
+
+    return {schedules.SECTION: lambda section, log_every=None: schedules.check_training(section, None, log_every)}
+
+
 class ConfigError(ValueError):
     """A bad experiment config: one line, raised before any training."""
 
@@ -225,9 +234,16 @@ def _check_value(path: str, value, default) -> None:
 
 def check_fields(cfg: Mapping, prefix: str = "", default: Mapping | None = None) -> None:
     """Unknown (e.g. misspelled) and missing fields, wrong types and values out of range raise one ValueError."""
+    top = default is None
     default = schema() if default is None else default
     if not isinstance(cfg, Mapping):
         raise ValueError(f"config field {prefix.rstrip('.') or 'run'} must be a dict, got {cfg!r}")
+    optional = {k: check for k, check in _optional_sections().items() if top and k in cfg}
+    for name, check in optional.items():
+        if not isinstance(cfg[name], Mapping):
+            raise ValueError(f"config field {name}={cfg[name]!r} must be a dict")
+        check(cfg[name], cfg.get("log_every") if isinstance(cfg.get("log_every"), int) else None)
+    cfg = {k: v for k, v in cfg.items() if k not in optional}
     want, have = _fields(default), _fields(cfg)
     unknown, missing = sorted(have - want), sorted(want - have)
     if unknown:
@@ -259,6 +275,10 @@ def check_override(path: str, value) -> None:
     if not isinstance(path, str) or path.split(".")[0] in GRID_PATHS:
         raise ValueError(f"{path!r} is set by the grid; use config.architectures, config.weightings "
                          f"or config.seeds instead")
+    section = path.split(".")[0]
+    if section in _optional_sections():
+        value = _plain(value)
+        return _optional_sections()[section](value if path == section else {path.split(".", 1)[1]: value})
     node, keys = schema(), path.split(".")
     for i, k in enumerate(keys):
         if not isinstance(node, Mapping) or k not in node:

@@ -7,11 +7,16 @@ one optax update. How the per-task gradients a weighting needs are obtained
 (none, Jacobian rows, their Gram matrix, the shared representation's Gram
 matrix) is ``mtlx.grads``' business: the step asks ``grads.engine`` for one
 pass and hands the weighting's answer back to it. The step is vmappable over
-a leading seed axis of ``state`` (and of ``batch``).
+a leading seed axis of ``state`` (and of ``batch``). With a ``schedules.Schedule``
+(the run's optional ``training`` section: alternating training) the step draws
+one task and applies a masked update; per-task learning rates are part of the
+optimizer (``optimizer_of``).
 
 The loop (``train_and_evaluate``) does its periodic work - log, evaluate,
 checkpoint - through CLU-style periodic actions (:class:`Every`) and reads and
-writes the run directory only through ``mtlx.results``.
+writes the run directory only through ``mtlx.results``; at the steps
+``training.relatedness_every`` selects, the train record also holds the tasks'
+gradient relatedness (:class:`_Probe`, ``mtlx.relatedness``).
 
 ``make_optimizer``, ``make_schedule``, ``OPTIMIZERS`` and ``SCHEDULES`` moved
 to ``mtlx.optim``; they are re-exported here for this release.
@@ -29,11 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mtlx import grads, parallel, results, taps, writers
+from mtlx import grads, parallel, relatedness, results, schedules, taps, writers
 from mtlx import losses as losses_lib
 from mtlx.architectures import ARCHITECTURES, build_model, check_heads, param_count
 from mtlx.data import get_task_set, pipeline
 from mtlx.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule  # noqa: F401  (re-exported)
+from mtlx.optim import scale_task_axis
 from mtlx.weighting import get_weighting
 from mtlx.weighting import param_state
 from mtlx.weighting.base import Weighting
@@ -52,6 +58,8 @@ class TrainState:
 
 # --------------------------------------------------------------------------- the step
 
+SCHEDULE_STREAM = 0x5C4ED  # folded into the weighting's key: alternating training's task draw
+
 
 def _weigh(weighting: Weighting, losses, wanted, state: TrainState, key):
     """The weighting's answer ``(weights, direction, wstate, info, weighting-param grads)``:
@@ -67,24 +75,61 @@ def _weigh(weighting: Weighting, losses, wanted, state: TrainState, key):
     return jax.lax.stop_gradient(weights).astype(jnp.float32), direction, wstate, info, wgrads
 
 
+def _alternate(schedule, weights, direction, step, key):
+    """Alternating training: the step's task drawn (``schedules.Schedule``) as a (T,) one-hot mask,
+    and the weights masked by it (only the sampled task's loss back-propagated)."""
+    if direction is not None:
+        raise ValueError("training.schedule='alternating' needs a weighting that weighs the losses; this one "
+                         "returns its own shared-gradient direction (use e.g. weighting 'equal')")
+    mask = schedule.mask(step, jax.random.fold_in(key, SCHEDULE_STREAM))
+    return mask, weights * mask
+
+
+def _update(tx, g, state: TrainState, mask, is_task_leaf):
+    """One optax update; with a task ``mask``, a masked one: the task-stacked parameters' slices of
+    the tasks not drawn keep their values and optimizer moments bit for bit (``schedules``)."""
+    updates, opt_state = tx.update(g, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if mask is None:
+        return params, opt_state
+    paths = schedules.task_leaf_paths(state.params, is_task_leaf)
+    bad = {p: s for p, s in paths.items() if not s or s[0] != mask.shape[0]}
+    if bad:
+        raise ValueError(f"alternating training needs task-specific parameters stacked on a leading task axis "
+                         f"of {mask.shape[0]}; these are not: {bad}")
+    return schedules.keep_untouched(mask, paths, (params, opt_state), (state.params, state.opt_state))
+
+
+def task_leaf(model) -> Callable:
+    """``is_task_leaf(path)`` for a TrainState parameter path: a task-specific parameter of the model
+    (top-level name with one of ``task_specific_prefixes``; ``mtlx.architectures.shared_mask``)."""
+    prefixes = tuple(type(model).task_specific_prefixes)
+    return lambda path: len(path) > 1 and path[0] == "model" and str(path[1]).startswith(prefixes)
+
+
 def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTransformation,
-                    jacobian_chunk: int = 0, ghost: bool | None = None) -> Callable:
+                    jacobian_chunk: int = 0, ghost: bool | None = None,
+                    schedule: schedules.Schedule | None = None) -> Callable:
     """The pure train step ``(state, batch) -> (state, metrics)``; jit it once.
 
     ``jacobian_chunk``: tasks per vmapped backward (0: all at once).
     ``ghost``: for "gram" weightings, form shared Dense blocks' Gram and
     gradients without their rows where that is cheaper (None), always (True)
     or never (False). See ``mtlx.grads``.
+    ``schedule``: alternating training (``mtlx.schedules``); None: joint.
     """
     per_task = grads.engine(model, task_list, weighting.needs, jacobian_chunk, ghost)
+    is_task_leaf = task_leaf(model)
 
     def train_step(state: TrainState, batch):
         key, wkey = jax.random.split(state.key)
         losses, penalty, wanted, finish = per_task(state.params["model"], batch)
         weights, direction, wstate, info, wgrads = _weigh(weighting, losses, wanted, state, wkey)
+        mask = None
+        if schedule is not None:
+            mask, weights = _alternate(schedule, weights, direction, state.step, wkey)
         g = {"model": finish(weights, direction), "weighting": wgrads}
-        updates, opt_state = tx.update(g, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state = _update(tx, g, state, mask, is_task_leaf)
         total = jnp.sum(weights * losses) + penalty
         finite = jnp.isfinite(losses)
         first_bad = (state.nonfinite_step < 0) & ~jnp.all(finite & jnp.isfinite(total))
@@ -184,6 +229,8 @@ class Run:
     model: Any
     weighting: Weighting
     tx: optax.GradientTransformation
+    training: dict = dataclasses.field(default_factory=lambda: dict(schedules.DEFAULTS))  # mtlx.schedules
+    schedule: schedules.Schedule | None = None  # alternating training; None: joint
 
 
 def build_run(cfg, task_set=None) -> Run:
@@ -197,14 +244,21 @@ def build_run(cfg, task_set=None) -> Run:
     weighting = get_weighting(cfg.weighting.name, **dict(cfg.weighting.options))
     check_weighting_fits(model, weighting, cfg.architecture.name)
     param_state.init_state(weighting, task_set.num_tasks, 0)  # validates weighting options against T
-    return Run(cfg, task_set, model, weighting, optimizer_of(cfg.optimizer, cfg.steps))
+    training = schedules.check_training(schedules.training_of(cfg), task_set.task_names, cfg.log_every)
+    tx = optimizer_of(cfg.optimizer, cfg.steps, training, task_set.task_names, model)
+    return Run(cfg, task_set, model, weighting, tx, training, schedules.schedule_of(training, task_set, cfg.steps))
 
 
-def optimizer_of(optimizer: Mapping, steps: int) -> optax.GradientTransformation:
+def optimizer_of(optimizer: Mapping, steps: int, training: Mapping | None = None, task_names=(),
+                 model=None) -> optax.GradientTransformation:
     """The run's optax optimizer from its ``optimizer`` config section (values may be traced:
-    ``mtlx.parallel`` passes a population's learning rates as arrays)."""
+    ``mtlx.parallel`` passes a population's learning rates as arrays); with the ``training``
+    section's per-task learning rates, each task's own parameters scaled to theirs (``task_names``
+    and ``model`` then needed)."""
     opt = dict(optimizer)
-    return make_optimizer(steps=steps, **opt)
+    tx = make_optimizer(steps=steps, **opt)
+    ratios = schedules.task_lr_ratios(training, task_names, opt["learning_rate"]) if training else None
+    return tx if ratios is None else optax.chain(tx, scale_task_axis(ratios, task_leaf(model)))
 
 
 def main_score(metrics: Mapping, task_list) -> float:
@@ -240,7 +294,7 @@ class _Loop:
         self.cfg, self.tasks, self.names = run.cfg, ts.tasks, ts.task_names
         self.state, self.mgr, self.progress = state, mgr, progress
         config = run.cfg.to_dict() if hasattr(run.cfg, "to_dict") else dict(run.cfg)
-        self.metrics = None
+        self.metrics, self.probe = None, None  # probe: a _Probe (train_and_evaluate sets it)
         write = workdir and parallel.is_main()  # several processes: process 0 writes
         self.writer = writers.open_writers(writer_names, workdir, start, config=config) if write else None
         self.splits = {s: ts.splits[s] for s in ("validation", "test") if s in ts.splits}
@@ -274,19 +328,22 @@ class _Loop:
             raise NonFiniteLoss(bad + 1, self.tasks[t].name if t < len(self.tasks) else PENALTY)
 
     def log(self, step):
-        """One train record (written even when its loss is NaN/inf, then the run fails)."""
-        losses = self.record_train(step, self.metrics)
+        """One train record (written even when its loss is NaN/inf, then the run fails), with the
+        tasks' relatedness at the steps ``training.relatedness_every`` selects."""
+        extra = self.probe(step, self.state.params["model"]) if self.probe is not None else None
+        losses = self.record_train(step, self.metrics, extra)
         self.check_finite()
         if self.progress:
             self.progress(step, losses)
 
-    def record_train(self, step, metrics) -> dict:
-        """Write the train record of ``metrics`` (host sync); its losses by task."""
+    def record_train(self, step, metrics, extra: Mapping | None = None) -> dict:
+        """Write the train record of ``metrics`` (host sync), with ``extra``'s entries; its losses by task."""
         if self.t_first is None:
             self.t_first, self.s_first = time.time(), step
         metrics = parallel.to_host({k: metrics[k] for k in ("losses", "weights", "penalty")})
         rec = {"step": step, "kind": "train", "losses": dict(zip(self.names, metrics["losses"].tolist())),
-               "weights": dict(zip(self.names, metrics["weights"].tolist())), "penalty": float(metrics["penalty"])}
+               "weights": dict(zip(self.names, metrics["weights"].tolist())), "penalty": float(metrics["penalty"]),
+               **(extra or {})}
         if self.writer:
             self.writer.write_record(rec)
         return rec["losses"]
@@ -337,6 +394,34 @@ class _Loop:
         }
 
 
+@dataclasses.dataclass
+class _Probe:
+    """The relatedness measurement at log steps (``mtlx.relatedness``): every ``every`` steps and at
+    the last, on the batch the step after it would draw."""
+
+    fn: Callable   # jitted probe(model params, batch) -> stats
+    batch_of: Callable  # step -> batch
+    every: int
+    last: int
+    names: tuple
+
+    @classmethod
+    def of(cls, run: Run, train, order):
+        t = run.training
+        if not t["relatedness_every"]:
+            return None
+        lr = t["affinity_lr"] or float(run.cfg.optimizer.learning_rate)
+        fn = relatedness.make_probe(run.model, run.task_set.tasks, t["affinity"], lr, run.cfg.jacobian_chunk)
+        return cls(jax.jit(fn), lambda s: pipeline.gather(train, order(s)), t["relatedness_every"],
+                   run.cfg.steps, run.task_set.task_names)
+
+    def __call__(self, step: int, mparams) -> dict | None:
+        if step % self.every and step != self.last:
+            return None
+        stats = parallel.to_host(self.fn(mparams, self.batch_of(step)))
+        return {relatedness.RECORD_KEY: relatedness.record(stats, self.names)}
+
+
 def _resume(workdir, state):
     """The checkpoint manager (None without ``workdir``), the state and its step: the last
     checkpoint's when there is one; curve lines written after it are dropped."""
@@ -359,7 +444,8 @@ def _jitted_chunk(run: Run, train, order, start: int, mesh):
     else stacked host batches from a prefetching thread. On a mesh the batch is split along
     ``data`` inside the program."""
     cfg = run.cfg
-    step_fn = make_train_step(run.model, run.task_set.tasks, run.weighting, run.tx, cfg.jacobian_chunk)
+    step_fn = make_train_step(run.model, run.task_set.tasks, run.weighting, run.tx, cfg.jacobian_chunk,
+                              schedule=run.schedule)
     if 0 <= pipeline.split_nbytes(train) <= cfg.on_device_max_bytes:
         data = parallel.put(dict(train), mesh)
         chunk = parallel.scanned(step_fn, lambda d, idx: parallel.constrain_batch(pipeline.gather(d, idx), mesh))
@@ -400,6 +486,7 @@ def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress:
     n_params = param_count(state.params["model"])
     mgr, state, start = _resume(workdir, state)
     loop = _Loop(run, parallel.put(state, mesh), workdir, mgr, progress, start, writer_names)
+    loop.probe = _Probe.of(run, train, order)
     try:
         chunk, next_args, on_device = _jitted_chunk(run, train, order, start, mesh)
         actions, t0 = loop.actions(), time.time()

@@ -136,15 +136,27 @@ def _config(arch, w, seed, point, steps, seed_paths=(), overrides=None) -> dict:
     return cfg
 
 
-def _write_curves(d, tasks, ai, arch, w, seed, point, steps) -> tuple[dict, np.random.Generator]:
-    """metrics.jsonl: loss_t(step) = scale * exp(-step / 40) + floor + seed noise; one eval record."""
+def _relatedness(tasks, r) -> dict:
+    """A train record's ``relatedness`` entry (mtlx.relatedness.record): random cosines, unit diagonal."""
+    T = len(tasks)
+    c = np.clip(r.uniform(-1, 1, (T, T)), -1, 1)
+    c = (c + c.T) / 2
+    np.fill_diagonal(c, 1.0)
+    return {"tasks": list(tasks), "cosine": c.tolist(), "conflict_rate": float(np.mean(c[np.triu_indices(T, 1)] < 0)),
+            "grad_norm": {t: 1.0 for t in tasks}, "magnitude_similarity": np.ones((T, T)).tolist()}
+
+
+def _write_curves(d, tasks, ai, arch, w, seed, point, steps, relatedness=False) -> tuple[dict, np.random.Generator]:
+    """metrics.jsonl: loss_t(step) = scale * exp(-step / 40) + floor + seed noise; one eval record;
+    with ``relatedness``, a relatedness entry in every train record."""
     r = _rng("curve", arch, w, seed, point)
     curve = {t: [(s, float((1.0 + 0.3 * ai + 0.2 * ti) * math.exp(-s / 40.0) + 0.05 * seed + 0.01 * r.random()))
                  for s in steps] for ti, t in enumerate(tasks)}
     writer = results.metrics_writer(d)
     for i, s in enumerate(steps):
         writer.write({"step": s, "kind": "train", "losses": {t: curve[t][i][1] for t in tasks},
-                      "weights": {t: 1.0 for t in tasks}, "penalty": 0.0})
+                      "weights": {t: 1.0 for t in tasks}, "penalty": 0.0,
+                      **({"relatedness": _relatedness(tasks, r)} if relatedness else {})})
     for s in steps[len(steps) // 2 - 1::len(steps) // 2] if len(steps) > 1 else steps:  # two eval records
         writer.write({"step": s, "kind": "eval", "validation": {t: {"loss": validation_loss(ai, seed, s)} for t in tasks},
                       "test": {t: {"loss": 0.5} for t in tasks}})
@@ -173,7 +185,7 @@ def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | C
                     failed=(), incomplete=(), metric_fn: Callable = default_metric,
                     steps=tuple(range(10, 101, 10)), channels: int = 4, subspaces: int = 2,
                     arch_names: dict | None = None, baseline="default", seed_paths=(),
-                    config_overrides: Callable | None = None) -> Fake:
+                    config_overrides: Callable | None = None, relatedness: bool = False) -> Fake:
     """Write a fake experiment; ``failed``/``incomplete``: (arch, weighting, seed, sweep dict) tuples.
 
     ``tasks``: {task: kind}, or a function sweep point -> {task: kind} when
@@ -189,6 +201,7 @@ def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | C
     seed (and listed in grid.seed_paths); ``config_overrides(arch, w, seed,
     point)`` -> {dotted path: value} changes some runs' configs (e.g. their
     steps, which the report's pooling guard must refuse to average).
+    ``relatedness``: train records carry a relatedness entry (mtlx.relatedness).
     """
     if baseline == "default":
         baseline = DEFAULT_BASELINE if DEFAULT_BASELINE in architectures else None
@@ -211,7 +224,7 @@ def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | C
                     gkey = (arch, w, seed, json.dumps(point, sort_keys=True))
                     if gkey not in incomplete_keys:
                         _write_run(fake, name, point, ai, arch, w, seed, gkey in failed_keys, metric_fn, steps,
-                                   channels, subspaces, dict(arch_names or {}))
+                                   channels, subspaces, dict(arch_names or {}), relatedness)
                     else:
                         d = results.run_path(root, _run_id(arch, w, seed, point))
                         results.write_config(d, fake.config(arch, w, seed, point, steps))
@@ -219,14 +232,15 @@ def make_experiment(root: str, *, name: str = "fake_experiment", tasks: dict | C
     return fake
 
 
-def _write_run(fake, name, point, ai, arch, w, seed, failed, metric_fn, steps, channels, subspaces, arch_names):
+def _write_run(fake, name, point, ai, arch, w, seed, failed, metric_fn, steps, channels, subspaces, arch_names,
+               relatedness=False):
     """One finished (done or failed) run: config, curves, summary; its numbers recorded in ``fake``."""
     sj = json.dumps(point, sort_keys=True)
     tasks = fake.point_tasks[sj]
     run_id = _run_id(arch, w, seed, point)
     d = results.run_path(fake.root, run_id)
     results.write_config(d, fake.config(arch, w, seed, point, steps))
-    curve, r = _write_curves(d, tasks, ai, arch, w, seed, point, steps)
+    curve, r = _write_curves(d, tasks, ai, arch, w, seed, point, steps, relatedness)
     mix = _mixing(arch, r, len(tasks), channels, subspaces)
     value = (lambda t, m: FAILED_VALUE) if failed else (lambda t, m: metric_fn(arch, w, seed, point, t, m))
     metrics = {t: {m: value(t, m) for m in list(KIND_METRICS[k]) + ["loss"]} for t, k in tasks.items()}

@@ -88,7 +88,8 @@ def sweep_exp(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("sweep_exp"))
     return fake_runs.make_experiment(
         root, sweep={CORR: [0.5, 0.9]}, paper=PAPER,
-        failed=[("hard", "equal", 2, {CORR: 0.9})], incomplete=[("sluice", "equal", 1, {CORR: 0.5})])
+        failed=[("hard", "equal", 2, {CORR: 0.9})], incomplete=[("sluice", "equal", 1, {CORR: 0.5})],
+        relatedness=True)
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,8 @@ def mmoe_synthetic(correlation: float = 0.5, dim: int = 100, num_sin: int = 10, 
 def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int = 32, shared_dim: int = 8,
                              private_dim: int = 8, shared_fraction: float = 0.75, hidden: int = 32,
                              n_train: int = 4000, n_validation: int = 1000, n_test: int = 2000,
-                             label_noise: float = 0.05, seed: int = 0) -> TaskSet:
+                             label_noise: float = 0.05, seed: int = 0, groups: int = 1,
+                             train_labelled: tuple = ()) -> TaskSet:
     """T classification tasks with a known shared/private structure.
 
     x ~ N(0, I_dim). A shared projection z_s = tanh(S x) (shared_dim) and one
@@ -80,29 +81,63 @@ def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int 
     labeller: y_t = argmax(V_t [sqrt(f) z_s ; sqrt(1 - f) z_t]) with f =
     ``shared_fraction`` (1: tasks depend on the same features only; 0: nothing
     in common). ``label_noise`` flips that fraction of labels uniformly.
+
+    ``groups`` > 1: the tasks fall into that many contiguous groups (task t in
+    group ``t * groups // num_tasks``), each with its own shared projection
+    S_g (S_0 = S, the others drawn after V), so tasks share structure within
+    their group only: a known pairwise relatedness (``info["groups"]``, the
+    group of each task). ``groups`` = 1 is the set as before, draw for draw.
+
+    ``train_labelled``: per task, the fraction of training examples that carry
+    its label (the others get weight 0: unequal data sizes, e.g. for sampling
+    proportional to them); drawn from a stream of their own, so the data are
+    those of the set without it. () = every example labelled for every task.
     """
     if not 0.0 <= shared_fraction <= 1.0:
         raise ValueError(f"task_set.shared_fraction={shared_fraction} must lie in [0, 1]")
     if num_tasks < 1 or num_classes < 2:
         raise ValueError(f"task_set: num_tasks={num_tasks} must be >= 1 and num_classes={num_classes} >= 2")
+    if not isinstance(groups, int) or not 1 <= groups <= num_tasks:
+        raise ValueError(f"task_set.groups={groups!r} must be an int in [1, num_tasks={num_tasks}]")
     rng = np.random.default_rng(seed)
     S = rng.standard_normal((dim, shared_dim)) / np.sqrt(dim)
     P = rng.standard_normal((num_tasks, dim, private_dim)) / np.sqrt(dim)
     V = rng.standard_normal((num_tasks, shared_dim + private_dim, num_classes))
+    Ss = [S] + [rng.standard_normal((dim, shared_dim)) / np.sqrt(dim) for _ in range(groups - 1)]
+    group = [t * groups // num_tasks for t in range(num_tasks)]
     names = [f"task{t}" for t in range(num_tasks)]
 
     def make(n):
         x = rng.standard_normal((n, dim))
-        zs = np.tanh(2 * x @ S)
+        zs = [np.tanh(2 * x @ Sg) for Sg in Ss]
         ys = {}
         for t, name in enumerate(names):
-            z = np.concatenate([np.sqrt(shared_fraction) * zs, np.sqrt(1 - shared_fraction) * np.tanh(2 * x @ P[t])], -1)
+            z = np.concatenate([np.sqrt(shared_fraction) * zs[group[t]],
+                                np.sqrt(1 - shared_fraction) * np.tanh(2 * x @ P[t])], -1)
             y = (z @ V[t]).argmax(-1)
             flip = rng.random(n) < label_noise
             ys[name] = np.where(flip, rng.integers(0, num_classes, n), y).astype(np.int32)
         return _pack(x, ys, dtype=None)
 
     tasks = tuple(Task(n, "classification", num_classes) for n in names)
-    return TaskSet("synthetic_classification", tasks, (dim,), "dense",
-                   splits=_splits(make, n_train, n_validation, n_test),
-                   info={"shared_fraction": shared_fraction})
+    splits = _splits(make, n_train, n_validation, n_test)
+    if train_labelled:
+        _unlabel(splits.get("train"), names, train_labelled, seed)
+    return TaskSet("synthetic_classification", tasks, (dim,), "dense", splits=splits,
+                   info={"shared_fraction": shared_fraction, "groups": group})
+
+
+def _unlabel(train, names, fractions, seed) -> None:
+    """Keep the labels of ``fractions[t]`` of the training examples of task t (weight 1), the
+    others weight 0; the kept examples drawn from a stream of their own (``seed``, 1)."""
+    if len(fractions) != len(names) or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
+        raise ValueError(f"task_set.train_labelled={list(fractions)!r} must give one fraction in (0, 1] per task "
+                         f"({len(names)} tasks)")
+    if train is None:
+        return
+    rng = np.random.default_rng([seed, 1])
+    n = len(train["inputs"])
+    for name, f in zip(names, fractions):
+        keep = np.zeros(n, np.float32)
+        keep[rng.permutation(n)[:max(1, int(round(f * n)))]] = 1.0
+        train["weights"][name] = keep

@@ -49,8 +49,9 @@ def member_step(run0, cfg0: Mapping, stacked_data: bool, mesh) -> Callable:
 
     def step(state, hp, data, idx):
         c = _with(cfg0, hp)
-        fn = make_train_step(run0.model, run0.task_set.tasks, _make_weighting(c["weighting"]),
-                             optimizer_of(c["optimizer"], c["steps"]), c["jacobian_chunk"])
+        tx = optimizer_of(c["optimizer"], c["steps"], run0.training, run0.task_set.task_names, run0.model)
+        fn = make_train_step(run0.model, run0.task_set.tasks, _make_weighting(c["weighting"]), tx,
+                             c["jacobian_chunk"], schedule=run0.schedule)
         batch = mesh_lib.constrain_batch(pipeline.gather(data, idx), mesh)
         new, metrics = fn(state, batch)
         ok = new.nonfinite_step < 0

@@ -33,6 +33,7 @@ import numpy as np
 
 from mtlx import results, taps
 from mtlx.report import frontier, pooling, ranks, stats
+from mtlx.report.relatedness import figure_relatedness, relatedness_applies
 from mtlx.report.aggregate import (
     _metric_hib, _num, aggregate, fmt_value, has_baseline, metric_of, short_field, task_meta, task_sections,
     tasks_by_sweep)
@@ -502,6 +503,7 @@ FIGURES = [
     Figure("frontier_<a>_vs_<b>", frontier.frontier_applies, frontier.figure_frontier),
     Figure("mixing_<architecture>", _mixing_applies, _draw_mixing),
     Figure("critical_difference_<field>", ranks.cd_applies, ranks.figure_cd),
+    Figure("relatedness_<group>", relatedness_applies, figure_relatedness),
 ]
 
 

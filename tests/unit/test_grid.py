@@ -402,3 +402,20 @@ def test_an_entry_with_its_own_seeds_runs_only_those_and_they_must_be_among_the_
     c.weightings = ({"name": "equal"}, {"name": "mgda", "seeds": (0, 7)})
     with pytest.raises(grid.ConfigError, match=r"config.weightings \(mgda\): seeds \[7\] are not in config.seeds"):
         grid.check_experiment(c)
+
+
+def test_the_training_section_is_optional_and_checked():
+    """mtlx.schedules' ``training`` section: absent by default (no run config or id changes), checked
+    when given, in a run config and as an override (whole or one field)."""
+    from mtlx.schema import check_override, check_run_config
+
+    cfg = grid.run_config().to_dict()
+    assert "training" not in cfg
+    check_run_config({**cfg, "training": {"schedule": "alternating", "sampling": "proportional"}})
+    with pytest.raises(ValueError, match=r"training.schedule='x' is not valid"):
+        check_run_config({**cfg, "training": {"schedule": "x"}})
+    with pytest.raises(ValueError, match=r"training.relatedness_every=30 must be a multiple of log_every=50"):
+        check_run_config({**cfg, "training": {"relatedness_every": 30}})
+    check_override("training", {"schedule": "alternating"})
+    with pytest.raises(ValueError, match=r"training.sampling='x'"):
+        check_override("training.sampling", "x")

@@ -37,7 +37,10 @@ def expected_files(facts: dict) -> set:
 
 
 def _assert_pngs(root, want, lines=None, min_bytes=0):
-    assert set(os.listdir(os.path.join(root, "figures"))) == want
+    files = set(os.listdir(os.path.join(root, "figures")))
+    assert {f for f in files if f.endswith(".png")} == want
+    # beside each relatedness figure, its grouping suggestion; nothing else
+    assert files - want == {f[:-4] + ".json" for f in want if f.startswith("relatedness_")}
     for name in want:
         with open(os.path.join(root, "figures", name), "rb") as f:
             blob = f.read()
@@ -60,9 +63,11 @@ def test_launch_plot_writes_every_figure_kind(sweep_exp, tmp_path):
     lines = []
     written = plot.plot(root, tasks=["b", "a"], echo=lines.append)
     mixing = sorted({arch for (_, arch, _, _), m in sweep_exp.mixing.items() if m})
+    groups = sorted({f"{arch}_{w}_correlation{json.loads(p)['task_set.options.correlation']}"
+                     for (p, arch, w, _) in sweep_exp.metrics})  # the finished runs' (relatedness) groups
     want = expected_files({("field",): [("correlation",)], ("a", "b"): [("b", "a")],
-                           ("architecture",): [(a,) for a in mixing]})
-    assert len(want) == len(report.FIGURES) - 1 - len(NEEDS_STATIC_SWEEP) + len(mixing)  # every other kind applies
+                           ("architecture",): [(a,) for a in mixing], ("group",): [(g,) for g in groups]})
+    assert len(want) == len(report.FIGURES) - 2 - len(NEEDS_STATIC_SWEEP) + len(mixing) + len(groups)  # every other kind applies
     _assert_pngs(root, want, lines, min_bytes=5000)
     assert len([ln for ln in lines if ln.startswith("note:")]) == len(NEEDS_STATIC_SWEEP)
     assert set(os.path.basename(p) for p in written.values()) == want
