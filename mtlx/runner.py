@@ -172,11 +172,12 @@ def _line(run: dict, summary: dict) -> str:
     if summary["status"] != results.DONE:
         f = summary["failure"]
         return f"{head} FAILED at step {f['step']} (task {f['task']}): {f['message']}"
-    parts = []
+    parts, search = [], results.is_search_run(run["run_id"])  # a tuning search run: validation, never test
+    shown = summary.get("validation_metrics" if search else "metrics") or {}
     for t, info in summary["tasks"].items():
-        m = (summary.get("metrics") or {}).get(t, {}).get(info["main_metric"])
+        m = shown.get(t, {}).get(info["main_metric"])
         parts.append(f"{t} {info['main_metric']} {m:.4g}" if isinstance(m, (int, float)) else f"{t} -")
-    return f"{head} done in {summary['wall_time_s']:.1f}s: " + ", ".join(parts)
+    return f"{head} done in {summary['wall_time_s']:.1f}s: " + ("validation " if search else "") + ", ".join(parts)
 
 
 class _Progress:

@@ -19,9 +19,18 @@ import jax
 AUTO = 0  # steps_per_dispatch: chosen from the cadences
 
 
+def scan_is_slow(cfg) -> bool:
+    """A model with convolutions on a CPU: XLA:CPU's convolution inside ``lax.scan`` is 5-6x slower
+    than outside it (``mtlx.conv``), so AUTO gives it one step per dispatch."""
+    return jax.default_backend() == "cpu" and any(b.get("kind") == "conv" for b in cfg.backbone.blocks)
+
+
 def dispatch_size(cfg, requested: int = AUTO) -> int:
     """K: the greatest common divisor of the log, eval and checkpoint cadences (so every
-    periodic action falls on a chunk end), at most ``requested`` when that is given (>= 1)."""
+    periodic action falls on a chunk end), at most ``requested`` when that is given (>= 1);
+    AUTO for a model whose steps a scan slows down (:func:`scan_is_slow`): 1."""
+    if requested == AUTO and scan_is_slow(cfg):
+        return 1
     k = math.gcd(int(cfg.log_every), int(cfg.eval_every), int(cfg.checkpoint_every))
     if requested and requested != AUTO:
         k = max(d for d in range(1, min(k, int(requested)) + 1) if k % d == 0)
@@ -44,6 +53,8 @@ def scanned(step: Callable, batch_of: Callable) -> Callable:
     come back (the loop logs at chunk ends)."""
 
     def chunk(state, data, xs):
+        if jax.tree_util.tree_leaves(xs)[0].shape[0] == 1:  # one step: no scan (a convolution is slow in one)
+            return step(state, batch_of(data, jax.tree_util.tree_map(lambda x: x[0], xs)))
         state, metrics = jax.lax.scan(lambda st, x: step(st, batch_of(data, x)), state, xs)
         return state, jax.tree_util.tree_map(lambda m: m[-1], metrics)
 

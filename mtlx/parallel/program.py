@@ -61,12 +61,28 @@ def member_step(run0, cfg0: Mapping, stacked_data: bool, mesh) -> Callable:
     return step
 
 
+def member_axis(run0, mesh) -> str:
+    """How the members share the step: "vmap" (one batched computation), or "unroll" (the members'
+    steps one after another in the program) for convolutions on a CPU without a mesh, where a
+    vmapped convolution becomes a grouped one, and one inside ``lax.map`` a looped one, both several
+    times slower on XLA:CPU than the members' plain convolutions (``mtlx.conv``)."""
+    return "unroll" if mesh is None and dispatch.scan_is_slow(run0.cfg) else "vmap"
+
+
 def _chunk_fn(run0, cfg0, stacked_data: bool, mesh) -> Callable:
-    """The jitted chunk: K steps of the vmapped member step (the member axis split along the mesh's
-    ``runs`` axis)."""
-    vstep = jax.vmap(member_step(run0, cfg0, stacked_data, mesh), in_axes=(0, 0, 0 if stacked_data else None, 0),
-                     spmd_axis_name=mesh_lib.RUNS if mesh is not None else None)
-    chunk = dispatch.scanned(lambda st, a: vstep(st, a[0], a[1], a[2]), lambda d, idx: (d[0], d[1], idx))
+    """The jitted chunk: K steps of the member step over the member axis (vmapped, the axis split
+    along the mesh's ``runs`` axis; or mapped, see :func:`member_axis`)."""
+    one = member_step(run0, cfg0, stacked_data, mesh)
+    if member_axis(run0, mesh) == "unroll":
+        def each(st, hp, data, idx):
+            n = len(idx)
+            outs = [one(member(st, i), member(hp, i), member(data, i) if stacked_data else data, idx[i])
+                    for i in range(n)]
+            return stack([o[0] for o in outs]), stack([o[1] for o in outs])
+    else:
+        each = jax.vmap(one, in_axes=(0, 0, 0 if stacked_data else None, 0),
+                        spmd_axis_name=mesh_lib.RUNS if mesh is not None else None)
+    chunk = dispatch.scanned(lambda st, a: each(st, a[0], a[1], a[2]), lambda d, idx: (d[0], d[1], idx))
     return jax.jit(chunk, donate_argnums=0)
 
 
