@@ -280,9 +280,18 @@ def _dm_interval(r, dm_fmt) -> str:
 
 
 def _failure_lines(tm) -> list[str]:
-    return [f"{f['run_id']} ({r['architecture']}/{r['weighting']}, seed {f['seed']}"
-            + (f", {sweep_label(r['sweep'], tm['sweep_fields'])}" if r["sweep"] else "")
-            + f"): {f['status']}" + (f" — {f['failure']}" if f["failure"] else "") for r, f in tm["failed"]]
+    """One line per failed or unfinished run; runs not started yet (an unfinished sweep) as one count
+    per row instead (a sweep of thousands would list each)."""
+    lines, waiting = [], {}
+    for r, f in tm["failed"]:
+        sweep = f", {sweep_label(r['sweep'], tm['sweep_fields'])}" if r["sweep"] else ""
+        if f["status"] == results.NOT_STARTED:
+            where = f"{r['architecture']}/{r['weighting']}{sweep}"
+            waiting[where] = waiting.get(where, 0) + 1
+        else:
+            lines.append(f"{f['run_id']} ({r['architecture']}/{r['weighting']}, seed {f['seed']}{sweep}): "
+                         f"{f['status']}" + (f" — {f['failure']}" if f["failure"] else ""))
+    return lines + [f"{where}: {n} run(s) not started" for where, n in waiting.items()]
 
 
 # --------------------------------------------------------------------------- markdown
