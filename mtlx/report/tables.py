@@ -279,13 +279,17 @@ def _dm_interval(r, dm_fmt) -> str:
     return f" [{dm_fmt(lo)}, {dm_fmt(hi)}]"
 
 
+LIST_NOT_STARTED = 20  # more runs not started than this (an unfinished sweep): one count per row
+
+
 def _failure_lines(tm) -> list[str]:
-    """One line per failed or unfinished run; runs not started yet (an unfinished sweep) as one count
-    per row instead (a sweep of thousands would list each)."""
+    """One line per failed or unfinished run; more than ``LIST_NOT_STARTED`` runs not started yet (an
+    unfinished sweep of thousands) as one count per row instead."""
     lines, waiting = [], {}
+    many = sum(f["status"] == results.NOT_STARTED for _, f in tm["failed"]) > LIST_NOT_STARTED
     for r, f in tm["failed"]:
         sweep = f", {sweep_label(r['sweep'], tm['sweep_fields'])}" if r["sweep"] else ""
-        if f["status"] == results.NOT_STARTED:
+        if many and f["status"] == results.NOT_STARTED:
             where = f"{r['architecture']}/{r['weighting']}{sweep}"
             waiting[where] = waiting.get(where, 0) + 1
         else:
