@@ -108,3 +108,13 @@ def stage2_commands(file: str, stage1, extra: str = "") -> list[str]:
             sel = ",".join(f"{k}={v}" for k, v in zip(leaves, combo))
             out.append(f"python -m launch.run --config experiments/{file}:{extra}factorised,{sel},seed={s}")
     return out
+
+
+def get_config(arg, file: str, stage1):
+    """An experiment file's ``get_config``: its stage 1 (``:smoke`` shrunk), or with ``factorised``
+    the stage-2 runs (LAF / Tucker / TT from the finished STL run) of one cell and seed."""
+    flags, keys = parse_arg(arg, file)
+    config = stage1("smoke" in flags)
+    if "factorised" in flags:
+        config = factorised_stage(config, keys, file)
+    return config

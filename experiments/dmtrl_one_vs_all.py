@@ -125,8 +125,4 @@ def stage1(smoke: bool) -> ml_collections.ConfigDict:
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
-    flags, keys = dmtrl_common.parse_arg(arg, FILE)
-    config = stage1("smoke" in flags)
-    if "factorised" in flags:
-        config = dmtrl_common.factorised_stage(config, keys, FILE)
-    return config
+    return dmtrl_common.get_config(arg, FILE, stage1)

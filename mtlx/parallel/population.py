@@ -28,7 +28,7 @@ step and task and frozen (its state no longer updated); the others go on.
 Numbers equal separate runs to float tolerance, not bit for bit: a vmapped
 matmul is a batched matmul, whose XLA:CPU kernel sums in another order
 (measured on the hard/MGDA MLP: parameters within 3e-6 after 20 steps;
-``tests/unit/test_parallel_population.py`` states its tolerances).
+``tests/unit/test_parallel.py`` states its tolerances).
 """
 
 from __future__ import annotations

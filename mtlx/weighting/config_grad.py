@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from mtlx.weighting.base import Weighting, no_state
+from mtlx.weighting.imtl import equal_cosine_coefficients
 from mtlx.weighting.solvers import HIGHEST
 
 
@@ -25,16 +26,7 @@ def config_coefficients(M: jnp.ndarray, rcond: float = 1e-4) -> jnp.ndarray:
     dropped); tasks with a zero gradient (``||g_t||^2 <= 1e-30``) are left out.
     """
     M = M.astype(jnp.float32)
-    T = M.shape[0]
-    dg = jnp.diag(M)
-    ok = dg > 1e-30
-    n = jnp.sqrt(jnp.where(ok, dg, 1.0))
-    C = jnp.where(ok[:, None] & ok[None, :], M / (n[:, None] * n[None, :]), 0.0)
-    lam, V = jnp.linalg.eigh(C)
-    keep = lam > rcond * T
-    inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
-    beta = jnp.matmul(V, inv * jnp.matmul(ok.astype(jnp.float32), V, precision=HIGHEST), precision=HIGHEST)
-    a = jnp.where(ok, beta / n, 0.0)
+    a = equal_cosine_coefficients(M, rcond)
     Ma = jnp.matmul(M, a, precision=HIGHEST)
     vv = a @ Ma
     good = vv > 0

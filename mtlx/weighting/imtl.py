@@ -18,6 +18,24 @@ class IMTLState(NamedTuple):
     opt_state: Any          # their Adam state
 
 
+def equal_cosine_coefficients(M: jnp.ndarray, rcond: float = 1e-4) -> jnp.ndarray:
+    """``a = C^+ 1 / n`` from the Gram matrix ``M`` (``n_t = ||g_t||``, ``C`` the cosine matrix):
+    ``G^T a`` has the same projection on every unit task gradient (IMTL-G's and ConFIG's common
+    core). ``C^+`` from ``eigh`` (eigenvalues below ``rcond * T`` dropped); tasks with a zero
+    gradient (``||g_t||^2 <= 1e-30``) get 0."""
+    T = M.shape[0]
+    dg = jnp.diag(M)
+    ok = dg > 1e-30
+    n = jnp.sqrt(jnp.where(ok, dg, 1.0))
+    C = jnp.where(ok[:, None] & ok[None, :], M / (n[:, None] * n[None, :]), 0.0)
+    lam, V = jnp.linalg.eigh(C)
+    keep = lam > rcond * T
+    inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
+    beta = jnp.matmul(V, inv * jnp.matmul(ok.astype(jnp.float32), V, precision=HIGHEST), precision=HIGHEST)
+    a = jnp.where(ok, beta / n, 0.0)
+    return a
+
+
 def imtl_g_weights(M: jnp.ndarray, rcond: float = 1e-4) -> jnp.ndarray:
     """IMTL-G's weights (the paper's gradient balance, Algorithm 1) on ``M = G G^T``,
     generalised to linearly dependent gradients by a pseudo-inverse.
@@ -54,17 +72,7 @@ def imtl_g_weights(M: jnp.ndarray, rcond: float = 1e-4) -> jnp.ndarray:
     T >= 3 with strongly conflicting gradients): IMTL-G then increases every
     task's loss to first order, as published (no first-order guarantee).
     """
-    T = M.shape[0]
-    M = M.astype(jnp.float32)
-    dg = jnp.diag(M)
-    ok = dg > 1e-30
-    n = jnp.sqrt(jnp.where(ok, dg, 1.0))
-    C = jnp.where(ok[:, None] & ok[None, :], M / (n[:, None] * n[None, :]), 0.0)
-    lam, V = jnp.linalg.eigh(C)
-    keep = lam > rcond * T
-    inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
-    beta = jnp.matmul(V, inv * jnp.matmul(ok.astype(jnp.float32), V, precision=HIGHEST), precision=HIGHEST)
-    a = jnp.where(ok, beta / n, 0.0)
+    a = equal_cosine_coefficients(M.astype(jnp.float32), rcond)
     s = jnp.sum(a)
     good = jnp.abs(s) > 1e-6 * jnp.sum(jnp.abs(a))
     return jnp.where(good, a / jnp.where(good, s, 1.0), 0.0)

@@ -1,13 +1,11 @@
 """SIGKILL a launch training 3 seeds in ONE program mid-way, relaunch, and get the numbers of the
 same program run uninterrupted: every member resumes from its own last checkpoint."""
 
-import signal
-
 from mtlx import grid, results
 from mtlx.parallel.program import train_population
-from tiny_grid import experiment_source, kill_group, launch_process, wait_until
+from tiny_grid import experiment_source, launch_process
 
-from test_resume_kill import CKPT, LOG, STEPS, _assert_close, _load
+from test_resume_kill import CKPT, LOG, STEPS, _assert_close, _kill_during_second_run, _load
 
 EXPERIMENT = experiment_source("resume_program", STEPS, 64, 16, 512, 128, 64, 2, 200, LOG, CKPT, seeds=(0, 1, 2)) + \
     "\n_get = get_config\n\ndef get_config(arg=None):\n    c = _get(arg)\n    c.parallel.runs_per_program = 0\n" \
@@ -21,17 +19,7 @@ def test_sigkill_then_relaunch_of_a_program_matches_the_uninterrupted_program(tm
     runs = grid.expand(_load(exp))
     dirs = [workdir / r["run_id"] for r in runs]
 
-    def past_checkpoint():
-        steps = [r["step"] for r in results.read_metrics(str(dirs[-1]), "train")]
-        return bool(steps) and max(steps) >= CKPT + LOG
-
-    with open(tmp_path / "launch1.log", "w") as log:
-        proc = launch_process(exp, workdir, log, tmp_path / "jax")
-        try:
-            wait_until(proc, past_checkpoint)
-        finally:
-            kill_group(proc)
-    assert proc.returncode == -signal.SIGKILL, (tmp_path / "launch1.log").read_text()
+    _kill_during_second_run(exp, workdir, dirs[-1], tmp_path)  # SIGKILL once a member is past a checkpoint
     assert not any((d / results.SUMMARY).exists() for d in dirs), "the program finished before the kill"
 
     with open(tmp_path / "launch2.log", "w") as log:
