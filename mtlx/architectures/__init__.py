@@ -26,6 +26,7 @@ from mtlx.architectures.cgc_ple import CGC, PLE
 from mtlx.architectures.cross_stitch import CrossStitch
 from mtlx.architectures.dselect_k import DSelectK
 from mtlx.architectures.hard import Hard
+from mtlx.architectures.jmt import JMT
 from mtlx.architectures.ltb import LearnToBranch
 from mtlx.architectures.mmoe import MMoE, OMoE
 from mtlx.architectures.mtan import MTAN
@@ -52,6 +53,7 @@ ARCHITECTURES: dict[str, type[MTLModel]] = {
     "ple": PLE,                   # Tang et al. 2020: stacked CGC levels with shared gates
     "dselect_k": DSelectK,        # Hazimeh et al. 2021: experts with differentiable top-k gates
     "ltb": LearnToBranch,         # Guo et al. 2020: a tree whose branching is learned
+    "jmt": JMT,                   # Hashimoto et al. 2017: tasks stacked in a hierarchy, label embeddings
 }
 
 BASELINE = "single_task"  # the architecture a grid's delta_m compares against by default (grid.baseline)
