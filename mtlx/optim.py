@@ -142,7 +142,8 @@ def successive_regularization(delta: float, period: int, mask: Any) -> optax.Gra
 
     def init(params):
         leaves = jax.tree_util.tree_leaves(params)
-        return SuccessiveState(jnp.zeros((), jnp.int32), tuple(jnp.asarray(leaves[i]) for i, _ in weights(params)))
+        # copies: the train loop donates the state, and one buffer donated twice is an error
+        return SuccessiveState(jnp.zeros((), jnp.int32), tuple(jnp.array(leaves[i], copy=True) for i, _ in weights(params)))
 
     def update(updates, state, params=None):
         if params is None:

@@ -42,6 +42,13 @@ def test_adds_exactly_the_penalty_gradient_to_the_masked_leaves():
     assert int(state.count) == 2 and len(state.anchor) == 2  # only the penalised leaves are kept
 
 
+def test_initial_anchor_is_a_copy_so_the_state_can_be_donated():
+    params = jax.tree_util.tree_map(jnp.asarray, tree(0))
+    state = successive_regularization(DELTA, 2, MASK).init(params)
+    bump = jax.jit(lambda t: jax.tree_util.tree_map(lambda x: x + 1, t), donate_argnums=0)
+    bump((params, state))  # the train loop donates (params, opt_state): one buffer twice would be an error
+
+
 @pytest.mark.parametrize("period", [1, 3])
 def test_anchor_refreshes_at_multiples_of_period_as_a_hand_written_loop(period):
     grads = [tree(10 + s) for s in range(7)]
