@@ -57,7 +57,7 @@ optimizer state); the option ``successive: {delta, period}`` switches it on, rea
 Differences from the paper, beside the training schedule: no character n-gram embeddings, no
 dependency/relatedness/entailment layers (any task set's tasks form the levels), one label-
 embedding width for every task, and each level reads the label embedding of the task directly
-below only (the paper's dependency layer also adds the POS label embedding to the chunking one).
+below only (as we read the paper, its dependency layer also reads the POS label embedding).
 """
 
 from __future__ import annotations
