@@ -93,11 +93,9 @@ def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int 
     proportional to them); drawn from a stream of their own, so the data are
     those of the set without it. () = every example labelled for every task.
 
-    ``extras``: each split also holds ``extras`` (``mtlx.tasks.TaskSet``) for
-    auxiliary tasks (``mtlx.data.auxiliary``): ``shared_latent`` (N,
-    shared_dim), the first group's z_s, and ``clean_<task>`` (N,), task t's
-    label before the label noise (what "using the future" may train on);
-    the draws are the same with or without them.
+    ``extras``: each split also holds ``extras`` (``mtlx.tasks.TaskSet``) for auxiliary tasks
+    (``mtlx.data.auxiliary``): ``shared_latent`` (N, shared_dim), the first group's z_s, and
+    ``clean_<task>`` (N,), task t's label before the noise; the draws are the same without them.
     """
     if not 0.0 <= shared_fraction <= 1.0:
         raise ValueError(f"task_set.shared_fraction={shared_fraction} must lie in [0, 1]")
@@ -116,17 +114,12 @@ def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int 
     def make(n):
         x = rng.standard_normal((n, dim))
         zs = [np.tanh(2 * x @ Sg) for Sg in Ss]
-        ys, clean = {}, {}
-        for t, name in enumerate(names):
-            z = np.concatenate([np.sqrt(shared_fraction) * zs[group[t]],
-                                np.sqrt(1 - shared_fraction) * np.tanh(2 * x @ P[t])], -1)
-            y = (z @ V[t]).argmax(-1)
-            flip = rng.random(n) < label_noise
-            ys[name] = np.where(flip, rng.integers(0, num_classes, n), y).astype(np.int32)
-            clean[f"clean_{name}"] = y.astype(np.int32)
-        out = _pack(x, ys, dtype=None)
+        clean = {name: (np.concatenate([np.sqrt(shared_fraction) * zs[group[t]], np.sqrt(1 - shared_fraction)
+                                        * np.tanh(2 * x @ P[t])], -1) @ V[t]).argmax(-1).astype(np.int32)
+                 for t, name in enumerate(names)}
+        out = _pack(x, {name: _noisy(rng, y, label_noise, num_classes) for name, y in clean.items()}, dtype=None)
         if extras:
-            out["extras"] = {"shared_latent": zs[0].astype(np.float32), **clean}
+            out["extras"] = {"shared_latent": zs[0].astype(np.float32), **{f"clean_{k}": v for k, v in clean.items()}}
         return out
 
     tasks = tuple(Task(n, "classification", num_classes) for n in names)
@@ -135,6 +128,12 @@ def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int 
         _unlabel(splits.get("train"), names, train_labelled, seed)
     return TaskSet("synthetic_classification", tasks, (dim,), "dense", splits=splits,
                    info={"shared_fraction": shared_fraction, "groups": group})
+
+
+def _noisy(rng, y, label_noise: float, num_classes: int):
+    """``y`` with a ``label_noise`` fraction of its labels replaced by uniform draws."""
+    flip = rng.random(len(y)) < label_noise
+    return np.where(flip, rng.integers(0, num_classes, len(y)), y).astype(np.int32)
 
 
 def _unlabel(train, names, fractions, seed) -> None:
