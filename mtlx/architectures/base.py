@@ -138,9 +138,10 @@ class MTLModel(nn.Module):
         the train step perturbs its pre-activation ``a_t = z W_t + b_t``, one
         backward pass gives every ``delta_t = dL_t/da_t`` and the rows are
         ``dL_t/dz = delta_t W_t^T``, at no extra forward cost. Other layers
-        read per-task copies of ``z`` (:meth:`task_copies`).
+        read per-task copies of ``z`` (:meth:`task_copies`), and so do all when
+        a task's head reverses gradients (the rows must see the reversal).
         """
-        if dense_next:
+        if dense_next and not self.reverses_gradients():  # the tap reads deltas above the reversal: unreversed
             return z, False, taps.SHARED_REP_PRE
         return (*self.task_copies(z), "")
 
@@ -184,6 +185,10 @@ class MTLModel(nn.Module):
         h, stacked_input = self.reversed_for_heads(h, stacked_input)
         return self._perturbed_copies(taps.HEAD_REP, h, stacked_input, sow_as=taps.HEAD_INPUT)
 
+    def reverses_gradients(self) -> bool:
+        """Whether some task's head reads its input through a gradient-reversal layer."""
+        return any(lam > 0 for lam in self.gradient_reversal)
+
     def reversed_for_heads(self, h, stacked_input):
         """Gradient reversal (Ganin & Lempitsky 2015) at the heads' input: task t's copy of ``h`` passes
         R_lambda_t (identity forward, -lambda_t times the gradient backward) where lambda_t > 0. So the
@@ -192,7 +197,7 @@ class MTLModel(nn.Module):
         (only when some task reverses). Every architecture whose heads go through :meth:`heads` or
         :meth:`head_input` gets it (all of the registry's)."""
         lambdas = tuple(self.gradient_reversal)
-        if not any(lam > 0 for lam in lambdas):
+        if not self.reverses_gradients():
             return h, stacked_input
         if len(lambdas) != self.num_tasks:
             raise ValueError(f"gradient_reversal has {len(lambdas)} entries for {self.num_tasks} tasks")

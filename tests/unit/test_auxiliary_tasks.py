@@ -91,18 +91,22 @@ def test_reversal_at_the_heads_flips_exactly_the_gradient_below_them(name):
         jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g1[top], want)
 
 
-def test_jacobian_rows_of_the_shared_trunk_are_reversed_for_that_task_only():
+def test_gradient_engine_rows_and_mgda_ub_gram_see_the_reversal():
     """The gradient engine's per-task rows (one backward through the heads, the rows below from the sown
-    heads' input): task 'bin''s row is -lambda times its plain row, the others' rows unchanged."""
+    heads' input): task 'bin''s row is -lambda times its plain row, the others' rows unchanged; MGDA-UB's
+    Gram of dL_t/dz (the shared representation) is diag(s) G diag(s), s = (1, -lambda, 1)."""
     ts = tiny_dense()
     batch = jax.tree_util.tree_map(jnp.asarray, dict(ts.splits["train"]))
     plain = build_model("hard", ts, TINY_MLP, HEAD_HIDDEN, split=-1)
     rev = plain.clone(gradient_reversal=(0.0, LAM, 0.0))
     params = plain.init(KEY, batch["inputs"])["params"]
-    rows0, rows1 = (jax.jit(lambda p, m=m: grads.engine(m, ts.tasks, "jacobian")(p, batch).grads)(params)
-                    for m in (plain, rev))
-    scale = jnp.array([1.0, -LAM, 1.0])[:, None]
-    np.testing.assert_allclose(rows1, scale * rows0, rtol=1e-5, atol=1e-7)
+    (rows0, gram0), (rows1, gram1) = (
+        jax.jit(lambda p, m=m: tuple(grads.engine(m, ts.tasks, k)(p, batch).grads for k in ("jacobian",
+                                                                                         "representation")))(params)
+        for m in (plain, rev))
+    s = np.array([1.0, -LAM, 1.0])
+    np.testing.assert_allclose(rows1, s[:, None] * rows0, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(gram1, np.outer(s, s) * gram0, rtol=1e-4, atol=1e-7)
 
 
 # --------------------------------------------------------------------------- the transforms
