@@ -25,7 +25,9 @@ An experiment directory (``workdir``) holds::
                           run ids, validation scores) and selection
   <run_id>/summary.json   written LAST and atomically: marks the run finished
                           (``status`` "done" or "failed", ``metrics`` per task,
-                          ``tasks`` {task: {main_metric, higher_is_better}},
+                          ``tasks`` {task: {main_metric, higher_is_better,
+                          role}} (``role``: 'main' or 'auxiliary',
+                          ``mtlx.tasks.ROLES``; read by ``task_roles``),
                           architecture/weighting labels and registry names,
                           seed, sweep, config, wall time, ``failure`` {step,
                           task, message} of a failed run, ...)
@@ -59,6 +61,8 @@ import tempfile
 import time
 import uuid
 from typing import Any, Mapping
+
+from mtlx import tasks as tasks_lib
 
 EXPERIMENT = "experiment.json"
 CONFIG = "config.json"
@@ -392,6 +396,17 @@ def read_tuning(workdir: str) -> dict | None:
         return dict(read_json(os.path.join(workdir, TUNING)))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def task_roles(summary: Mapping) -> dict:
+    """{task: role} of a run, for the tasks its summary lists: ``tasks.<task>.role`` where the summary
+    has it, else what its config's ``task_set.options`` made auxiliary (``mtlx.tasks.auxiliary_names``:
+    summaries written before roles were recorded), else 'main'."""
+    options = _dotted(summary.get("config") or {}, "task_set.options") or {}
+    auxiliary = set(tasks_lib.auxiliary_names(options)) if isinstance(options, Mapping) else set()
+    return {t: (info.get("role") if isinstance(info, Mapping) and info.get("role") in tasks_lib.ROLES
+                else tasks_lib.AUXILIARY if t in auxiliary else tasks_lib.MAIN)
+            for t, info in (summary.get("tasks") or {}).items()}
 
 
 def is_search_run(run_id: str) -> bool:

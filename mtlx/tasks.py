@@ -17,6 +17,19 @@ Task kinds
                   metric token accuracy; a task whose ``labels`` are IOB tags
                   ('O', 'B-X', 'I-X': chunks, named entities) reports span
                   ``f1`` first (conlleval's, see ``mtlx.losses.span_f1``).
+
+Roles (``ROLES``)
+  main            what the experiment is about: Δm, the tables and their
+                  significance tests cover the main tasks only.
+  auxiliary       trained alongside to help the main tasks (Ruder 2017, Sec. 6)
+                  and reported apart: reconstruction, hints, an adversarial
+                  discriminator, targets only known at training time
+                  (``mtlx.data.auxiliary``). A run config marks tasks
+                  auxiliary by name with ``task_set.options.auxiliary``
+                  (``AUXILIARY_OPTION``) and adds generated ones with
+                  ``task_set.options.auxiliary_tasks`` (``TRANSFORMS_OPTION``);
+                  ``auxiliary_names`` reads both from the options alone (the
+                  report uses it, no task set built).
 """
 
 from __future__ import annotations
@@ -34,6 +47,10 @@ METRICS = {
     "regression": {"mse": False},
     "tagging": {"accuracy": True},
 }
+MAIN, AUXILIARY = "main", "auxiliary"
+ROLES = (MAIN, AUXILIARY)
+AUXILIARY_OPTION = "auxiliary"  # task_set.options.auxiliary: names of the task set's own tasks made auxiliary
+TRANSFORMS_OPTION = "auxiliary_tasks"  # task_set.options.auxiliary_tasks: generated auxiliary tasks (specs)
 SPAN_METRICS = {"f1": True}  # tagging tasks with IOB labels (``Task.spans``) report span F1 too, as their main metric
 
 
@@ -44,16 +61,26 @@ def _choice_error(field: str, value: Any, choices) -> ValueError:
 @dataclasses.dataclass(frozen=True)
 class Task:
     """One prediction problem: ``name``, ``kind`` (see KINDS), ``num_outputs``; ``labels`` optionally
-    names the classes in id order (tagging with IOB labels: span F1 is reported)."""
+    names the classes in id order (tagging with IOB labels: span F1 is reported); ``role`` (``ROLES``);
+    ``gradient_reversal`` lambda >= 0: the head's input passes a gradient-reversal layer that scales
+    the gradient flowing back into the layers below by -lambda (Ganin & Lempitsky 2015; 0 = none,
+    ``mtlx.gradient_reversal``), so that the shared layers learn to defeat this task's head."""
 
     name: str
     kind: str
     num_outputs: int
     labels: tuple[str, ...] = ()
+    role: str = MAIN
+    gradient_reversal: float = 0.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise _choice_error(f"Task({self.name!r}).kind", self.kind, KINDS)
+        if self.role not in ROLES:
+            raise _choice_error(f"Task({self.name!r}).role", self.role, ROLES)
+        lam = self.gradient_reversal
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 <= lam < float("inf"):
+            raise ValueError(f"Task({self.name!r}).gradient_reversal={lam!r} must be a finite number >= 0")
         if self.num_outputs < 1 or (self.kind == "classification" and self.num_outputs < 2):
             raise ValueError(f"Task({self.name!r}).num_outputs={self.num_outputs} is too small for kind {self.kind!r}")
         if self.labels and len(self.labels) != self.num_outputs:
@@ -85,6 +112,10 @@ class Task:
             raise _choice_error(f"metric of task {self.name!r}", metric, self.metrics)
         return higher_is_better(self.kind, metric)
 
+    @property
+    def is_main(self) -> bool:
+        return self.role == MAIN
+
 
 @dataclasses.dataclass(frozen=True)
 class TaskSet:
@@ -94,7 +125,10 @@ class TaskSet:
     (H, W, C) or 'tokens' (L,) int ids with 0 as padding (``vocab_size`` set).
     ``splits`` maps 'train'/'validation'/'test' to a dict of numpy arrays in the
     batch layout (or to any object with ``__len__`` and ``__getitem__(indices)``
-    returning that layout, for data that streams).
+    returning that layout, for data that streams). A split dict may also hold
+    ``"extras"``: {name: per-example array}, quantities a generator knows but
+    the inputs do not show (``mtlx.data.auxiliary`` reads them as targets;
+    ``mtlx.data.get_task_set`` drops them before training).
     """
 
     name: str
@@ -109,6 +143,8 @@ class TaskSet:
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"TaskSet {self.name!r} has duplicate task names {names}")
+        if self.tasks and not any(t.is_main for t in self.tasks):
+            raise ValueError(f"TaskSet {self.name!r}: every task ({names}) is auxiliary; keep at least one main task")
         if self.input_kind not in ("dense", "image", "tokens"):
             raise _choice_error("TaskSet.input_kind", self.input_kind, ("dense", "image", "tokens"))
         if self.input_kind == "tokens" and not self.vocab_size:
@@ -123,6 +159,20 @@ class TaskSet:
     @property
     def num_tasks(self) -> int:
         return len(self.tasks)
+
+    @property
+    def main_task_names(self) -> tuple[str, ...]:
+        """The tasks Δm and the tables cover (``role`` 'main')."""
+        return tuple(t.name for t in self.tasks if t.is_main)
+
+    @property
+    def auxiliary_task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks if not t.is_main)
+
+    @property
+    def roles(self) -> dict:
+        """{task: role}, in task order."""
+        return {t.name: t.role for t in self.tasks}
 
     def split(self, name: str):
         """Split ``name``; an unknown name is a ValueError listing the splits there are."""
@@ -144,3 +194,12 @@ def higher_is_better(kind: str, metric: str) -> bool | None:
     if kind == "tagging" and metric in SPAN_METRICS:
         return SPAN_METRICS[metric]
     return METRICS.get(kind, {}).get(metric)
+
+
+def auxiliary_names(options: Mapping) -> tuple[str, ...]:
+    """The auxiliary tasks a run's ``task_set.options`` asks for, without building the task set: the
+    names listed under ``AUXILIARY_OPTION`` and those of the generated tasks (``TRANSFORMS_OPTION``)."""
+    options = options or {}
+    marked = tuple(options.get(AUXILIARY_OPTION) or ())
+    made = tuple(spec.get("name") for spec in options.get(TRANSFORMS_OPTION) or () if isinstance(spec, Mapping))
+    return marked + made

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from mtlx import regularizers, schema, taps
+from mtlx.gradient_reversal import reverse_per_task
 from mtlx.layers import Dense, StackedBlock
 
 OPTION_RANGES = {  # by option name, for every architecture (a plug-in's too)
@@ -43,20 +44,23 @@ OPTION_RANGES = {  # by option name, for every architecture (a plug-in's too)
     "strength": schema.NONNEG, "orthogonality": schema.NONNEG, "rel_error": schema.Range(0, 1, hi_open=True),
 }
 GENERIC_OPTIONS = ("regularizer",)  # options every architecture takes (handled here, not in ``options``)
-_BASE_FIELDS = ("blocks", "head_hidden", "num_outputs", "task_names", "tokens", "parent", "name", *GENERIC_OPTIONS)
+_BASE_FIELDS = ("blocks", "head_hidden", "num_outputs", "task_names", "tokens", "gradient_reversal", "parent", "name",
+                *GENERIC_OPTIONS)
 COLUMN = "task_column_{}"  # block i's task columns (a top-level parameter name)
 HEAD_PREFIX = "task_head_"  # the task heads' layers
 
 
 class MTLModel(nn.Module):
     """Base: ``blocks`` (the shareable backbone), ``head_hidden`` (task towers),
-    ``num_outputs`` and ``task_names`` per task, ``tokens`` for token inputs."""
+    ``num_outputs`` and ``task_names`` per task, ``tokens`` for token inputs,
+    ``gradient_reversal`` per task (``Task.gradient_reversal``; () = none)."""
 
     blocks: tuple
     head_hidden: tuple = ()
     num_outputs: tuple = ()
     task_names: tuple = ()
     tokens: bool = False
+    gradient_reversal: tuple = ()  # per task: the gradient-reversal lambda at its head's input (0: none)
     regularizer: object = None  # a dict for mtlx.regularizers (see the module docstring), or None
 
     task_specific_prefixes: ClassVar[tuple] = ("task_",)
@@ -134,9 +138,10 @@ class MTLModel(nn.Module):
         the train step perturbs its pre-activation ``a_t = z W_t + b_t``, one
         backward pass gives every ``delta_t = dL_t/da_t`` and the rows are
         ``dL_t/dz = delta_t W_t^T``, at no extra forward cost. Other layers
-        read per-task copies of ``z`` (:meth:`task_copies`).
+        read per-task copies of ``z`` (:meth:`task_copies`), and so do all when
+        a task's head reverses gradients (the rows must see the reversal).
         """
-        if dense_next:
+        if dense_next and not self.reverses_gradients():  # the tap reads deltas above the reversal: unreversed
             return z, False, taps.SHARED_REP_PRE
         return (*self.task_copies(z), "")
 
@@ -172,8 +177,33 @@ class MTLModel(nn.Module):
         ``taps.HEAD_INPUT`` and fed as perturbed per-task copies, so that one
         backward pass through the heads gives every ``dL_t/dh_t`` and only the
         layers below them are traversed once per task. Otherwise a no-op.
+
+        Tasks with a ``gradient_reversal`` lambda > 0 read ``h`` through the
+        gradient-reversal layer first (:meth:`reversed_for_heads`), before the
+        sow: the Jacobian rows of the layers below see the reversed gradient too.
         """
+        h, stacked_input = self.reversed_for_heads(h, stacked_input)
         return self._perturbed_copies(taps.HEAD_REP, h, stacked_input, sow_as=taps.HEAD_INPUT)
+
+    def reverses_gradients(self) -> bool:
+        """Whether some task's head reads its input through a gradient-reversal layer."""
+        return any(lam > 0 for lam in self.gradient_reversal)
+
+    def reversed_for_heads(self, h, stacked_input):
+        """Gradient reversal (Ganin & Lempitsky 2015) at the heads' input: task t's copy of ``h`` passes
+        R_lambda_t (identity forward, -lambda_t times the gradient backward) where lambda_t > 0. So the
+        discriminator is the head (``head_hidden`` towers and output layer); every layer below it, a
+        task's own column included, receives the reversed gradient. A shared ``h`` becomes T copies
+        (only when some task reverses). Every architecture whose heads go through :meth:`heads` or
+        :meth:`head_input` gets it (all of the registry's)."""
+        lambdas = tuple(self.gradient_reversal)
+        if not self.reverses_gradients():
+            return h, stacked_input
+        if len(lambdas) != self.num_tasks:
+            raise ValueError(f"gradient_reversal has {len(lambdas)} entries for {self.num_tasks} tasks")
+        if not stacked_input:
+            h = broadcast_copies(h, self.num_tasks)
+        return reverse_per_task(h, lambdas), True
 
     def _perturbed_copies(self, name, h, stacked, sow_as=None):
         """``(h, stacked)`` unchanged unless the train step passes perturbation

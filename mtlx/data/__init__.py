@@ -14,6 +14,15 @@ Modules
   tfds_sets.py       the TFDS task-set functions (mtlx's builders and two TFDS
                      catalog data sets).
   pipeline.py        batch order, on-device gathering, host prefetching.
+  auxiliary.py       auxiliary tasks as transforms of a built task set
+                     (reconstruction, hints, adversarial, train-only targets)
+                     and the marking of tasks as auxiliary.
+
+Two options every task set takes (``mtlx.tasks.AUXILIARY_OPTION`` /
+``TRANSFORMS_OPTION``, handled here, not by the task-set function):
+``task_set.options.auxiliary`` (names of its tasks made auxiliary) and
+``task_set.options.auxiliary_tasks`` (generated auxiliary tasks; see
+``auxiliary.py``).
 
 Adding a TFDS task set (three steps, nothing else to edit)
   1. Write ``tfds_builders/<name>.py``: a ``common.Builder`` subclass whose
@@ -40,9 +49,11 @@ Adding a TFDS task set (three steps, nothing else to edit)
 from __future__ import annotations
 
 from mtlx import schema
-from mtlx.data import synthetic, tfds_sets
+from mtlx.data import auxiliary, synthetic, tfds_sets
 from mtlx.plugins import resolve
-from mtlx.tasks import TaskSet
+from mtlx.tasks import AUXILIARY_OPTION, TRANSFORMS_OPTION, TaskSet
+
+GENERIC_OPTIONS = (AUXILIARY_OPTION, TRANSFORMS_OPTION)  # every task set takes them (mtlx.data.auxiliary)
 
 TASK_SETS = {
     "mmoe_synthetic": synthetic.mmoe_synthetic,
@@ -68,28 +79,44 @@ OPTION_RANGES = {  # by option name, for every task-set function (a plug-in's to
 }
 
 
+def _split_options(options) -> tuple[dict, dict]:
+    """(the task-set function's own options, the generic auxiliary ones)."""
+    options = dict(options or {})
+    return ({k: v for k, v in options.items() if k not in GENERIC_OPTIONS},
+            {k: v for k, v in options.items() if k in GENERIC_OPTIONS})
+
+
 def check_options(fn, name: str, options) -> None:
-    """A task-set function's options, without building it: unknown names, types, nan/inf, ``OPTION_RANGES``."""
+    """A task-set function's options, without building it: unknown names, types, nan/inf, ``OPTION_RANGES``;
+    and the shape of the generic auxiliary options (``auxiliary.check_specs`` / ``check_marked``)."""
+    options, generic = _split_options(options)
+    if generic.get(TRANSFORMS_OPTION):
+        auxiliary.check_specs(generic[TRANSFORMS_OPTION])
+    if generic.get(AUXILIARY_OPTION):
+        auxiliary.check_marked(generic[AUXILIARY_OPTION])
     if schema.takes_any_option(fn):
         return
     try:
         schema.check_options(schema.signature_params(fn), options, OPTION_RANGES)
     except ValueError as e:
         if not isinstance(e, schema.OptionError):
-            raise ValueError(f"task_set {name!r}: {e}") from None
+            raise ValueError(f"task_set {name!r}: {e} (and, for every task set, {list(GENERIC_OPTIONS)})") from None
         raise schema.in_section(e, "task_set.options", f"task set {name!r}") from None
 
 
 def get_task_set(name: str, **options):
     """Build task set ``name`` (a ``TASK_SETS`` key or 'package.module:function'); unknown names or options
-    name the valid choices, a bad value (type, nan/inf, range) names ``task_set.options.<option>``."""
+    name the valid choices, a bad value (type, nan/inf, range) names ``task_set.options.<option>``. The
+    generic options ``auxiliary`` / ``auxiliary_tasks`` are applied to the built set (``auxiliary.apply``);
+    its splits' ``extras`` are dropped."""
     fn = resolve(TASK_SETS, name, "task_set")
     owner = f"task set {name!r}"
     check_options(fn, name, options)
+    own, generic = _split_options(options)
     try:
-        ts = fn(**options)
+        ts = fn(**own)
     except schema.OptionError as e:
         raise schema.in_section(e, "task_set.options", owner) from None
     if not isinstance(ts, TaskSet):
         raise ValueError(f"task_set.name={name!r} returned a {type(ts).__name__}, not an mtlx.tasks.TaskSet")
-    return ts
+    return auxiliary.apply(ts, generic)

@@ -73,7 +73,7 @@ def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int 
                              private_dim: int = 8, shared_fraction: float = 0.75, hidden: int = 32,
                              n_train: int = 4000, n_validation: int = 1000, n_test: int = 2000,
                              label_noise: float = 0.05, seed: int = 0, groups: int = 1,
-                             train_labelled: tuple = ()) -> TaskSet:
+                             train_labelled: tuple = (), extras: bool = False) -> TaskSet:
     """T classification tasks with a known shared/private structure.
 
     x ~ N(0, I_dim). A shared projection z_s = tanh(S x) (shared_dim) and one
@@ -92,6 +92,10 @@ def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int 
     its label (the others get weight 0: unequal data sizes, e.g. for sampling
     proportional to them); drawn from a stream of their own, so the data are
     those of the set without it. () = every example labelled for every task.
+
+    ``extras``: each split also holds ``extras`` (``mtlx.tasks.TaskSet``) for auxiliary tasks
+    (``mtlx.data.auxiliary``): ``shared_latent`` (N, shared_dim), the first group's z_s, and
+    ``clean_<task>`` (N,), task t's label before the noise; the draws are the same without them.
     """
     if not 0.0 <= shared_fraction <= 1.0:
         raise ValueError(f"task_set.shared_fraction={shared_fraction} must lie in [0, 1]")
@@ -110,14 +114,13 @@ def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int 
     def make(n):
         x = rng.standard_normal((n, dim))
         zs = [np.tanh(2 * x @ Sg) for Sg in Ss]
-        ys = {}
-        for t, name in enumerate(names):
-            z = np.concatenate([np.sqrt(shared_fraction) * zs[group[t]],
-                                np.sqrt(1 - shared_fraction) * np.tanh(2 * x @ P[t])], -1)
-            y = (z @ V[t]).argmax(-1)
-            flip = rng.random(n) < label_noise
-            ys[name] = np.where(flip, rng.integers(0, num_classes, n), y).astype(np.int32)
-        return _pack(x, ys, dtype=None)
+        clean = {name: (np.concatenate([np.sqrt(shared_fraction) * zs[group[t]], np.sqrt(1 - shared_fraction)
+                                        * np.tanh(2 * x @ P[t])], -1) @ V[t]).argmax(-1).astype(np.int32)
+                 for t, name in enumerate(names)}
+        out = _pack(x, {name: _noisy(rng, y, label_noise, num_classes) for name, y in clean.items()}, dtype=None)
+        if extras:
+            out["extras"] = {"shared_latent": zs[0].astype(np.float32), **{f"clean_{k}": v for k, v in clean.items()}}
+        return out
 
     tasks = tuple(Task(n, "classification", num_classes) for n in names)
     splits = _splits(make, n_train, n_validation, n_test)
@@ -125,6 +128,12 @@ def synthetic_classification(num_tasks: int = 4, num_classes: int = 5, dim: int 
         _unlabel(splits.get("train"), names, train_labelled, seed)
     return TaskSet("synthetic_classification", tasks, (dim,), "dense", splits=splits,
                    info={"shared_fraction": shared_fraction, "groups": group})
+
+
+def _noisy(rng, y, label_noise: float, num_classes: int):
+    """``y`` with a ``label_noise`` fraction of its labels replaced by uniform draws."""
+    flip = rng.random(len(y)) < label_noise
+    return np.where(flip, rng.integers(0, num_classes, len(y)), y).astype(np.int32)
 
 
 def _unlabel(train, names, fractions, seed) -> None:

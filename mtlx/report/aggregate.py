@@ -19,6 +19,10 @@ Conventions
     baseline, no delta_m), with the same sweep value and the same weighting,
     else the baseline's only weighting, over the row's own tasks. Its
     interval (``delta_m_ci``) is a seeded bootstrap over the per-seed Δm.
+  * Auxiliary tasks (role 'auxiliary': ``results.task_roles``) are kept out
+    of a row's tasks: Δm, the columns, tests, ranks and best marks cover the
+    main tasks only; the row lists them in ``auxiliary_tasks`` with their
+    seed means in ``auxiliary_metrics``.
   * Significance (``tests``): Welch's t-test of each task's main metric
     against the baseline row's, Holm-corrected per task across the rows of
     one task-list section (``mtlx.report.stats``).
@@ -158,13 +162,16 @@ def sweep_label(sweep: Mapping, fields: Sequence[str] | None = None) -> str:
 # --------------------------------------------------------------------------- metric direction
 
 
-def _task_info(runs) -> tuple[list, dict, dict, dict]:
-    """Task order, main metric, higher_is_better and kind (None when not written) per task, from the summaries.
+def _task_info(runs) -> tuple[list, dict, dict, dict, list]:
+    """The main tasks in order; main metric, higher_is_better and kind (None when not written) per task
+    (auxiliary ones too); and the auxiliary tasks in order, from the summaries (``results.task_roles``).
 
     The order is the task set's when every task's summary entry has an ``index`` (its position in the task
     set; summary.json's keys are sorted), else the order of first appearance."""
-    order, main, hib, kind, index = [], {}, {}, {}, {}
+    order, main, hib, kind, index, roles = [], {}, {}, {}, {}, {}
     for r in runs:
+        for t, role in results.task_roles(r).items():
+            roles.setdefault(t, role)
         for t, info in (r.get("tasks") or {}).items():
             if t not in main:
                 order.append(t)
@@ -175,7 +182,8 @@ def _task_info(runs) -> tuple[list, dict, dict, dict]:
     if order and all(isinstance(index[t], int) for t in order):  # the task set's order, when the summaries say it
         order.sort(key=lambda t: index[t])
         main, hib, kind = ({t: d[t] for t in order} for d in (main, hib, kind))
-    return order, main, hib, kind
+    aux = [t for t in order if roles.get(t) == tasks_lib.AUXILIARY]
+    return [t for t in order if t not in aux], main, hib, kind, aux
 
 
 def metric_direction(hib: Mapping, kind: str | None, task: str, metric: str) -> bool:
@@ -255,7 +263,7 @@ def _group_metrics(per_run, tasks, main, hib, kind) -> tuple[dict, dict]:
 def _row(key, members, task_info, select: str, base: str | None) -> dict:
     """One group's row (see ``aggregate``)."""
     skey, arch, w = key
-    tasks, main, hib, kind = task_info
+    tasks, main, hib, kind, aux = task_info
     done = sorted((r for r in members if _is_done(r)), key=_seed_order)
     bad = [r for r in members if not _is_done(r)]
     per_run = []
@@ -263,6 +271,7 @@ def _row(key, members, task_info, select: str, base: str | None) -> dict:
         m = r.get(SELECT[select])
         per_run.append(m if m is not None else r.get("metrics") or {})
     metrics, full_hib = _group_metrics(per_run, tasks, main, hib, kind)
+    aux_metrics = _group_metrics(per_run, aux, main, hib, kind)[0]
     return {
         "sweep": dict(members[0]["sweep"]), "sweep_key": skey, "architecture": arch, "weighting": w,
         "architecture_name": next((r["architecture_name"] for r in members if r.get("architecture_name")), arch),
@@ -270,8 +279,8 @@ def _row(key, members, task_info, select: str, base: str | None) -> dict:
         "n": len(done), "seeds": [r.get("seed") for r in done], "run_ids": [r["run_id"] for r in done],
         "failed": [{"run_id": r["run_id"], "seed": r.get("seed"), "status": r.get("status"),
                     "failure": _failure_text(r.get("failure"))} for r in bad],
-        "metrics": metrics, "main_metric": dict(main), "higher_is_better": full_hib,
-        "per_run_metrics": per_run,
+        "metrics": metrics, "main_metric": {t: main[t] for t in tasks}, "higher_is_better": full_hib,
+        "auxiliary_tasks": list(aux), "auxiliary_metrics": aux_metrics, "per_run_metrics": per_run,
         "param_count": mean_std([r.get("param_count") for r in done])["mean"],
         "wall_time_s": mean_std([r.get("wall_time_s") for r in done])["mean"],
         "steps_per_s": mean_std([r.get("steps_per_s") for r in done])["mean"],

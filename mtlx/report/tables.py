@@ -25,6 +25,9 @@ Conventions (the numbers are ``aggregate``'s):
     selected values and the number of candidates, the notes the protocol and
     the search spaces (``mtlx.report.tuning``); the search runs themselves
     are never rows (``results.is_search_run``).
+  * Auxiliary tasks (role 'auxiliary', ``mtlx.tasks.ROLES``) have no
+    columns and are left out of Δm%, the tests and the ranks; the notes name
+    them (``auxiliary_note``).
   * A static-weight sweep on two tasks (``mtlx.frontier``): the notes say
     which rows lie beyond its scalarisation frontier, with significance
     (``mtlx.report.frontier``).
@@ -138,6 +141,7 @@ def _notes(tm, select: str) -> list[str]:
                  f"keeps the std); {stats.NO_INTERVAL}. No baseline: no significance test.")
     if tm["main_only"]:
         notes.append("--main: each task's main metric only.")
+    notes += auxiliary_note(rows)
     if len(tm["sections"]) > 1:
         notes.append("The sweep changes the task set: one table per task list; Δm%, bold and the Holm correction "
                      "cover the rows of one table only.")
@@ -157,6 +161,15 @@ def _notes(tm, select: str) -> list[str]:
         notes.append(f"--pool_configs: rows pool runs of different configurations ({pooling.describe(tm['pooled'])}).")
     return (notes + _rank_notes(tm) + tuning.notes(tm["tuning"], rows, tm["tuned"], tm["search_runs"])
             + frontier.table_notes(rows, tm["runs"]) + _paper_notes(tm))
+
+
+def auxiliary_note(rows) -> list[str]:
+    """The line naming the auxiliary tasks the table leaves out ([] when there are none)."""
+    aux = list(dict.fromkeys(t for r in rows for t in r.get("auxiliary_tasks") or ()))
+    if not aux:
+        return []
+    return [f"Auxiliary tasks, trained but excluded from the columns, Δm%, the tests and the ranks (main tasks "
+            f"only): {', '.join(aux)}."]
 
 
 def _rank_notes(tm) -> list[str]:
