@@ -103,7 +103,8 @@ def build_model(name: str, task_set, blocks, head_hidden=(), **options) -> MTLMo
 def _construct(cls, name, blocks, head_hidden, task_set, options) -> MTLModel:
     try:
         return cls(blocks=blocks, head_hidden=tuple(head_hidden), num_outputs=tuple(t.num_outputs for t in task_set.tasks),
-                   task_names=task_set.task_names, tokens=task_set.input_kind == "tokens", **options)
+                   task_names=task_set.task_names, tokens=task_set.input_kind == "tokens",
+                   gradient_reversal=tuple(t.gradient_reversal for t in task_set.tasks), **options)
     except ValueError as e:  # e.g. tensor_factorised's own checks at construction
         raise in_section(e, "architecture.options", f"architecture {name!r}") from None
 

@@ -13,6 +13,7 @@ from mtlx.architectures.base import MTLModel
 L = len(TINY_MLP)
 
 BAD_OPTIONS = [  # (architecture, options, words the message must contain)
+    ("jmt", {"encoder": 3}, ["'jmt'", "encoder=3", "leaves no block"]),
     ("single_task", {"split": 1}, ["'single_task'", "unknown option(s) ['split']", "valid options []"]),
     ("hard", {"split": 5}, ["'hard'", "split=5", f"choose 0..{L}", "-1"]),
     ("hard", {"split": -2}, ["'hard'", "split=-2", f"choose 0..{L}"]),
@@ -32,7 +33,7 @@ BAD_OPTIONS = [  # (architecture, options, words the message must contain)
 def test_registry_holds_classes_with_their_attributes():
     assert BASELINE in ARCHITECTURES
     assert set(ARCHITECTURES) == {"single_task", "hard", "cross_stitch", "sluice", "soft_l2", "soft_trace", "mmoe",
-                                  "omoe", "tensor_factorised", "mtan", "cgc", "ple", "dselect_k", "ltb"}
+                                  "omoe", "tensor_factorised", "mtan", "cgc", "ple", "dselect_k", "ltb", "jmt"}
     base = {f.name for f in dataclasses.fields(MTLModel)} | {"parent", "name"}
     for name, cls in ARCHITECTURES.items():
         assert isinstance(cls, type) and issubclass(cls, MTLModel), name
