@@ -25,6 +25,7 @@ from mtlx.architectures.base import MTLModel
 from mtlx.architectures.cgc_ple import CGC, PLE
 from mtlx.architectures.cross_stitch import CrossStitch
 from mtlx.architectures.dselect_k import DSelectK
+from mtlx.architectures.fafs import FAFS
 from mtlx.architectures.hard import Hard
 from mtlx.architectures.ltb import LearnToBranch
 from mtlx.architectures.mmoe import MMoE, OMoE
@@ -52,6 +53,7 @@ ARCHITECTURES: dict[str, type[MTLModel]] = {
     "ple": PLE,                   # Tang et al. 2020: stacked CGC levels with shared gates
     "dselect_k": DSelectK,        # Hazimeh et al. 2021: experts with differentiable top-k gates
     "ltb": LearnToBranch,         # Guo et al. 2020: a tree whose branching is learned
+    "fafs": FAFS,                 # Lu et al. 2017: a branching tree, grown by task affinity (mtlx.fafs)
 }
 
 BASELINE = "single_task"  # the architecture a grid's delta_m compares against by default (grid.baseline)
