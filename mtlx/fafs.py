@@ -320,9 +320,9 @@ class _Phases:
 
     def start(self):
         sample = pipeline.gather(self.split, self.order(0))["inputs"]
-        r = self.run
-        self.state = self.train_lib.init_state(r.model, r.weighting, r.tx, self.task_set.num_tasks, sample,
-                                               self.cfg.seed)
+        r, T, seed = self.run, self.task_set.num_tasks, self.cfg.seed
+        # one compiled program (op-by-op initialisation compiles every op once: seconds on CPU)
+        self.state = jax.jit(lambda s: self.train_lib.init_state(r.model, r.weighting, r.tx, T, s, seed))(sample)
 
     def train_to(self, start: int, end: int, should_stop=None):
         """Steps ``start..end-1`` of the current tree, logging and evaluating on the run's cadence."""

@@ -192,16 +192,18 @@ def test_experiment_smoke_grows_and_logs_its_decisions(tmp_path):
 
     cfg = fafs_synthetic.get_config("smoke")
     cfg.architectures = cfg.architectures[:1]
-    cfg.run.update({"steps": 24, "eval_every": 12, "log_every": 6, "batch_size": 32})
-    cfg.run.task_set.options.update(n_train=96, n_validation=32, n_test=32)
-    cfg.architectures[0]["options"]["grow"].update(phase_steps=6, affinity_examples=96, branch_cost=0.0)
+    cfg.run.backbone.blocks = [{"kind": "dense", "features": 8}] * 2
+    cfg.run.update({"steps": 6, "eval_every": 6, "log_every": 1, "batch_size": 16})
+    cfg.run.task_set.options.update(n_train=48, n_validation=16, n_test=16)
+    cfg.architectures[0]["options"]["grow"].update(phase_steps=2, affinity_examples=48, branch_cost=0.0)
     out = fafs.launch(cfg, str(tmp_path), log=lambda _: None)
     (s,) = out["summaries"].values()
-    assert s["status"] == results.DONE and s["steps"] == 24
+    assert s["status"] == results.DONE and s["steps"] == 6
     rounds = s["fafs"]["rounds"]
-    assert [r["block"] for r in rounds] == [2, 1, 0]  # cost 0: every round splits every branch apart
-    assert s["fafs"]["groups"] == [[[t] for t in range(6)]] * 3
+    assert [r["block"] for r in rounds] == [1, 0]  # cost 0: every round splits every branch apart
+    assert s["fafs"]["groups"] == [[[t] for t in range(6)]] * 2
     run_dir = os.path.join(str(tmp_path), s["run_id"])
     recs = results.read_metrics(run_dir, fafs.RECORD)
-    assert [r["step"] for r in recs] == [6, 12, 18] and len(recs[0]["task_affinity"]) == 6
+    assert [r["step"] for r in recs] == [2, 4] and len(recs[0]["task_affinity"]) == 6
+    assert len(results.read_metrics(run_dir, "train")) == 6 and len(results.read_metrics(run_dir, "eval")) == 1
     assert json.loads(json.dumps(s))["fafs"]["branches"][-1] == list(range(6))
