@@ -19,6 +19,8 @@ from mtlx import fafs, results
 from mtlx.architectures import build_model, param_count
 from mtlx.architectures import fafs as arch
 from mtlx.data import get_task_set
+from mtlx.tasks import TaskSet
+from tests import helpers
 
 BLOCKS = [{"kind": "dense", "features": 6}, {"kind": "dense", "features": 5}, {"kind": "dense", "features": 4}]
 
@@ -39,9 +41,19 @@ def _model(task_set, x, name, **options):
     return m, m.init(jax.random.PRNGKey(3), x)["params"]
 
 
+def _shapes(task_set, x, name, **options):
+    """The parameter shapes of architecture ``name`` (traced, nothing computed)."""
+    return jax.eval_shape(build_model(name, task_set, BLOCKS, **options).init, jax.random.PRNGKey(0), x)["params"]
+
+
+@pytest.fixture(scope="module")
+def thin(task_set, x):
+    return _model(task_set, x, "fafs")
+
+
 def _predict(m, p, x):
     out = m.apply({"params": p}, x)[0]
-    return np.stack([np.asarray(out[k]) for k in sorted(out)])
+    return np.concatenate([np.asarray(out[k]).ravel() for k in sorted(out)])
 
 
 # --------------------------------------------------------------------------- affinity
@@ -117,20 +129,18 @@ def test_greedy_grouping_beyond_the_exact_range_finds_planted_groups():
 # --------------------------------------------------------------------------- the tree
 
 
-def test_every_task_apart_is_single_task_and_all_shared_is_hard(task_set, x):
-    apart, pa = _model(task_set, x, "fafs", branches=[[0, 1, 2, 3]] * 3)
-    single, ps = _model(task_set, x, "single_task")
-    assert jax.tree_util.tree_structure(pa) == jax.tree_util.tree_structure(ps)
-    assert param_count(pa) == param_count(ps)
-    np.testing.assert_array_equal(_predict(apart, ps, x), _predict(single, ps, x))
-    thin, pt = _model(task_set, x, "fafs")
-    hard, ph = _model(task_set, x, "hard", split=-1)
-    assert jax.tree_util.tree_structure(pt) == jax.tree_util.tree_structure(ph)
-    assert param_count(pt) == param_count(ph)
-    np.testing.assert_array_equal(_predict(thin, ph, x), _predict(hard, ph, x))
-    assert thin.shares_representation() and not build_model("fafs", task_set, BLOCKS,
-                                                            branches=[[0] * 4, [0, 0, 1, 1], [0] * 2 + [1] * 2]
-                                                            ).shares_representation()
+def test_every_task_apart_is_single_task_and_all_shared_is_hard(task_set, x, thin):
+    apart, single = _shapes(task_set, x, "fafs", branches=[[0, 1, 2, 3]] * 3), _shapes(task_set, x, "single_task")
+    assert jax.tree_util.tree_structure(apart) == jax.tree_util.tree_structure(single)
+    assert param_count(apart) == param_count(single)
+    hard = _shapes(task_set, x, "hard", split=-1)
+    assert jax.tree_util.tree_structure(thin[1]) == jax.tree_util.tree_structure(hard)
+    assert param_count(thin[1]) == param_count(hard)
+    np.testing.assert_array_equal(_predict(thin[0], thin[1], x),
+                                  _predict(build_model("hard", task_set, BLOCKS, split=-1), thin[1], x))
+    assert thin[0].shares_representation() and not build_model("fafs", task_set, BLOCKS,
+                                                               branches=[[0] * 4, [0, 0, 1, 1], [0] * 2 + [1] * 2]
+                                                               ).shares_representation()
 
 
 def test_a_tree_must_nest(task_set):
@@ -156,20 +166,45 @@ def test_split_block_groups_the_branches_at_the_junction():
     ((0, 0, 0, 0), (0, 0, 1, 1), (0, 1, 2, 3)),    # block 1 split, the top per task
     ((0, 0, 1, 1), (0, 0, 1, 1), (0, 1, 2, 2)),    # every block widened at once
 ])
-def test_children_copied_from_the_parent_compute_what_the_thin_network_did(task_set, x, new):
-    thin, pt = _model(task_set, x, "fafs")
+def test_children_copied_from_the_parent_compute_what_the_thin_network_did(task_set, x, thin, new):
+    pw = fafs.widen_params(thin[1], arch.thin_tree(4, 3), new)
     wide = build_model("fafs", task_set, BLOCKS, branches=[list(r) for r in new])
-    pw = fafs.widen_params(pt, arch.thin_tree(4, 3), new)
-    shapes = jax.eval_shape(wide.init, jax.random.PRNGKey(0), x)["params"]
+    shapes = _shapes(task_set, x, "fafs", branches=[list(r) for r in new])
     assert jax.tree_util.tree_structure(pw) == jax.tree_util.tree_structure(shapes)
     assert jax.tree_util.tree_map(np.shape, pw) == jax.tree_util.tree_map(np.shape, shapes)
-    np.testing.assert_allclose(_predict(wide, pw, x), _predict(thin, pt, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(_predict(wide, pw, x), _predict(thin[0], thin[1], x), rtol=1e-6, atol=1e-7)
 
 
-def test_widening_twice_preserves_the_function(task_set, x):
+def _three_tasks(ts):
+    """A helper set with its first task again as a third one (a tree needs 3 tasks to be other than hard)."""
+    a = ts.tasks[0]
+    split = ts.splits["train"]
+    split = {"inputs": split["inputs"], "targets": {**split["targets"], "again": split["targets"][a.name]},
+             "weights": {**split["weights"], "again": split["weights"][a.name]}}
+    return TaskSet(ts.name, (*ts.tasks[:2], type(a)("again", a.kind, a.num_outputs)), ts.input_shape, ts.input_kind,
+                   vocab_size=ts.vocab_size, splits={"train": split})
+
+
+@pytest.mark.parametrize("backbone", ["bilstm"])  # token inputs (a branched embed), tagging heads; the MLP: above
+def test_widening_preserves_the_function_on_every_backbone(backbone):
+    blocks, make = helpers.BACKBONES[backbone]
+    ts = _three_tasks(make(n=6))
+    x = ts.splits["train"]["inputs"]
+    thin = build_model("fafs", ts, blocks)
+    pt = jax.jit(thin.init)(jax.random.PRNGKey(1), x)["params"]  # whole programs: an LSTM op by op compiles slower
+    new = ((0, 0, 0), (0, 0, 1), (0, 1, 2))
+    wide = build_model("fafs", ts, blocks, branches=[list(r) for r in new])
+    pw = fafs.widen_params(pt, arch.thin_tree(3, 3), new)
+    assert param_count(pw) == param_count(jax.eval_shape(wide.init, jax.random.PRNGKey(0), x)["params"])
+    run = lambda m, p: np.concatenate([np.ravel(v) for _, v in sorted(jax.jit(m.apply)({"params": p}, x)[0].items())])
+    np.testing.assert_allclose(run(wide, pw), run(thin, pt), rtol=1e-5, atol=1e-6)
+
+
+def test_widening_twice_preserves_the_function(task_set, x, thin):
     t1 = ((0, 0, 0, 0), (0, 0, 0, 0), (0, 0, 1, 1))
     t2 = ((0, 0, 0, 0), (0, 0, 1, 1), (0, 0, 1, 1))
-    m1, p1 = _model(task_set, x, "fafs", branches=[list(r) for r in t1])
+    m1 = build_model("fafs", task_set, BLOCKS, branches=[list(r) for r in t1])
+    p1 = fafs.widen_params(thin[1], arch.thin_tree(4, 3), t1)
     p1 = jax.tree_util.tree_map(lambda w: w + 0.01 * np.arange(w.size).reshape(w.shape) % 0.3, p1)  # branches differ
     m2 = build_model("fafs", task_set, BLOCKS, branches=[list(r) for r in t2])
     np.testing.assert_allclose(_predict(m2, fafs.widen_params(p1, t1, t2), x), _predict(m1, p1, x), rtol=1e-6, atol=1e-7)
@@ -177,11 +212,10 @@ def test_widening_twice_preserves_the_function(task_set, x):
         fafs.widen_params(p1, t1, arch.thin_tree(4, 3))
 
 
-def test_a_growing_model_refuses_the_plain_training_loop(task_set, x):
+def test_a_growing_model_refuses_the_plain_training_loop(task_set, x, thin):
     m = build_model("fafs", task_set, BLOCKS, grow={"phase_steps": 5})
-    p = m.init(jax.random.PRNGKey(0), x)["params"]
     with pytest.raises(ValueError, match="mtlx.fafs.grow_and_evaluate"):
-        m.apply({"params": p}, x)
+        m.apply({"params": thin[1]}, x)
 
 
 # --------------------------------------------------------------------------- the procedure
