@@ -41,8 +41,10 @@ the ``fafs`` entry of the summary.
 
 Launch: ``grow_and_evaluate`` has ``mtlx.train.train_and_evaluate``'s signature; ``launch`` trains
 an experiment's grid in this process, each run with the procedure its config asks for (``procedure_of``).
-``launch.run`` would need the runner to ask ``procedure_of`` too (see the report of this change);
-until then it refuses a growing run (the model raises) instead of training the thin tree silently.
+For ``launch.run`` the runner would call ``procedure_of(run["config"])`` where it now calls
+``train.train_and_evaluate`` (``mtlx.runner._train``; a one-line hook, not made here); until then a
+growing run launched there fails with a message naming this module (the model raises when applied with
+``grow`` set) instead of training the thin tree silently.
 A grown run is not checkpointed: a relaunch redoes it.
 """
 
@@ -66,11 +68,11 @@ from mtlx.data import pipeline
 from mtlx.layers import Conv
 from mtlx.weighting import param_state
 
-GROW_DEFAULTS = {
-    "phase_steps": 0,          # steps between two widening rounds; 0: steps // (number of blocks + 1)
-    "max_groups": 0,           # at most this many groups per round; 0: as many as branches
+GROW_DEFAULTS = {  # the ``grow`` option's keys (checked by ``mtlx.architectures.fafs.check_grow``)
+    "phase_steps": None,       # steps between two widening rounds; None: steps // (number of blocks + 1)
+    "max_groups": None,        # at most this many groups per round; None: as many as branches
     "branch_cost": 0.1,        # complexity cost of each extra branch (times 2^pooling layers above)
-    "rounds": 0,               # at most this many rounds; 0: one per block
+    "rounds": None,            # at most this many rounds; None: one per block
     "affinity_examples": 2048,  # training examples the affinity is measured on
 }
 EXACT_UP_TO = 9  # branches up to which the grouping enumerates every set partition (Bell(9) = 21147)
@@ -269,7 +271,7 @@ def decide(margins, weights, tree, l: int, blocks, max_groups: int, branch_cost:
 
 
 def grow_settings(options: Mapping, num_blocks: int, steps: int, num_tasks: int) -> dict:
-    """``GROW_DEFAULTS`` with the run's ``grow`` option over them, zeros resolved."""
+    """``GROW_DEFAULTS`` with the run's ``grow`` option over them, the unset ones resolved."""
     g = {**GROW_DEFAULTS, **{k: v for k, v in dict(options or {}).items() if v is not None}}
     g["phase_steps"] = g["phase_steps"] or max(steps // (num_blocks + 1), 1)
     g["max_groups"] = g["max_groups"] or num_tasks
