@@ -228,16 +228,17 @@ def _failure(t0: float, step, task, message: str) -> dict:
 
 
 def _train(run: dict, run_dir: str, progress: _Progress, meta: dict, writer_names) -> dict:
-    """Train the run; a NaN/inf loss or any exception becomes a failed summary (the sweep goes on)."""
-    from mtlx import train
+    """Train the run (``mtlx.fafs.procedure_of``: a growing FAFS run grows); a NaN/inf loss or any
+    exception becomes a failed summary (the sweep goes on)."""
+    from mtlx import fafs, train
 
     t0 = time.time()
     try:
         task_set = grid.task_set_for(run["config"])
         meta.update(task_set=task_set.name, tasks=tasks_info(task_set), resumed_from_step=_checkpoint_step(run_dir))
-        return train.train_and_evaluate(grid.train_config(run["config"]), run_dir, task_set=task_set,
-                                        progress=progress.update, should_stop=_should_stop(),
-                                        writer_names=writer_names, execution=run.get("execution"))
+        procedure = fafs.procedure_of(run["config"])
+        return procedure(grid.train_config(run["config"]), run_dir, task_set=task_set, progress=progress.update,
+                         should_stop=_should_stop(), writer_names=writer_names, execution=run.get("execution"))
     except train.NonFiniteLoss as e:
         return _failure(t0, e.step, e.task, str(e))
     except train.Interrupted as e:
@@ -312,7 +313,6 @@ def _run_one_together(run, run_dir, old, rerun_failed, show_progress, position, 
     """``run_one`` for a run spanning processes (``mtlx.parallel.distributed``): process 0 claims (and
     clears a failed run it redoes) and broadcasts whether the run trains; every process trains it;
     only process 0 writes the run directory."""
-    from mtlx import train
     from mtlx.parallel import distributed
 
     main, claim = distributed.is_main(), None
@@ -325,9 +325,10 @@ def _run_one_together(run, run_dir, old, rerun_failed, show_progress, position, 
     if not distributed.agree(claim is not None):
         return old
     if not main:
-        train.train_and_evaluate(grid.train_config(run["config"]), run_dir, grid.task_set_for(run["config"]),
-                                 should_stop=_should_stop(), writer_names=(),
-                                 execution=run.get("execution"))
+        from mtlx import fafs
+
+        fafs.procedure_of(run["config"])(grid.train_config(run["config"]), run_dir, grid.task_set_for(run["config"]),
+                                         should_stop=_should_stop(), writer_names=(), execution=run.get("execution"))
         return None
     with _Heartbeat([(run_dir, claim)], claim_timeout_s / 4):
         return _run_claimed(run, run_dir, False, show_progress, position, writer_names, launcher)
@@ -472,9 +473,13 @@ def _programs(todo: list[dict], workdir: str, e: dict) -> list[list[dict]]:
     size = e["parallel"].get("runs_per_program", 1)
     if size == 1 or _several_processes():  # a run spanning processes trains alone
         return [[r] for r in todo]
+    from mtlx import fafs, train
     from mtlx.parallel.population import programs
 
-    return programs(todo, size, grid.task_set_for, lambda r: _checkpoint_step(results.run_path(workdir, r["run_id"])))
+    alone = [r for r in todo if fafs.procedure_of(r["config"]) is not train.train_and_evaluate]  # a growing run
+    rest = [r for r in todo if r not in alone]
+    return [[r] for r in alone] + programs(rest, size, grid.task_set_for,
+                                           lambda r: _checkpoint_step(results.run_path(workdir, r["run_id"])))
 
 
 def _who_trained(todo, workdir, launcher) -> tuple[list, dict]:

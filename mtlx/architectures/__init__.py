@@ -25,6 +25,7 @@ from mtlx.architectures.base import MTLModel
 from mtlx.architectures.cgc_ple import CGC, PLE
 from mtlx.architectures.cross_stitch import CrossStitch
 from mtlx.architectures.dselect_k import DSelectK
+from mtlx.architectures.fafs import FAFS
 from mtlx.architectures.hard import Hard
 from mtlx.architectures.jmt import JMT
 from mtlx.architectures.ltb import LearnToBranch
@@ -54,6 +55,7 @@ ARCHITECTURES: dict[str, type[MTLModel]] = {
     "dselect_k": DSelectK,        # Hazimeh et al. 2021: experts with differentiable top-k gates
     "ltb": LearnToBranch,         # Guo et al. 2020: a tree whose branching is learned
     "jmt": JMT,                   # Hashimoto et al. 2017: tasks stacked in a hierarchy, label embeddings
+    "fafs": FAFS,                 # Lu et al. 2017: a branching tree, grown by task affinity (mtlx.fafs)
 }
 
 BASELINE = "single_task"  # the architecture a grid's delta_m compares against by default (grid.baseline)

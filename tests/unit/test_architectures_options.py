@@ -14,6 +14,8 @@ L = len(TINY_MLP)
 
 BAD_OPTIONS = [  # (architecture, options, words the message must contain)
     ("jmt", {"encoder": 3}, ["'jmt'", "encoder=3", "leaves no block"]),
+    ("fafs", {"branches": [[0, 0, 1], [0, 1, 1], [0, 1, 2]]}, ["architecture.options.branches=", "is not a tree", "'fafs'"]),
+    ("fafs", {"grow": {"rounds": 0}}, ["architecture.options.grow.rounds=0", "an int >= 1"]),
     ("single_task", {"split": 1}, ["'single_task'", "unknown option(s) ['split']", "valid options []"]),
     ("hard", {"split": 5}, ["'hard'", "split=5", f"choose 0..{L}", "-1"]),
     ("hard", {"split": -2}, ["'hard'", "split=-2", f"choose 0..{L}"]),
@@ -33,13 +35,13 @@ BAD_OPTIONS = [  # (architecture, options, words the message must contain)
 def test_registry_holds_classes_with_their_attributes():
     assert BASELINE in ARCHITECTURES
     assert set(ARCHITECTURES) == {"single_task", "hard", "cross_stitch", "sluice", "soft_l2", "soft_trace", "mmoe",
-                                  "omoe", "tensor_factorised", "mtan", "cgc", "ple", "dselect_k", "ltb", "jmt"}
+                                  "omoe", "tensor_factorised", "mtan", "cgc", "ple", "dselect_k", "ltb", "jmt", "fafs"}
     base = {f.name for f in dataclasses.fields(MTLModel)} | {"parent", "name"}
     for name, cls in ARCHITECTURES.items():
         assert isinstance(cls, type) and issubclass(cls, MTLModel), name
         assert cls.options == tuple(sorted({f.name for f in dataclasses.fields(cls)} - base)), name
         assert isinstance(cls.has_shared_representation, bool) and cls.task_specific_prefixes, name
-    assert {n for n, c in ARCHITECTURES.items() if c.has_shared_representation} == {"hard", "mmoe", "omoe", "cgc",
+    assert {n for n, c in ARCHITECTURES.items() if c.has_shared_representation} == {"hard", "fafs", "mmoe", "omoe", "cgc",
                                                                                    "dselect_k"}
     assert ARCHITECTURES["mmoe"].gates != ARCHITECTURES["omoe"].gates  # the fixed fields, not options
     assert ARCHITECTURES["soft_l2"].penalty == "l2" and ARCHITECTURES["soft_trace"].penalty == "trace"
