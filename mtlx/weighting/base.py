@@ -19,7 +19,13 @@ A weighting is a NamedTuple of pure functions with an explicit state pytree
   "representation"  -> the (T, T) Gram matrix <dL_t/dz, dL_s/dz> of the
                        per-task gradients of the shared representation z
                        (MGDA-UB, Sener & Koltun 2018, Sec. 3.3); the step
-                       forms it without the rows where that is cheaper.
+                       forms it without the rows where that is cheaper;
+  "lookahead"       -> a :class:`Lookahead`: the model's forward as a function
+                       of its parameters, the step's batch and a second,
+                       independent batch of the training split (the step's
+                       ``batch["meta"]``, ``mtlx.data.pipeline.WithMeta``), for
+                       weightings that take a virtual step of the model
+                       (Auto-Lambda, Liu et al. 2022).
 ``weights`` (T,) scale the per-task losses. If ``direction`` is None the step
 back-propagates ``sum_t weights_t * L_t`` through every parameter. Otherwise
 ``direction`` replaces the shared parameters' gradient - a (P,) vector
@@ -49,7 +55,7 @@ import optax
 from mtlx import schema
 from mtlx.weighting import solvers
 
-NEEDS = ("none", "jacobian", "gram", "representation")
+NEEDS = ("none", "jacobian", "gram", "representation", "lookahead")
 
 OPTION_RANGES = {  # by option name, for every weighting constructor (a plug-in's too); types: the signature's
     "lr": schema.POSITIVE, "decay": schema.NONNEG, "alpha": schema.NONNEG, "c": schema.NONNEG,
@@ -61,6 +67,7 @@ OPTION_RANGES = {  # by option name, for every weighting constructor (a plug-in'
     "rho": schema.NONNEG, "mu": schema.POSITIVE, "warmup_steps": schema.INDEX, "step_size": schema.NONNEG,
     "lam": schema.NONNEG, "num_iters": schema.COUNT, "momentum": schema.UNIT, "rcond": schema.NONNEG,
     "n_byzantine": schema.INDEX, "n_selected": schema.COUNT, "trim_number": schema.INDEX,
+    "weight_init": schema.NONNEG, "lookahead_lr": schema.NONNEG,
 }
 
 
@@ -78,6 +85,41 @@ class Weighting(NamedTuple):
     needs: str = "none"
     init_params: Optional[Callable[[int], Any]] = None
     objective: Optional[Callable[[jnp.ndarray, Any], jnp.ndarray]] = None
+
+
+class Lookahead(NamedTuple):
+    """What a ``needs="lookahead"`` weighting's ``combine`` gets as ``grads``: enough to take a
+    virtual step of the model and evaluate it elsewhere, inside the jitted step.
+
+    ``losses_at(model_params, batch) -> ((T,) task losses, penalty)``: the model's forward;
+    ``grad_at(weights)``: the model gradient of ``sum_t weights_t L_t + penalty`` at ``params``
+    on ``batch`` (the step's own backward pass, reused); ``meta``: an independent batch of the
+    training split; ``lr``: the run's learning rate at this step (None when the step was not
+    given one, ``mtlx.train.make_train_step``)."""
+
+    losses_at: Callable
+    grad_at: Callable
+    params: Any
+    batch: Any
+    meta: Any
+    task_names: tuple
+    lr: Any = None
+
+
+def toy_lookahead(num_tasks: int, task_names: Optional[tuple] = None, lr: Any = 0.1) -> Lookahead:
+    """A :class:`Lookahead` on a linear toy model (task t's loss ``(x . w_t - y_t)^2`` over two
+    examples), its tasks named ``task_names`` (default t0, t1, ...): what probing a "lookahead"
+    weighting without a model runs it on (as :func:`on_jacobian` does for the others:
+    ``mtlx.parallel.population``)."""
+    x, y = jnp.array([[1.0, 0.5], [-0.5, 1.0]]), jnp.arange(num_tasks, dtype=jnp.float32)
+
+    def losses_at(params, batch):
+        return jnp.mean((batch @ params.T - y) ** 2, axis=0), jnp.zeros(())
+
+    params = jnp.ones((num_tasks, 2)) * 0.1
+    grad_at = lambda w: jax.grad(lambda p: jnp.dot(w, losses_at(p, x)[0]))(params)  # noqa: E731
+    names = tuple(task_names) if task_names is not None else tuple(f"t{t}" for t in range(num_tasks))
+    return Lookahead(losses_at, grad_at, params, x, -x, names, lr)
 
 
 def on_jacobian(weighting: Weighting) -> Callable:
