@@ -105,19 +105,18 @@ def _data_key(run_cfg: Mapping) -> str:
 
 def _traceable(run_cfg: Mapping, paths: list, num_tasks: int, task_names: tuple | None = None) -> bool:
     """Whether the weighting accepts traced values at ``paths`` (its construction and combine do
-    not branch on them): built and run once on a small Gram/Jacobian (a "lookahead" weighting: on
-    ``weighting.base.toy_lookahead``) under ``jax.eval_shape``."""
+    not branch on them): built and run once on a small Gram/Jacobian under ``jax.eval_shape``
+    (``task_names``: what a weighting that names tasks, e.g. Auto-Lambda's primary ones, reads)."""
     from mtlx.weighting import on_jacobian, param_state
-    from mtlx.weighting.base import toy_lookahead
 
     def probe(vals):
         c = _with(run_cfg, dict(zip(paths, vals)))
         w = _make_weighting(c["weighting"])
         if w.objective is not None:
             return jax.grad(w.objective)(jnp.ones(num_tasks), w.init_params(num_tasks))
-        rows = toy_lookahead(num_tasks, task_names) if w.needs == "lookahead" else jnp.eye(num_tasks, num_tasks + 1)
+        rows = jnp.eye(num_tasks, num_tasks + 1)
         state = param_state.init_state(w, num_tasks, num_tasks + 1)
-        return on_jacobian(w)(jnp.ones(num_tasks), rows, state, jax.random.PRNGKey(0))[0]
+        return on_jacobian(w, task_names)(jnp.ones(num_tasks), rows, state, jax.random.PRNGKey(0))[0]
 
     vals = [jnp.asarray(schema._get_path(run_cfg, p), jnp.float32) for p in paths]
     try:

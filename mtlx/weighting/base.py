@@ -46,7 +46,7 @@ jointly with the model, with the run's optimizer.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -106,28 +106,29 @@ class Lookahead(NamedTuple):
     lr: Any = None
 
 
-def toy_lookahead(num_tasks: int, task_names: Optional[tuple] = None, lr: Any = 0.1) -> Lookahead:
-    """A :class:`Lookahead` on a linear toy model (task t's loss ``(x . w_t - y_t)^2`` over two
-    examples), its tasks named ``task_names`` (default t0, t1, ...): what probing a "lookahead"
-    weighting without a model runs it on (as :func:`on_jacobian` does for the others:
-    ``mtlx.parallel.population``)."""
-    x, y = jnp.array([[1.0, 0.5], [-0.5, 1.0]]), jnp.arange(num_tasks, dtype=jnp.float32)
-
-    def losses_at(params, batch):
-        return jnp.mean((batch @ params.T - y) ** 2, axis=0), jnp.zeros(())
-
-    params = jnp.ones((num_tasks, 2)) * 0.1
-    grad_at = lambda w: jax.grad(lambda p: jnp.dot(w, losses_at(p, x)[0]))(params)  # noqa: E731
-    names = tuple(task_names) if task_names is not None else tuple(f"t{t}" for t in range(num_tasks))
-    return Lookahead(losses_at, grad_at, params, x, -x, names, lr)
+def linearized_lookahead(losses: jnp.ndarray, G: jnp.ndarray, task_names: Optional[Sequence[str]] = None,
+                         lr: Any = 1.0) -> Lookahead:
+    """The :class:`Lookahead` of the losses linearised at theta, ``L(theta + delta) = losses + G delta``
+    (G the (T, P) Jacobian, delta (P,)), whose meta batch is the step's own: what a "lookahead"
+    weighting runs on when all it has is an explicit Jacobian (:func:`on_jacobian`). Auto-Lambda's
+    meta-gradient there is ``-lr G G^T p`` (p: the primary tasks' indicator). Tasks are named
+    ``task_names`` (default t0, t1, ...); the penalty is 0."""
+    losses_at = lambda params, batch: (losses + G @ params, jnp.zeros((), losses.dtype))  # noqa: E731
+    names = tuple(task_names) if task_names is not None else tuple(f"t{t}" for t in range(G.shape[0]))
+    return Lookahead(losses_at, lambda w: G.T @ w, jnp.zeros(G.shape[1:], G.dtype), None, None, names, lr)
 
 
-def on_jacobian(weighting: Weighting) -> Callable:
+def on_jacobian(weighting: Weighting, task_names: Optional[Sequence[str]] = None, lr: Any = 1.0) -> Callable:
     """``combine`` of a "jacobian" or "gram" weighting as a function of the
     (T, P) Jacobian ``G``: ``(losses, G, state, key) -> (weights, direction,
     state, info)`` with ``direction`` a (P,) vector or None (``G^T weights``),
     whichever the weighting needs - what the train step computes, written
-    out on an explicit ``G`` (tests, the benchmark's loop-based step)."""
+    out on an explicit ``G`` (tests, the benchmark's loop-based step). A
+    "lookahead" weighting runs on the linearised losses
+    (:func:`linearized_lookahead`, tasks ``task_names``, step size ``lr``)."""
+    if weighting.needs == "lookahead":
+        return lambda losses, G, state, key: weighting.combine(
+            losses, linearized_lookahead(losses, G, task_names, lr), state, key)
     if weighting.needs != "gram":
         return weighting.combine
 
