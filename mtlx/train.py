@@ -40,7 +40,7 @@ from mtlx.architectures import ARCHITECTURES, build_model, check_heads, param_co
 from mtlx.data import get_task_set, pipeline
 from mtlx.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule  # noqa: F401  (re-exported)
 from mtlx.optim import scale_task_axis
-from mtlx.weighting import get_weighting
+from mtlx.weighting import get_weighting, on_jacobian
 from mtlx.weighting import param_state
 from mtlx.weighting.base import Weighting
 
@@ -282,6 +282,9 @@ def build_run(cfg, task_set=None) -> Run:
     weighting = get_weighting(cfg.weighting.name, **dict(cfg.weighting.options))
     check_weighting_fits(model, weighting, cfg.architecture.name)
     param_state.init_state(weighting, task_set.num_tasks, 0)  # validates weighting options against T
+    if weighting.needs == "lookahead":  # its options may name tasks (Auto-Lambda's primary): traced once on a toy
+        jax.eval_shape(on_jacobian(weighting, task_set.task_names), jnp.ones(task_set.num_tasks),
+                       jnp.eye(task_set.num_tasks), weighting.init(task_set.num_tasks), jax.random.PRNGKey(0))
     training = schedules.check_training(schedules.training_of(cfg), task_set.task_names, cfg.log_every)
     tx = optimizer_of(cfg.optimizer, cfg.steps, training, task_set.task_names, model)
     return Run(cfg, task_set, model, weighting, tx, training, schedules.schedule_of(training, task_set, cfg.steps))

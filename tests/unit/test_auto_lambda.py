@@ -129,6 +129,8 @@ def test_the_step_takes_the_meta_gradient_on_its_meta_batch_then_steps_on_the_ne
     want = jax.tree_util.tree_map(lambda p, d: p - ETA * d, theta, g)
     for a, b in zip(jax.tree_util.tree_leaves(new.params["model"]), jax.tree_util.tree_leaves(want)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    aval = lambda t: jax.tree_util.tree_map(lambda a: (a.shape, a.dtype, getattr(a, "weak_type", False)), t)  # noqa: E731
+    assert aval(new) == aval(state)  # the state keeps its shapes and types: jit compiles the step once
 
 
 def test_a_batch_without_its_meta_batch_and_an_unknown_primary_task_are_refused(one_step):
@@ -142,6 +144,10 @@ def test_a_batch_without_its_meta_batch_and_an_unknown_primary_task_are_refused(
         jax.eval_shape(make_train_step(model, ts.tasks, bad, make_optimizer("sgd", ETA), learning_rate=ALPHA),
                        state, batch)
     assert "auto_lambda" in WEIGHTINGS
+    c = tiny()  # and before anything compiles: the grid's validation builds every run
+    c.weightings = ({"name": "auto_lambda", "options": {"primary": ["nope"]}},)
+    with pytest.raises(ValueError, match=r"weighting.options.primary=\['nope'\].*\['task0', 'task1'\]"):
+        grid.validate(grid.expand(c))
 
 
 def test_lambda_rises_for_a_helping_auxiliary_task_and_falls_behind_for_a_conflicting_one():
