@@ -20,7 +20,7 @@ from mtlx.optim import make_optimizer
 from mtlx.parallel.population import programs
 from mtlx.parallel.program import train_population
 from mtlx.tasks import Task, TaskSet
-from mtlx.train import init_state, make_train_step, train_and_evaluate
+from mtlx.train import batch_order_of, build_run, init_state, make_train_step, step_learning_rate
 from mtlx.weighting import WEIGHTINGS, Lookahead, get_weighting, on_jacobian
 from mtlx.weighting.auto_lambda import lookahead_step_size, meta_gradient
 from tiny_grid import tiny
@@ -197,28 +197,34 @@ def _cfg(**changes):
     rc = copy.deepcopy(grid.expand(tiny())[0]["config"])
     rc["architecture"] = {"name": "hard", "options": {}}
     rc["weighting"] = {"name": "auto_lambda", "options": {"lr": 0.01}}
-    rc["steps"], rc["log_every"], rc["eval_every"], rc["checkpoint_every"] = 12, 3, 6, 6
+    rc["steps"], rc["log_every"], rc["eval_every"], rc["checkpoint_every"] = 12, 3, 6, 12
     for path, v in changes.items():
         grid._set_path(rc, path.replace("__", "."), v)
     return rc
 
 
 def test_a_population_of_two_seeds_trains_as_its_runs_alone(tmp_path):
-    """The population stacks each member's meta batches; member 0's curves (lambda included) are
-    those of seed 0 trained alone."""
+    """The population stacks each member's meta batches: member 0's curves (lambda and the losses at
+    the log steps) are those of seed 0's run, its steps replayed here on its batch order."""
     members = [_cfg(seed=s) for s in (0, 1)]
-    alone = train_and_evaluate(grid.train_config(members[0]), str(tmp_path / "alone"),
-                               task_set=grid.task_set_for(members[0]))
-    pop = train_population([grid.train_config(c) for c in members], [str(tmp_path / "p0"), str(tmp_path / "p1")],
-                           [grid.task_set_for(c) for c in members])
-    curves = {k: results.read_metrics(str(tmp_path / k), "train") for k in ("alone", "p0", "p1")}
-    assert [r["step"] for r in curves["p0"]] == [r["step"] for r in curves["alone"]] == [3, 6, 9, 12]
+    train_population([grid.train_config(c) for c in members], [str(tmp_path / "p0"), str(tmp_path / "p1")],
+                     [grid.task_set_for(c) for c in members])
+    curves = [results.read_metrics(str(tmp_path / f"p{i}"), "train") for i in (0, 1)]
+    assert [r["step"] for r in curves[0]] == [3, 6, 9, 12]
+    cfg = grid.train_config(members[0])
+    run = build_run(cfg, grid.task_set_for(members[0]))
+    train = run.task_set.split("train")
+    order = batch_order_of(run, train)
+    step = make_train_step(run.model, run.task_set.tasks, run.weighting, run.tx,
+                           learning_rate=step_learning_rate(cfg.optimizer, cfg.steps))
+    state = init_state(run.model, run.weighting, run.tx, 2, pipeline.gather(train, order(0))["inputs"], 0)
+    data = jax.device_put(dict(train))
+    alone = jit(lambda st, idx: jax.lax.scan(lambda s, i: step(s, pipeline.gather(data, i)), st, idx)[1])(
+        state, np.stack([order(s) for s in range(12)]))
     for key in ("weights", "losses"):
-        np.testing.assert_allclose([list(r[key].values()) for r in curves["p0"]],
-                                   [list(r[key].values()) for r in curves["alone"]], rtol=1e-4, atol=1e-6)
-    for t in alone["metrics"]:
-        np.testing.assert_allclose(pop[0]["metrics"][t]["loss"], alone["metrics"][t]["loss"], rtol=1e-4)
-    lam = [np.array(list(curves[k][-1]["weights"].values())) for k in ("p0", "p1")]
+        np.testing.assert_allclose([list(r[key].values()) for r in curves[0]], np.asarray(alone[key])[2::3],
+                                   rtol=1e-4, atol=1e-6)
+    lam = [np.array(list(c[-1]["weights"].values())) for c in curves]
     assert np.all(np.abs(lam[0] - 0.1) > 1e-3) and not np.allclose(lam[0], lam[1])  # lambda moved, per seed
 
 
@@ -230,7 +236,7 @@ def test_on_a_jacobian_the_meta_gradient_is_minus_lr_g_gt_p():
     so dM/dlambda = -lr G G^T p."""
     G = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
     w = get_weighting("auto_lambda", primary=["b"])
-    out = on_jacobian(w, ("a", "b", "c"), lr=0.5)(jnp.ones(3), jnp.asarray(G), w.init(3), jax.random.PRNGKey(0))
+    out = jit(on_jacobian(w, ("a", "b", "c"), lr=0.5))(jnp.ones(3), jnp.asarray(G), w.init(3), jax.random.PRNGKey(0))
     np.testing.assert_allclose(np.asarray(out[3]["meta_grad"]), -0.5 * G @ G.T @ np.array([0.0, 1.0, 0.0]), rtol=1e-5)
 
 
