@@ -144,6 +144,8 @@ def test_a_batch_without_its_meta_batch_and_an_unknown_primary_task_are_refused(
         jax.eval_shape(make_train_step(model, ts.tasks, bad, make_optimizer("sgd", ETA), learning_rate=ALPHA),
                        state, batch)
     assert "auto_lambda" in WEIGHTINGS
+    with pytest.raises(ValueError, match=r"weighting.options.primary='a' must be a list of strs"):
+        get_weighting("auto_lambda", primary="a")
     c = tiny()  # and before anything compiles: the grid's validation builds every run
     c.weightings = ({"name": "auto_lambda", "options": {"primary": ["nope"]}},)
     with pytest.raises(ValueError, match=r"weighting.options.primary=\['nope'\].*\['task0', 'task1'\]"):
