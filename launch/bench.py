@@ -219,13 +219,15 @@ def bench_weightings():
         ts = task_set(T, (784,), "dense")
         batch = jax.device_put(ts.splits["train"])
         model = build_model("hard", ts, MLP)
-        steps, needs, weightings = {}, {}, {}
+        steps, needs, weightings, batches = {}, {}, {}, {}
         for name in names:
             w = weightings[name] = get_weighting(name, **({"weights": [1.0] * T} if name == "static" else {}))
-            steps[name], needs[name] = compiled_step(model, ts, w, batch), w.needs
+            # a "lookahead" weighting (auto_lambda) also reads a second batch; here the same examples
+            batches[name] = {**batch, "meta": batch} if w.needs == "lookahead" else batch
+            steps[name], needs[name] = compiled_step(model, ts, w, batches[name], learning_rate=1e-3), w.needs
         if "mgda" in names:   # the same step with every shared layer's rows formed (no ghost Gram)
             steps["mgda:rows"] = compiled_step(model, ts, weightings["mgda"], batch, ghost=False)
-        calls = {n: threaded(c, st, batch) for n, (c, st) in steps.items()}
+        calls = {n: threaded(c, st, batches.get(n, batch)) for n, (c, st) in steps.items()}
         calls["loop"] = loop_of_backwards(model, ts, batch)
         for name in names:
             if needs[name] in FULL_JACOBIAN:

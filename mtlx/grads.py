@@ -24,6 +24,15 @@ is one function of :data:`ENGINES`:
                     pre-activations of a Dense first task layer
                     (``taps.SHARED_REP_PRE``, :func:`tap_gram`), else over
                     per-task copies of z (``taps.SHARED_REP``).
+  "lookahead"       "none"'s pass on the batch without its meta batch, and a
+                    ``weighting.base.Lookahead`` (the forward as a function of the
+                    parameters, that pass's backward, the meta batch
+                    ``batch["meta"]``) for a weighting that takes a virtual step.
+
+A model that draws random numbers in training (a class attribute
+``rngs_in_train``: rng stream names, e.g. LTB's ``taps.GUMBEL_RNG``) gets the
+step's ``rngs`` and the step count (collection ``taps.TRAIN_PROGRESS``) in
+every forward of the pass (the same draws in each); evaluation passes neither.
 
 Everything is traced inside the one jitted step; nothing leaves the device,
 and every path runs unchanged under ``jax.vmap`` over seeds.
@@ -44,9 +53,11 @@ from jax.flatten_util import ravel_pytree
 
 from mtlx import losses as losses_lib
 from mtlx.architectures import shared_mask
+from mtlx.data.pipeline import META
 from mtlx.taps import (GHOST_IN, GHOST_PRE, HEAD_INPUT, HEAD_REP, INTERMEDIATES, PERTURBATIONS, SHARED_REP,
-                       SHARED_REP_PRE)
+                       SHARED_REP_PRE, STEP_COUNT, TRAIN_PROGRESS)
 from mtlx.weighting import solvers
+from mtlx.weighting.base import Lookahead
 
 HIGHEST = jax.lax.Precision.HIGHEST
 SHARED, SPECIFIC, HELD = 0, 1, 2  # parameter labels: rows by autodiff, task-specific, a ghosted Dense layer
@@ -72,6 +83,8 @@ class _Model:
     task_list: tuple
     chunk: int = 0
     ghost: bool | None = None
+    rngs: Any = None   # {stream: key} for a model with rngs_in_train, in training
+    step: Any = None   # the step count it reads with them (taps.TRAIN_PROGRESS)
 
     @property
     def num_tasks(self) -> int:
@@ -82,7 +95,10 @@ class _Model:
         variables = {"params": model_params}
         if perturbations is not None:
             variables[PERTURBATIONS] = perturbations
-        (preds, aux), state = self.model.apply(variables, batch["inputs"], mutable=[INTERMEDIATES])
+        if self.rngs is not None:
+            variables[TRAIN_PROGRESS] = {STEP_COUNT: self.step}
+        (preds, aux), state = self.model.apply(variables, batch["inputs"], rngs=self.rngs,
+                                               mutable=[INTERMEDIATES])
         losses = losses_lib.task_losses(self.task_list, preds, batch)
         penalty = sum(aux.values()) if aux else jnp.zeros(())
         return losses, jnp.asarray(penalty, jnp.float32), state.get(INTERMEDIATES, {})
@@ -318,22 +334,44 @@ class _Rows(NamedTuple):
         return _merge((g_rest, g_specific, g_held), self.labels)
 
 
+def _lookahead(m: _Model, mparams, batch) -> Pass:
+    """"lookahead": "none"'s pass on the step's batch; ``grads`` a ``Lookahead`` on it and on
+    ``batch[META]`` (the step sets its learning rate)."""
+    if META not in batch:
+        raise ValueError(f"a weighting with needs='lookahead' reads a second batch, batch[{META!r}]; this batch "
+                         f"has only {sorted(batch)} (build the order with mtlx.data.pipeline.batch_order(meta=True))")
+    main = {k: v for k, v in batch.items() if k != META}
+    plain = _plain(m, mparams, main)
+    losses_at = lambda p, b: m.forward(p, None, b)[:2]  # noqa: E731
+    grad_at = lambda w: plain.finish(w, None)  # noqa: E731
+    names = tuple(t.name for t in m.task_list)
+    return plain._replace(grads=Lookahead(losses_at, grad_at, mparams, main, batch[META], names))
+
+
 ENGINES = {
     "none": _plain,
     "jacobian": functools.partial(_rows, gram=False),
     "gram": functools.partial(_rows, gram=True),
     "representation": _representation,
+    "lookahead": _lookahead,
 }
 
 
 def engine(model, task_list, needs: str, jacobian_chunk: int = 0, ghost: bool | None = None) -> Callable:
-    """``(model_params, batch) -> Pass`` for a weighting that needs ``needs``.
+    """``(model_params, batch, rngs=None, step=None) -> Pass`` for a weighting that needs ``needs``.
 
     ``jacobian_chunk``: tasks per vmapped backward (0: all at once).
     ``ghost``: for "gram", form shared Dense blocks' Gram and gradients
     without their rows where that is cheaper (None), always (True) or never
     (False).
+    ``rngs``, ``step``: the random streams a model with ``rngs_in_train`` draws
+    from in training and the step count (None: none, its deterministic form).
     """
     if needs not in ENGINES:
         raise ValueError(f"weighting needs={needs!r} is not valid; choose one of {sorted(ENGINES)}")
-    return functools.partial(ENGINES[needs], _Model(model, tuple(task_list), jacobian_chunk, ghost))
+    m = _Model(model, tuple(task_list), jacobian_chunk, ghost)
+
+    def run(model_params, batch, rngs=None, step=None) -> Pass:
+        return ENGINES[needs](m if rngs is None else dataclasses.replace(m, rngs=rngs, step=step), model_params, batch)
+
+    return run

@@ -24,9 +24,15 @@ Intermediates (the ``"intermediates"`` collection, values sown in the forward):
 Random streams (``rngs`` names a caller passes to ``model.apply``):
 
   GUMBEL_RNG       Gumbel noise for learned branching (``architectures.ltb``):
-                   with this stream the branching is a Gumbel-softmax sample,
-                   without it (the train step passes none today) its
+                   with this stream (the train step passes it to a model whose
+                   class lists it in ``rngs_in_train``) the branching is a
+                   Gumbel-softmax sample, without it (evaluation) its
                    deterministic softmax relaxation.
+
+Training progress (a collection the train step passes with those streams):
+
+  TRAIN_PROGRESS   holds STEP_COUNT, the number of updates done before this one
+                   (LTB's temperature annealing reads it).
 
 Mixing units (cross-stitch alphas, sluice alphas and betas) are top-level
 parameters whose name starts with MIX_PREFIX; ``is_mixing`` is the one test,
@@ -47,6 +53,9 @@ HEAD_INPUT = "head_input"
 GHOST_IN = "ghost_in"
 
 GUMBEL_RNG = "gumbel"
+
+TRAIN_PROGRESS = "train_progress"
+STEP_COUNT = "step_count"
 
 MIX_PREFIX = "mix_"
 

@@ -40,7 +40,7 @@ from mtlx.architectures import ARCHITECTURES, build_model, check_heads, param_co
 from mtlx.data import get_task_set, pipeline
 from mtlx.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule  # noqa: F401  (re-exported)
 from mtlx.optim import scale_task_axis
-from mtlx.weighting import get_weighting
+from mtlx.weighting import get_weighting, on_jacobian
 from mtlx.weighting import param_state
 from mtlx.weighting.base import Weighting
 
@@ -59,6 +59,7 @@ class TrainState:
 # --------------------------------------------------------------------------- the step
 
 SCHEDULE_STREAM = 0x5C4ED  # folded into the weighting's key: alternating training's task draw
+MODEL_STREAM = 0x30DE1  # folded into the weighting's key: the model's own draws (``rngs_in_train``)
 
 
 def _weigh(weighting: Weighting, losses, wanted, state: TrainState, key):
@@ -73,6 +74,22 @@ def _weigh(weighting: Weighting, losses, wanted, state: TrainState, key):
     else:
         weights, direction, wstate, info = weighting.combine(losses, wanted, state.wstate, key)
     return jax.lax.stop_gradient(weights).astype(jnp.float32), direction, wstate, info, wgrads
+
+
+def _model_randomness(model, step, key) -> dict:
+    """The engine's ``rngs`` and ``step`` for a model that draws random numbers in training (its
+    class attribute ``rngs_in_train``, e.g. LTB's Gumbel noise): one key per stream, derived from
+    the step's key; {} for every other model (its program unchanged)."""
+    names = tuple(getattr(type(model), "rngs_in_train", ()))
+    if not names:
+        return {}
+    base = jax.random.fold_in(key, MODEL_STREAM)
+    return {"rngs": {n: jax.random.fold_in(base, i) for i, n in enumerate(names)}, "step": step}
+
+
+def _learning_rate_at(learning_rate, step):
+    """The run's learning rate at ``step`` (a schedule or a number; None: not given)."""
+    return learning_rate(step) if callable(learning_rate) else learning_rate
 
 
 def _alternate(schedule, weights, direction, step, key):
@@ -109,7 +126,7 @@ def task_leaf(model) -> Callable:
 
 def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTransformation,
                     jacobian_chunk: int = 0, ghost: bool | None = None,
-                    schedule: schedules.Schedule | None = None) -> Callable:
+                    schedule: schedules.Schedule | None = None, learning_rate=None) -> Callable:
     """The pure train step ``(state, batch) -> (state, metrics)``; jit it once.
 
     ``jacobian_chunk``: tasks per vmapped backward (0: all at once).
@@ -117,13 +134,20 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
     gradients without their rows where that is cheaper (None), always (True)
     or never (False). See ``mtlx.grads``.
     ``schedule``: alternating training (``mtlx.schedules``); None: joint.
+    ``learning_rate``: the run's learning rate, a number or a schedule of the
+    step (:func:`step_learning_rate`); a "lookahead" weighting's virtual step
+    reads it (``weighting.base.Lookahead.lr``). Its batch carries ``batch["meta"]``
+    (:func:`batch_order_of`).
     """
     per_task = grads.engine(model, task_list, weighting.needs, jacobian_chunk, ghost)
     is_task_leaf = task_leaf(model)
 
     def train_step(state: TrainState, batch):
         key, wkey = jax.random.split(state.key)
-        losses, penalty, wanted, finish = per_task(state.params["model"], batch)
+        losses, penalty, wanted, finish = per_task(state.params["model"], batch,
+                                                   **_model_randomness(model, state.step, wkey))
+        if weighting.needs == "lookahead":
+            wanted = wanted._replace(lr=_learning_rate_at(learning_rate, state.step))
         weights, direction, wstate, info, wgrads = _weigh(weighting, losses, wanted, state, wkey)
         mask = None
         if schedule is not None:
@@ -143,6 +167,20 @@ def make_train_step(model, task_list, weighting: Weighting, tx: optax.GradientTr
         return new_state, metrics
 
     return train_step
+
+
+def step_learning_rate(optimizer: Mapping, steps: int) -> Callable:
+    """The run's learning rate as a function of the step: its ``optimizer`` section's schedule
+    (``mtlx.optim.make_schedule``; values may be traced, as in ``optimizer_of``)."""
+    opt = dict(optimizer)
+    return make_schedule(opt["learning_rate"], opt["schedule"], steps, opt["warmup_steps"])
+
+
+def batch_order_of(run: "Run", train):
+    """The run's batch order over its ``train`` split (``mtlx.data.pipeline``): with a meta batch
+    at every step when the weighting reads one (``needs="lookahead"``)."""
+    return pipeline.batch_order(pipeline.split_size(train), run.cfg.batch_size, run.cfg.seed,
+                                meta=run.weighting.needs == "lookahead")
 
 
 def init_state(model, weighting: Weighting, tx, num_tasks: int, sample_inputs, seed) -> TrainState:
@@ -244,6 +282,9 @@ def build_run(cfg, task_set=None) -> Run:
     weighting = get_weighting(cfg.weighting.name, **dict(cfg.weighting.options))
     check_weighting_fits(model, weighting, cfg.architecture.name)
     param_state.init_state(weighting, task_set.num_tasks, 0)  # validates weighting options against T
+    if weighting.needs == "lookahead":  # its options may name tasks (Auto-Lambda's primary): traced once on a toy
+        jax.eval_shape(on_jacobian(weighting, task_set.task_names), jnp.ones(task_set.num_tasks),
+                       jnp.eye(task_set.num_tasks), weighting.init(task_set.num_tasks), jax.random.PRNGKey(0))
     training = schedules.check_training(schedules.training_of(cfg), task_set.task_names, cfg.log_every)
     tx = optimizer_of(cfg.optimizer, cfg.steps, training, task_set.task_names, model)
     return Run(cfg, task_set, model, weighting, tx, training, schedules.schedule_of(training, task_set, cfg.steps))
@@ -445,7 +486,7 @@ def _jitted_chunk(run: Run, train, order, start: int, mesh):
     ``data`` inside the program."""
     cfg = run.cfg
     step_fn = make_train_step(run.model, run.task_set.tasks, run.weighting, run.tx, cfg.jacobian_chunk,
-                              schedule=run.schedule)
+                              schedule=run.schedule, learning_rate=step_learning_rate(cfg.optimizer, cfg.steps))
     if 0 <= pipeline.split_nbytes(train) <= cfg.on_device_max_bytes:
         data = parallel.put(dict(train), mesh)
         chunk = parallel.scanned(step_fn, lambda d, idx: parallel.constrain_batch(pipeline.gather(d, idx), mesh))
@@ -478,7 +519,7 @@ def train_and_evaluate(cfg, workdir: str | None = None, task_set=None, progress:
     run = build_run(cfg, task_set)
     ts = run.task_set
     train = ts.split("train")
-    order = pipeline.BatchOrder(pipeline.split_size(train), cfg.batch_size, cfg.seed)
+    order = batch_order_of(run, train)
     sample = pipeline.gather(train, order(0))["inputs"]
     mesh = parallel.make_mesh(ex.data_devices)
     parallel.check_divisible(mesh, cfg.batch_size)

@@ -103,9 +103,10 @@ def _data_key(run_cfg: Mapping) -> str:
     return json.dumps([ts["name"], {k: v for k, v in ts["options"].items() if k != "seed"}], sort_keys=True)
 
 
-def _traceable(run_cfg: Mapping, paths: list, num_tasks: int) -> bool:
+def _traceable(run_cfg: Mapping, paths: list, num_tasks: int, task_names: tuple | None = None) -> bool:
     """Whether the weighting accepts traced values at ``paths`` (its construction and combine do
-    not branch on them): built and run once on a small Gram/Jacobian under ``jax.eval_shape``."""
+    not branch on them): built and run once on a small Gram/Jacobian under ``jax.eval_shape``
+    (``task_names``: what a weighting that names tasks, e.g. Auto-Lambda's primary ones, reads)."""
     from mtlx.weighting import on_jacobian, param_state
 
     def probe(vals):
@@ -115,7 +116,7 @@ def _traceable(run_cfg: Mapping, paths: list, num_tasks: int) -> bool:
             return jax.grad(w.objective)(jnp.ones(num_tasks), w.init_params(num_tasks))
         rows = jnp.eye(num_tasks, num_tasks + 1)
         state = param_state.init_state(w, num_tasks, num_tasks + 1)
-        return on_jacobian(w)(jnp.ones(num_tasks), rows, state, jax.random.PRNGKey(0))[0]
+        return on_jacobian(w, task_names)(jnp.ones(num_tasks), rows, state, jax.random.PRNGKey(0))[0]
 
     vals = [jnp.asarray(schema._get_path(run_cfg, p), jnp.float32) for p in paths]
     try:
@@ -151,7 +152,8 @@ def programs(runs: list[dict], size: int, task_set_of: Callable, resume_step: Ca
 
 def _split_untraceable(members: list[dict], task_set_of: Callable) -> list[list[dict]]:
     paths = _varying(members, prefix=WEIGHTING_OPTIONS)
-    if not paths or _traceable(members[0]["config"], paths, task_set_of(members[0]["config"]).num_tasks):
+    ts = task_set_of(members[0]["config"]) if paths else None
+    if not paths or _traceable(members[0]["config"], paths, ts.num_tasks, tuple(ts.task_names)):
         return [members]
     by_value: dict = {}
     for r in members:

@@ -45,13 +45,14 @@ def member_step(run0, cfg0: Mapping, stacked_data: bool, mesh) -> Callable:
     """``step(state, hp, data, idx) -> (state, metrics)`` of one member, to vmap: the optimizer and
     weighting rebuilt from the member's (traced) hyperparameters ``hp``; a member whose loss went
     NaN/inf keeps its state (only its failure record moves)."""
-    from mtlx.train import make_train_step, optimizer_of
+    from mtlx.train import make_train_step, optimizer_of, step_learning_rate
 
     def step(state, hp, data, idx):
         c = _with(cfg0, hp)
         tx = optimizer_of(c["optimizer"], c["steps"], run0.training, run0.task_set.task_names, run0.model)
         fn = make_train_step(run0.model, run0.task_set.tasks, _make_weighting(c["weighting"]), tx,
-                             c["jacobian_chunk"], schedule=run0.schedule)
+                             c["jacobian_chunk"], schedule=run0.schedule,
+                             learning_rate=step_learning_rate(c["optimizer"], c["steps"]))
         batch = mesh_lib.constrain_batch(pipeline.gather(data, idx), mesh)
         new, metrics = fn(state, batch)
         ok = new.nonfinite_step < 0
@@ -211,12 +212,12 @@ class _Program:
 
 def _start(runs, workdirs, mesh, progress, writer_names):
     """Each member's initial (or resumed) state and its ``_Loop``; all must resume at one step."""
-    from mtlx.train import _Loop, _resume, init_state
+    from mtlx.train import _Loop, _resume, batch_order_of, init_state
 
     loops, orders, states, starts = [], [], [], []
     for run, wd in zip(runs, workdirs):
         train = run.task_set.split("train")
-        order = pipeline.BatchOrder(pipeline.split_size(train), run.cfg.batch_size, run.cfg.seed)
+        order = batch_order_of(run, train)
         state = init_state(run.model, run.weighting, run.tx, run.task_set.num_tasks,
                            pipeline.gather(train, order(0))["inputs"], run.cfg.seed)
         mgr, state, start = _resume(wd, state)

@@ -6,6 +6,7 @@ needs="gram":           gradnorm, mgda, pcgrad, cagrad, imtl, nash_mtl,
                         config, dualproj, krum
 needs="jacobian":       graddrop, trimmed_mean
 needs="representation": mgda_ub
+needs="lookahead":      auto_lambda
 
 ``PER_PARAMETER_WEIGHTINGS`` (needs="jacobian"; moco, db_mtl, excess_mtl) keep a state
 with one entry per shared parameter: their ``init`` takes ``num_params`` too
@@ -16,7 +17,9 @@ with one entry per shared parameter: their ``init`` takes ``num_params`` too
 from mtlx import schema
 from mtlx.plugins import resolve
 from mtlx.weighting.aligned_mtl import aligned_mtl
-from mtlx.weighting.base import NEEDS, OPTION_RANGES, EmptyState, Weighting, objective_weights, on_jacobian
+from mtlx.weighting.auto_lambda import auto_lambda
+from mtlx.weighting.base import (NEEDS, OPTION_RANGES, EmptyState, Lookahead, Weighting, objective_weights,
+                                 on_jacobian)
 from mtlx.weighting.cagrad import cagrad
 from mtlx.weighting.config_grad import config_grad
 from mtlx.weighting.db_mtl import db_mtl
@@ -70,13 +73,14 @@ WEIGHTINGS = {
     "moco": moco,
     "db_mtl": db_mtl,
     "excess_mtl": excess_mtl,
+    "auto_lambda": auto_lambda,
 }
 
 # init(num_tasks, num_params): a state per shared parameter (mtlx.weighting.param_state)
 PER_PARAMETER_WEIGHTINGS = {n: WEIGHTINGS[n] for n in ("moco", "db_mtl", "excess_mtl")}
 
 
-__all__ = ["WEIGHTINGS", "PER_PARAMETER_WEIGHTINGS", "NEEDS", "EmptyState", "Weighting", "get_weighting",
+__all__ = ["WEIGHTINGS", "PER_PARAMETER_WEIGHTINGS", "NEEDS", "EmptyState", "Lookahead", "Weighting", "get_weighting",
            "init_state", "objective_weights", "on_jacobian", "takes_num_params"]
 
 

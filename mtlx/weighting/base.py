@@ -19,7 +19,13 @@ A weighting is a NamedTuple of pure functions with an explicit state pytree
   "representation"  -> the (T, T) Gram matrix <dL_t/dz, dL_s/dz> of the
                        per-task gradients of the shared representation z
                        (MGDA-UB, Sener & Koltun 2018, Sec. 3.3); the step
-                       forms it without the rows where that is cheaper.
+                       forms it without the rows where that is cheaper;
+  "lookahead"       -> a :class:`Lookahead`: the model's forward as a function
+                       of its parameters, the step's batch and a second,
+                       independent batch of the training split (the step's
+                       ``batch["meta"]``, ``mtlx.data.pipeline.WithMeta``), for
+                       weightings that take a virtual step of the model
+                       (Auto-Lambda, Liu et al. 2022).
 ``weights`` (T,) scale the per-task losses. If ``direction`` is None the step
 back-propagates ``sum_t weights_t * L_t`` through every parameter. Otherwise
 ``direction`` replaces the shared parameters' gradient - a (P,) vector
@@ -40,7 +46,7 @@ jointly with the model, with the run's optimizer.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +55,7 @@ import optax
 from mtlx import schema
 from mtlx.weighting import solvers
 
-NEEDS = ("none", "jacobian", "gram", "representation")
+NEEDS = ("none", "jacobian", "gram", "representation", "lookahead")
 
 OPTION_RANGES = {  # by option name, for every weighting constructor (a plug-in's too); types: the signature's
     "lr": schema.POSITIVE, "decay": schema.NONNEG, "alpha": schema.NONNEG, "c": schema.NONNEG,
@@ -61,6 +67,7 @@ OPTION_RANGES = {  # by option name, for every weighting constructor (a plug-in'
     "rho": schema.NONNEG, "mu": schema.POSITIVE, "warmup_steps": schema.INDEX, "step_size": schema.NONNEG,
     "lam": schema.NONNEG, "num_iters": schema.COUNT, "momentum": schema.UNIT, "rcond": schema.NONNEG,
     "n_byzantine": schema.INDEX, "n_selected": schema.COUNT, "trim_number": schema.INDEX,
+    "weight_init": schema.NONNEG, "lookahead_lr": schema.NONNEG,
 }
 
 
@@ -80,12 +87,48 @@ class Weighting(NamedTuple):
     objective: Optional[Callable[[jnp.ndarray, Any], jnp.ndarray]] = None
 
 
-def on_jacobian(weighting: Weighting) -> Callable:
+class Lookahead(NamedTuple):
+    """What a ``needs="lookahead"`` weighting's ``combine`` gets as ``grads``: enough to take a
+    virtual step of the model and evaluate it elsewhere, inside the jitted step.
+
+    ``losses_at(model_params, batch) -> ((T,) task losses, penalty)``: the model's forward;
+    ``grad_at(weights)``: the model gradient of ``sum_t weights_t L_t + penalty`` at ``params``
+    on ``batch`` (the step's own backward pass, reused); ``meta``: an independent batch of the
+    training split; ``lr``: the run's learning rate at this step (None when the step was not
+    given one, ``mtlx.train.make_train_step``)."""
+
+    losses_at: Callable
+    grad_at: Callable
+    params: Any
+    batch: Any
+    meta: Any
+    task_names: tuple
+    lr: Any = None
+
+
+def linearized_lookahead(losses: jnp.ndarray, G: jnp.ndarray, task_names: Optional[Sequence[str]] = None,
+                         lr: Any = 1.0) -> Lookahead:
+    """The :class:`Lookahead` of the losses linearised at theta, ``L(theta + delta) = losses + G delta``
+    (G the (T, P) Jacobian, delta (P,)), whose meta batch is the step's own: what a "lookahead"
+    weighting runs on when all it has is an explicit Jacobian (:func:`on_jacobian`). Auto-Lambda's
+    meta-gradient there is ``-lr G G^T p`` (p: the primary tasks' indicator). Tasks are named
+    ``task_names`` (default t0, t1, ...); the penalty is 0."""
+    losses_at = lambda params, batch: (losses + G @ params, jnp.zeros((), losses.dtype))  # noqa: E731
+    names = tuple(task_names) if task_names is not None else tuple(f"t{t}" for t in range(G.shape[0]))
+    return Lookahead(losses_at, lambda w: G.T @ w, jnp.zeros(G.shape[1:], G.dtype), None, None, names, lr)
+
+
+def on_jacobian(weighting: Weighting, task_names: Optional[Sequence[str]] = None, lr: Any = 1.0) -> Callable:
     """``combine`` of a "jacobian" or "gram" weighting as a function of the
     (T, P) Jacobian ``G``: ``(losses, G, state, key) -> (weights, direction,
     state, info)`` with ``direction`` a (P,) vector or None (``G^T weights``),
     whichever the weighting needs - what the train step computes, written
-    out on an explicit ``G`` (tests, the benchmark's loop-based step)."""
+    out on an explicit ``G`` (tests, the benchmark's loop-based step). A
+    "lookahead" weighting runs on the linearised losses
+    (:func:`linearized_lookahead`, tasks ``task_names``, step size ``lr``)."""
+    if weighting.needs == "lookahead":
+        return lambda losses, G, state, key: weighting.combine(
+            losses, linearized_lookahead(losses, G, task_names, lr), state, key)
     if weighting.needs != "gram":
         return weighting.combine
 
