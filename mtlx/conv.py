@@ -15,7 +15,8 @@ inputs, HWIO kernels, stride 1 and VALID padding; they differ only in speed:
                interleaved): first layer 'patches', second 'xla': 91 ms alone, 643 ms per step
                in a 5-step scan; second layer 'eigen': 34 and 33 ms. Under ``jax.vmap`` over
                task cotangents (gradient weightings' Jacobian) 'eigen' is slower than 'xla'
-               (PCGrad, T = 10: 2.5 s against 0.39 s per step), so 'auto' does not pick it.
+               (PCGrad, T = 10: 2.5 s against 0.39 s per step), so 'auto' picks it only outside
+               ``per_task_backward``.
   ``im2col``   the k*k shifted slices of the NHWC input concatenated on the channel axis,
                then one matmul (autodiff for the gradient).
   ``patches``  the block computed batch-minor: the input is transposed to (C, H, W, N), its
@@ -30,8 +31,8 @@ inputs, HWIO kernels, stride 1 and VALID padding; they differ only in speed:
                slower; the per-column matmuls batch instead.
 
 ``select_impl`` resolves ``"auto"``: ``xla`` off CPU; on CPU ``patches`` for layers with fewer
-than ``PATCHES_MAX_IN_CHANNELS`` input channels (and for stacked copies run under vmap), ``xla``
-otherwise. ``stacked_mode``: with 'auto' on CPU, n stacked copies (task columns, experts) are
+than ``PATCHES_MAX_IN_CHANNELS`` input channels (and for stacked copies run under vmap), otherwise
+``eigen``, or ``xla`` where the layer's VJP is vmapped over tasks (``per_task_backward``). ``stacked_mode``: with 'auto' on CPU, n stacked copies (task columns, experts) are
 unrolled into n unstacked layers (``layers.apply_stacked``), so a column costs what the shared
 trunk's layer costs; elsewhere they run as one vmap. Measured on a 2-core x86 CPU (AMD EPYC,
 XLA:CPU of jax 0.10.2, LeNet at batch 256, single-thread profiles): the first layer (1 input
@@ -49,6 +50,9 @@ program one after another, unrolled (``mtlx.parallel.program``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -58,15 +62,34 @@ PATCHES_MAX_IN_CHANNELS = 4  # on CPU, unstacked layers with fewer input channel
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
-def select_impl(impl: str, in_channels: int, stacked: bool = False, backend: str | None = None) -> str:
-    """The implementation a conv layer runs: ``impl`` itself unless it is 'auto' (see the module doc)."""
+_PER_TASK_BACKWARD = contextvars.ContextVar("mtlx_conv_per_task_backward", default=False)
+
+
+@contextlib.contextmanager
+def per_task_backward():
+    """Trace a forward whose VJP will run under ``jax.vmap`` over task cotangents (the Jacobian /
+    Gram passes of ``mtlx.grads``): 'auto' then keeps XLA's own gradient, which batches well, where
+    it would pick 'eigen' (trace-time only; the traced program is what it is afterwards)."""
+    token = _PER_TASK_BACKWARD.set(True)
+    try:
+        yield
+    finally:
+        _PER_TASK_BACKWARD.reset(token)
+
+
+def select_impl(impl: str, in_channels: int, stacked: bool = False, backend: str | None = None,
+                per_task: bool | None = None) -> str:
+    """The implementation a conv layer runs: ``impl`` itself unless it is 'auto' (see the module doc).
+    ``per_task``: the layer's VJP runs vmapped over tasks (default: inside :func:`per_task_backward`)."""
     if impl not in IMPLS:
         raise ValueError(f"conv impl={impl!r} is not valid; choose one of {list(IMPLS)}")
     if impl != "auto":
         return impl
     if (backend or jax.default_backend()) != "cpu":
         return "xla"
-    return "patches" if stacked or in_channels < PATCHES_MAX_IN_CHANNELS else "xla"
+    if stacked or in_channels < PATCHES_MAX_IN_CHANNELS:
+        return "patches"
+    return "xla" if (_PER_TASK_BACKWARD.get() if per_task is None else per_task) else "eigen"
 
 
 def stacked_mode(impl: str, backend: str | None = None) -> str:

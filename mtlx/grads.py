@@ -40,6 +40,7 @@ and every path runs unchanged under ``jax.vmap`` over seeds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -51,6 +52,7 @@ import jax.numpy as jnp
 from flax.traverse_util import flatten_dict, unflatten_dict
 from jax.flatten_util import ravel_pytree
 
+from mtlx import conv as conv_lib
 from mtlx import losses as losses_lib
 from mtlx.architectures import shared_mask
 from mtlx.data.pipeline import META
@@ -348,6 +350,9 @@ def _lookahead(m: _Model, mparams, batch) -> Pass:
     return plain._replace(grads=Lookahead(losses_at, grad_at, mparams, main, batch[META], names))
 
 
+# the passes that run the model's VJP vmapped over task cotangents: traced inside
+# ``mtlx.conv.per_task_backward`` (a convolution then keeps XLA's own gradient, which batches well)
+PER_TASK_BACKWARD = ("jacobian", "gram")
 ENGINES = {
     "none": _plain,
     "jacobian": functools.partial(_rows, gram=False),
@@ -372,6 +377,8 @@ def engine(model, task_list, needs: str, jacobian_chunk: int = 0, ghost: bool | 
     m = _Model(model, tuple(task_list), jacobian_chunk, ghost)
 
     def run(model_params, batch, rngs=None, step=None) -> Pass:
-        return ENGINES[needs](m if rngs is None else dataclasses.replace(m, rngs=rngs, step=step), model_params, batch)
+        with conv_lib.per_task_backward() if needs in PER_TASK_BACKWARD else contextlib.nullcontext():
+            return ENGINES[needs](m if rngs is None else dataclasses.replace(m, rngs=rngs, step=step),
+                                  model_params, batch)
 
     return run

@@ -297,13 +297,15 @@ def optimizer_of(optimizer: Mapping, steps: int, training: Mapping | None = None
     section's per-task learning rates, each task's own parameters scaled to theirs (``task_names``
     and ``model`` then needed)."""
     opt = dict(optimizer)
-    tx = make_optimizer(steps=steps, **opt)
+    tx = make_optimizer(steps=steps, model=model, **opt)
     ratios = schedules.task_lr_ratios(training, task_names, opt["learning_rate"]) if training else None
     return tx if ratios is None else optax.chain(tx, scale_task_axis(ratios, task_leaf(model)))
 
 
 def main_score(metrics: Mapping, task_list) -> float:
-    """Mean over tasks of the main metric, signed so that higher is better (model selection)."""
+    """Mean over the main tasks (auxiliary ones are not selected for) of the main metric, signed so that
+    higher is better (model selection)."""
+    task_list = [t for t in task_list if t.is_main]
     vals = [metrics[t.name][t.main_metric] for t in task_list]  # NaN is stored as null in metrics.jsonl
     vals = [(1 if t.higher_is_better() else -1) * (np.nan if v is None else v) for t, v in zip(task_list, vals)]
     return float(np.nanmean(vals))

@@ -64,7 +64,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mtlx import grid, results
+from mtlx import grid, results, tasks
 from mtlx.schema import ConfigError, _did_you_mean, _plain, _set_path, check_cross, check_override, is_int, is_number
 
 SEARCHES = ("grid", "random")
@@ -370,8 +370,10 @@ def validation_view(summary: Mapping | None) -> dict | None:
 
 
 def _main(view: Mapping) -> tuple[dict, dict]:
-    """{task: validation main metric} and {task: higher_is_better} of one run."""
-    info, val = view["tasks"], view["validation"] or {}
+    """{task: validation main metric} and {task: higher_is_better} of one run's main tasks (an auxiliary
+    task is not tuned for)."""
+    info = {t: i for t, i in view["tasks"].items() if i.get("role", tasks.MAIN) == tasks.MAIN}
+    val = view["validation"] or {}
     vals = {t: (val.get(t) or {}).get(i["main_metric"]) for t, i in info.items()}
     return ({t: float("nan") if v is None else float(v) for t, v in vals.items()},
             {t: bool(i["higher_is_better"][i["main_metric"]]) for t, i in info.items()})

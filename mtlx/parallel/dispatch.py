@@ -20,9 +20,22 @@ AUTO = 0  # steps_per_dispatch: chosen from the cadences
 
 
 def scan_is_slow(cfg) -> bool:
-    """A model with convolutions on a CPU: XLA:CPU's convolution inside ``lax.scan`` is 5-6x slower
-    than outside it (``mtlx.conv``), so AUTO gives it one step per dispatch."""
-    return jax.default_backend() == "cpu" and any(b.get("kind") == "conv" for b in cfg.backbone.blocks)
+    """On a CPU, a convolution whose gradient is autodiff's of XLA's convolution runs 5-8x slower
+    inside ``lax.scan`` than outside it (``mtlx.conv``): a conv block with ``impl='xla'``, or 'auto'
+    under a weighting whose Jacobian / Gram pass vmaps the backward over tasks (``mtlx.grads``
+    ``PER_TASK_BACKWARD``: 'auto' keeps XLA's gradient there). AUTO gives such a run one step per
+    dispatch; 'auto' elsewhere picks 'patches' / 'eigen', which scan at full speed."""
+    if jax.default_backend() != "cpu":
+        return False
+    impls = {b.get("impl", "auto") for b in cfg.backbone.blocks if b.get("kind") == "conv"}
+    if "xla" in impls:
+        return True
+    if "auto" not in impls:
+        return False
+    from mtlx.grads import PER_TASK_BACKWARD
+    from mtlx.weighting import get_weighting
+
+    return get_weighting(cfg.weighting.name, **dict(cfg.weighting.options)).needs in PER_TASK_BACKWARD
 
 
 def dispatch_size(cfg, requested: int = AUTO) -> int:

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtlx import schema
+from mtlx import schema, tasks
 
 SEED, TASK_SET_OPTIONS, WEIGHTING_OPTIONS = "seed", "task_set.options", "weighting.options"
 OPTIMIZER_VALUES = ("optimizer.learning_rate", "optimizer.mixing_learning_rate", "optimizer.weight_decay",
@@ -55,10 +55,16 @@ def _is_float_value(v) -> bool:
     return isinstance(v, float)
 
 
+# task-set options that change what is trained (which tasks are auxiliary, generated tasks' kinds and
+# gradient-reversal strengths), not only the data's values: runs that differ there never share a program
+STRUCTURAL_TASK_SET_OPTIONS = (tasks.AUXILIARY_OPTION, tasks.TRANSFORMS_OPTION)
+
+
 def population_values(run_cfg: Mapping) -> dict:
     """The run's values at its population paths (dotted path -> value)."""
     out = {SEED: run_cfg[SEED]}
-    out.update({f"{TASK_SET_OPTIONS}.{k}": v for k, v in run_cfg["task_set"]["options"].items()})
+    out.update({f"{TASK_SET_OPTIONS}.{k}": v for k, v in run_cfg["task_set"]["options"].items()
+                if k not in STRUCTURAL_TASK_SET_OPTIONS})
     out.update({p: run_cfg["optimizer"][p.split(".")[1]] for p in OPTIMIZER_VALUES})
     out.update({f"{WEIGHTING_OPTIONS}.{k}": v for k, v in run_cfg["weighting"]["options"].items()
                 if _is_float_value(v)})

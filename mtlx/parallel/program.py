@@ -63,11 +63,15 @@ def member_step(run0, cfg0: Mapping, stacked_data: bool, mesh) -> Callable:
 
 
 def member_axis(run0, mesh) -> str:
-    """How the members share the step: "vmap" (one batched computation), or "unroll" (the members'
-    steps one after another in the program) for convolutions on a CPU without a mesh, where a
-    vmapped convolution becomes a grouped one, and one inside ``lax.map`` a looped one, both several
-    times slower on XLA:CPU than the members' plain convolutions (``mtlx.conv``)."""
-    return "unroll" if mesh is None and dispatch.scan_is_slow(run0.cfg) else "vmap"
+    """How the members share the step: "vmap" (one batched computation), or, for convolutions on a
+    CPU without a mesh (a vmapped convolution becomes a grouped one, several times slower on XLA:CPU
+    than the members' plain ones), "map" (``lax.map``: the members' steps one after another in a
+    loop) or, where a convolution is slow inside a loop body (``dispatch.scan_is_slow``), "unroll"
+    (one after another, written out)."""
+    convs = any(b.get("kind") == "conv" for b in run0.cfg.backbone.blocks)
+    if mesh is not None or not convs or jax.default_backend() != "cpu":
+        return "vmap"
+    return "unroll" if dispatch.scan_is_slow(run0.cfg) else "map"
 
 
 def _chunk_fn(run0, cfg0, stacked_data: bool, mesh) -> Callable:
@@ -80,6 +84,11 @@ def _chunk_fn(run0, cfg0, stacked_data: bool, mesh) -> Callable:
             outs = [one(member(st, i), member(hp, i), member(data, i) if stacked_data else data, idx[i])
                     for i in range(n)]
             return stack([o[0] for o in outs]), stack([o[1] for o in outs])
+    elif member_axis(run0, mesh) == "map":
+        def each(st, hp, data, idx):
+            if stacked_data:
+                return jax.lax.map(lambda a: one(*a), (st, hp, data, idx))
+            return jax.lax.map(lambda a: one(a[0], a[1], data, a[2]), (st, hp, idx))
     else:
         each = jax.vmap(one, in_axes=(0, 0, 0 if stacked_data else None, 0),
                         spmd_axis_name=mesh_lib.RUNS if mesh is not None else None)

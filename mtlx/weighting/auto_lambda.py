@@ -17,8 +17,9 @@ g_i = grad L_i(theta) do not depend on it), so by the chain rule
 
     dM/dlambda_i = -alpha < grad M(theta'), g_i >,
 
-the directional derivative of L_i at theta along v = grad M(theta'): one JVP of
-the loss vector (:func:`meta_gradient`), the same number autodiff through the
+the directional derivative of L_i at theta along v = grad M(theta'): the loss
+vector's Jacobian-vector product, formed by reverse mode twice (:func:`jvp_by_vjp`,
+so that layers with hand-written gradients work too) (:func:`meta_gradient`), the same number autodiff through the
 virtual step returns (``tests/unit/test_auto_lambda.py`` checks it against a
 finite difference of M). The official code approximates exactly this
 directional derivative by a central difference (eps = 0.01 / |v|, the DARTS
@@ -70,8 +71,17 @@ def meta_gradient(la: Lookahead, lam: jnp.ndarray, primary: jnp.ndarray, alpha) 
     g = la.grad_at(lam)
     theta1 = jax.tree_util.tree_map(lambda p, d: p - alpha * d, la.params, g)
     meta_loss, v = jax.value_and_grad(lambda p: jnp.dot(primary, la.losses_at(p, la.meta)[0]))(theta1)
-    _, directional = jax.jvp(lambda p: la.losses_at(p, la.batch)[0], (la.params,), (v,))
-    return meta_loss, -alpha * directional
+    return meta_loss, -alpha * jvp_by_vjp(lambda p: la.losses_at(p, la.batch)[0], la.params, v)
+
+
+def jvp_by_vjp(f, x, v):
+    """``J_f(x) v`` by reverse mode twice: ``u -> J^T u`` is linear, so its VJP at any ``u`` with
+    cotangent ``v`` is ``J v``. Forward mode (``jax.jvp``) would refuse the layers whose gradient
+    is hand-written (``jax.custom_vjp``: mtlx.conv's convolutions and max-pool); their backward
+    rules are plain JAX and differentiate."""
+    y, f_vjp = jax.vjp(f, x)
+    _, back = jax.vjp(lambda u: f_vjp(u)[0], jnp.zeros_like(y))
+    return back(v)[0]
 
 
 def lookahead_step_size(lookahead_lr, run_lr):

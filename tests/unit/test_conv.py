@@ -96,7 +96,11 @@ def test_auto_selects_the_expected_implementation_per_backend():
         assert {sel("auto", c, s, backend) for c in (1, 3, 64) for s in (False, True)} == {"xla"}
     assert sel("auto", 1, False, "cpu") == "patches"
     assert sel("auto", conv_lib.PATCHES_MAX_IN_CHANNELS - 1, False, "cpu") == "patches"
-    assert sel("auto", conv_lib.PATCHES_MAX_IN_CHANNELS, False, "cpu") == "xla"
+    assert sel("auto", conv_lib.PATCHES_MAX_IN_CHANNELS, False, "cpu") == "eigen"
+    assert sel("auto", 64, False, "cpu", per_task=True) == "xla"  # a VJP vmapped over tasks keeps XLA's
+    with conv_lib.per_task_backward():
+        assert sel("auto", 64, False, "cpu") == "xla" and sel("auto", 64, False, "cpu", per_task=False) == "eigen"
+    assert sel("auto", 64, False, "cpu") == "eigen"
     assert sel("auto", 64, True, "cpu") == "patches"         # stacked copies: never a grouped conv
     for impl in IMPLS:                                        # an explicit choice wins everywhere
         assert sel(impl, 1, True, "cpu") == sel(impl, 64, False, "gpu") == impl

@@ -24,7 +24,8 @@ from mtlx.weighting import get_weighting
 
 W, C = [0.3, 1.7, 0.5], [0.9, -0.4, 1.3]
 
-JACOBIAN_CASES = [(a, EXPERTS.get(a, {}), "mlp") for a in sorted(ARCHITECTURES)] + [
+JACOBIAN_CASES = [(a, {**EXPERTS.get(a, {}), **({"gumbel": False} if a == "ltb" else {})}, "mlp")
+                  for a in sorted(ARCHITECTURES)] + [
     ("hard", {"split": 1}, "mlp"), ("hard", {"split": 0}, "mlp"), ("hard", {}, "bilstm"), ("sluice", {}, "bilstm"),
     ("hard", {"split": 2}, "cnn"), ("hard", {}, "dense_on_tokens")]
 

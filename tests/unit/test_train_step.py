@@ -34,7 +34,8 @@ def test_every_weighting_keeps_the_state_shapes():
         w = weighting(name)
         tx = make_optimizer("adam", 1e-2)
         st = init_state(model, w, tx, 3, batch["inputs"], 0)
-        out, metrics = jax.eval_shape(make_train_step(model, ts.tasks, w, tx), st, batch)
+        b = {**batch, "meta": batch} if w.needs == "lookahead" else batch
+        out, metrics = jax.eval_shape(make_train_step(model, ts.tasks, w, tx, learning_rate=1e-2), st, b)
         assert avals(out) == avals(st), name
         assert metrics["losses"].shape == (3,) and metrics["weights"].shape == (3,), name
 

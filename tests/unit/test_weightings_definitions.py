@@ -570,7 +570,7 @@ def test_jit_vmap_over_seeds_matches_separate_calls(name):
     batched = jax.jit(jax.vmap(on_jacobian(w)))
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     S = 3
-    dim = {"none": None, "jacobian": P10, "gram": P10, "representation": R6}[w.needs]
+    dim = {"none": None, "jacobian": P10, "gram": P10, "representation": R6, "lookahead": P10}[w.needs]
     state1 = jax.tree.map(np.asarray, init_state(w, T3, P10))
     states = jax.tree.map(lambda x: np.stack([x] * S), state1)
     singles = [state1] * S
@@ -599,6 +599,7 @@ def test_jit_vmap_over_seeds_matches_separate_calls(name):
 
 
 STATE_FIELDS = {  # the named fields of each weighting's state (optax style); () for EmptyState
+    "auto_lambda": ("lam", "opt_state"),
     "dwa": ("count", "acc", "history", "blocks"), "famo": ("logits", "opt_state", "prev_losses", "has_prev"),
     "gradnorm": ("weights", "opt_state", "initial_losses", "started"), "mgda": ("weights",),
     "mgda_ub": ("weights",), "nash_mtl": ("alpha", "step"), "gradvac": ("targets",), "modo": ("lam",),
