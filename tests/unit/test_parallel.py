@@ -189,3 +189,30 @@ def test_a_slurm_job_of_several_tasks_asks_for_them_and_joins_them_before_traini
     assert seen["params"]["tasks_per_node"] == 2 and seen["fn"] is runner.run_many_spanning
     runner._submit_slurm([[{"run_id": "r"}]], str(tmp_path), False, {}, 1, "x", (), False, lambda *a: None)
     assert "tasks_per_node" not in seen["params"] and seen["fn"] is runner.run_many
+
+
+CNN = [{"kind": "conv", "features": 4, "kernel": 5}, {"kind": "conv", "features": 6, "kernel": 3},  # 'patches', 'eigen'
+       {"kind": "dense", "features": 10}]
+
+
+def test_a_conv_population_maps_its_members_and_equals_its_runs_alone(tmp_path):
+    """On a CPU a convolutional model's members run one after another in a ``lax.map`` (vmapped
+    convolutions become grouped ones there), and its 'auto' convolutions ('patches', 'eigen') run
+    inside that loop and inside K-step scans: the numbers equal the runs trained alone."""
+    from mtlx.parallel.program import member_axis
+    from mtlx.train import build_run
+
+    members = [_cfg(seed=s, task_set={"name": "helpers:image_set", "options": {"n": 16, "seed": s}},
+                    backbone={"blocks": CNN, "head_hidden": []}) for s in (0, 1)]
+    cfgs = [grid.train_config(c) for c in members]
+    run0 = build_run(cfgs[0], grid.task_set_for(members[0]))
+    assert member_axis(run0, None) == ("map" if jax.default_backend() == "cpu" else "vmap")
+    assert dispatch_size(cfgs[0]) == 3  # no conv here keeps autodiff's XLA gradient: K from the cadences
+    wds = [str(tmp_path / f"pop{i}") for i in range(2)]
+    out = train_population(cfgs, wds, [grid.task_set_for(c) for c in members])
+    for i, c in enumerate(members):
+        a = train_and_evaluate(cfgs[i], str(tmp_path / f"alone{i}"), task_set=grid.task_set_for(c))
+        _close([out[i]["metrics"][t][m] for t in sorted(a["metrics"]) for m in sorted(a["metrics"][t])],
+               [a["metrics"][t][m] for t in sorted(a["metrics"]) for m in sorted(a["metrics"][t])])
+        _close(_final_params(wds[i], c), _final_params(str(tmp_path / f"alone{i}"), c))
+    assert out[0]["metrics"] != out[1]["metrics"]
