@@ -8,9 +8,12 @@ task's loss, the graph retained), the shared gradients flattened into a (T, P) m
 combination (MGDA: min-norm weights on the simplex by Frank-Wolfe on the T x T Gram, Sener &
 Koltun's Algorithm 2; PCGrad: each task's gradient projected off every conflicting other, in a
 random order, then summed) and the Adam update. The JAX steps are mtlx's own
-(``make_train_step``). Both run in this process, in the same interleaved rounds as a 2048 x 2048
-float32 matmul of each framework, so load changes hit all alike; the table gives ms/step of
-each side and their ratio (jax / torch: below 1, mtlx is faster).
+(``make_train_step``). Each framework runs in processes of its own (JAX never runs where PyTorch
+has, nor the other way round), whole processes alternated, several per side, each timing its
+steps in interleaved rounds with a 2048 x 2048 float32 matmul of its framework; a row gives the
+median ms/step of each side over its processes and their ratio (jax / torch: below 1, mtlx is
+faster). Timing both in one process, as this part did before, favoured PyTorch: its LeNet step
+took 13-15 ms right after XLA's steps, 21-28 ms in a process of its own.
 
 PyTorch is an optional extra, never a dependency of mtlx or its tests:
 ``pip install -e ".[bench]"`` (on a CPU machine install the CPU wheel first,
@@ -20,7 +23,10 @@ skipped with a message saying so.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -32,6 +38,7 @@ WEIGHTINGS = ("equal", "mgda", "pcgrad")
 SKIP_MESSAGE = ("peer: skipped: PyTorch is not installed. It is an optional extra: "
                 "pip install -e '.[bench]' (CPU wheel: pip install torch --index-url "
                 "https://download.pytorch.org/whl/cpu)")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository (launch/..)
 FW_ITERS = 20  # Frank-Wolfe iterations of the min-norm solver (a T x T problem: negligible either way)
 
 
@@ -125,31 +132,75 @@ def torch_matmul_call(torch, n=2048):
     return (lambda: a @ a), 2 * n**3
 
 
-def _peer_calls(B, torch, backbone, T, weightings, batch_size, matmul_n):
-    """JAX steps and their PyTorch twins for one (backbone, T), on the same random batch."""
+def _inputs(B, backbone, T, batch_size):
     blocks, shape, kind = (B.MLP, (784,), "dense") if backbone == "mlp" else (B.CNN, (28, 28, 1), "image")
-    ts = B.task_set(T, shape, kind, batch_size)
-    batch = jax.device_put(ts.splits["train"])
-    model = build_model("hard", ts, blocks)
+    return blocks, B.task_set(T, shape, kind, batch_size)   # the same random batch in every process
+
+
+def side_calls(B, side, backbone, T, weightings, batch_size, matmul_n):
+    """One framework's zero-argument calls for one (backbone, T): each weighting's step and an
+    n x n matmul; with the JAX steps' FLOP counts (None for PyTorch)."""
+    blocks, ts = _inputs(B, backbone, T, batch_size)
+    if side == "jax":
+        batch = jax.device_put(ts.splits["train"])
+        model = build_model("hard", ts, blocks)
+        calls, flops = {}, {}
+        for w in weightings:
+            compiled, state = B.compiled_step(model, ts, get_weighting(w), batch)
+            flops[w] = B.cost(compiled)[0]
+            calls[w] = B.threaded(compiled, state, batch)
+        calls["matmul"], _ = B.matmul_call(matmul_n)
+        return calls, flops
+    torch = import_torch()
     tmodel = torch_model(torch, backbone, T)
     x = torch.from_numpy(np.asarray(ts.splits["train"]["inputs"]))
     x = x.permute(0, 3, 1, 2).contiguous() if backbone == "cnn" else x  # NHWC -> NCHW
-    ys = [torch.from_numpy(np.asarray(ts.splits["train"]["targets"][t]).astype(np.int64)) for t in (task.name for task in ts.tasks)]
-    calls, flops = {}, {}
-    for w in weightings:
-        compiled, state = B.compiled_step(model, ts, get_weighting(w), batch)
-        flops[w] = B.cost(compiled)[0]
-        calls["jax:" + w] = B.threaded(compiled, state, batch)
-        calls["torch:" + w] = torch_step(torch, tmodel, x, ys, w)
-    calls["jax:matmul"], mm_flops = B.matmul_call(matmul_n)
-    calls["torch:matmul"], _ = torch_matmul_call(torch, matmul_n)
-    return calls, flops, mm_flops
+    ys = [torch.from_numpy(np.asarray(ts.splits["train"]["targets"][t.name]).astype(np.int64)) for t in ts.tasks]
+    calls = {w: torch_step(torch, tmodel, x, ys, w) for w in weightings}
+    calls["matmul"], _ = torch_matmul_call(torch, matmul_n)
+    return calls, None
+
+
+def child(spec: dict) -> dict:
+    """In a process of its own: one side's median seconds per call (and FLOPs), as JSON-able."""
+    from launch import bench as B
+
+    calls, flops = side_calls(B, spec["side"], spec["backbone"], spec["tasks"], spec["weightings"],
+                              spec["batch_size"], spec["matmul_n"])
+    return {"secs": B.time_all(calls, spec["iters"], spec["inner_rounds"]), "flops": flops}
+
+
+def _in_process(spec: dict) -> dict:
+    """:func:`child` in a fresh interpreter (JAX and PyTorch never share a process: PyTorch's
+    steps measured 1.7x faster in a process where XLA had run, 13-15 ms against 21-28 ms alone for
+    the LeNet at T = 2, so timing both in one process does not compare what a user gets)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "launch.bench_peer", json.dumps(spec)], capture_output=True,
+                         text=True, env=env, cwd=ROOT, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _side_by_side(backbone, T, weightings, batch_size, iters, rounds, matmul_n) -> tuple[dict, dict, dict]:
+    """Medians over ``rounds`` of whole processes alternated (jax, torch / torch, jax, ...)."""
+    samples = {"jax": [], "torch": []}
+    flops = None
+    for r in range(rounds):
+        for side in (("jax", "torch") if r % 2 == 0 else ("torch", "jax")):
+            spec = {"side": side, "backbone": backbone, "tasks": T, "weightings": list(weightings),
+                    "batch_size": batch_size, "iters": iters, "inner_rounds": 2, "matmul_n": matmul_n}
+            res = _in_process(spec)
+            samples[side].append(res["secs"])
+            flops = res["flops"] or flops
+    med = {side: {k: float(np.median([s[k] for s in v])) for k in v[0]} for side, v in samples.items()}
+    return med["jax"], med["torch"], flops
 
 
 def run_peer(B, backbones=("mlp", "cnn"), tasks=(2, 10), weightings=WEIGHTINGS, batch_size=256, iters=4, rounds=5,
              matmul_n=2048):
     """The peer comparison as {'rows': [...], ...}, or None (with ``SKIP_MESSAGE``) without torch.
-    ``B`` is the launch.bench module (passed in: under ``python -m`` it is ``__main__``)."""
+    ``B`` is the launch.bench module (passed in: under ``python -m`` it is ``__main__``). Each side
+    runs in processes of its own, ``rounds`` of them alternated; each process times ``iters`` calls
+    per entry in 2 interleaved rounds; a row's times are the medians over the processes."""
     torch = import_torch()
     if torch is None:
         print(SKIP_MESSAGE, flush=True)
@@ -157,18 +208,18 @@ def run_peer(B, backbones=("mlp", "cnn"), tasks=(2, 10), weightings=WEIGHTINGS, 
     rows = []
     for backbone in backbones:
         for T in tasks:
-            calls, flops, mm_flops = _peer_calls(B, torch, backbone, T, weightings, batch_size, matmul_n)
-            secs = B.time_all(calls, iters, rounds)
-            jmm, tmm = mm_flops / secs["jax:matmul"] / 1e9, mm_flops / secs["torch:matmul"] / 1e9
+            jx, tc, flops = _side_by_side(backbone, T, weightings, batch_size, iters, rounds, matmul_n)
+            mm = 2 * matmul_n**3
+            jmm, tmm = mm / jx["matmul"] / 1e9, mm / tc["matmul"] / 1e9
             for w in weightings:
-                j, t = secs["jax:" + w], secs["torch:" + w]
+                j, t = jx[w], tc[w]
                 rows.append({"backbone": backbone, "tasks": T, "weighting": w, "jax_ms": 1e3 * j, "torch_ms": 1e3 * t,
                              "jax_over_torch": j / t, "jax_fraction_of_matmul": flops[w] / j / 1e9 / jmm,
                              "jax_matmul_gflop_per_s": jmm, "torch_matmul_gflop_per_s": tmm})
                 print(f"{backbone:4s} T={T:2d} {w:7s} jax {1e3 * j:8.2f} ms  torch {1e3 * t:8.2f} ms  "
                       f"jax/torch {j / t:5.2f}  (matmul jax {jmm:.0f}, torch {tmm:.0f} GFLOP/s)", flush=True)
     return {"batch_size": batch_size, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "load_average": list(os.getloadavg()), "cpus": os.cpu_count(), "rows": rows}
+            "processes_per_side": rounds, "load_average": list(os.getloadavg()), "cpus": os.cpu_count(), "rows": rows}
 
 
 def bench_peer(B):
@@ -191,3 +242,7 @@ def summary_lines(res) -> list:
                      f"{r['jax_over_torch']:.2f} | {100 * r['jax_fraction_of_matmul']:.0f}% | "
                      f"{r['jax_matmul_gflop_per_s']:.0f}, {r['torch_matmul_gflop_per_s']:.0f} |")
     return lines
+
+
+if __name__ == "__main__":  # a child process of _in_process: one JSON spec in, one JSON line out
+    print(json.dumps(child(json.loads(sys.argv[1]))), flush=True)
