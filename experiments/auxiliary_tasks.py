@@ -45,8 +45,8 @@ the reversed trunk hides the attribute; main-task accuracies 0.61-0.64 vs
 Measured (results/auxiliary_tasks, 5 seeds, final test accuracy): hard sharing with task3 only
 trails single_task (Δm -2.4% [-2.9, -2.0]); the hint (-0.3% [-1.0, +0.4]) and reconstruction
 (-1.0% [-2.3, +0.1]) close most of that gap, "using the future" closes some (-1.6%), the
-adversary none (-2.6%: the attribute it hides is a nuisance the main labels do not read, so hiding
-it costs capacity and buys nothing); all four together reach single_task (+0.2% [-1.0, +1.4]),
+adversary none (-2.6%; the attribute it hides is a nuisance the main labels do not read, so, we
+suppose, hiding it buys nothing); all four together reach single_task (+0.2% [-1.0, +1.4]),
 weighted 0.3 about the same (-0.2%). No per-task difference is significant (Welch + Holm).
 
   python -m launch.run --config experiments/auxiliary_tasks.py:smoke --workdir /tmp/aux
