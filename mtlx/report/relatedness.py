@@ -15,7 +15,8 @@ conflict rate, gradient norms and, optionally, TAG's lookahead affinity
   (:func:`best_partition`, exhaustive over all set partitions for T <= 8),
   from the affinity (else the cosine) averaged over every logged step (TAG
   averages its affinities over training, Fifty et al. 2021, Sec. 3.1), and
-  the best partition with each number of groups.
+  the best partition with each number of groups; the same from the early
+  window of training only (``early``, :func:`grouping`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ KEY = "relatedness"  # the train record's key (mtlx.relatedness.RECORD_KEY)
 MATRICES = ("cosine", "affinity")
 SNAPSHOTS = 4
 MAX_EXHAUSTIVE = 8  # Bell(8) = 4140 partitions
+EARLY_FRACTION = 0.2  # the early window of the grouping suggestion: this share of the logged steps, the first
 
 
 def _series(run_dir: str) -> dict:
@@ -108,22 +110,34 @@ def best_partition(S: np.ndarray, num_groups: int | None = None) -> tuple[list, 
     return best
 
 
+def _suggest(M: np.ndarray, names) -> dict:
+    """The best partition of the mean matrix ``M`` and the best with each number of groups."""
+    named = lambda p: [[names[i] for i in g] for g in p]
+    best = best_partition(M)
+    if best is None:
+        return {"mean": M.tolist(), "note": f"more than {MAX_EXHAUSTIVE} tasks: no exhaustive grouping"}
+    by_k = {k: {"groups": named(b[0]), "score": b[1]} for k in range(1, len(names) + 1)
+            if (b := best_partition(M, k))}
+    return {"mean": M.tolist(), "suggested_groups": named(best[0]), "score": best[1], "by_number_of_groups": by_k}
+
+
+def early_steps(n: int) -> int:
+    """How many of ``n`` logged steps form the early window: the first ``EARLY_FRACTION``, at least one."""
+    return max(1, int(round(EARLY_FRACTION * n)))
+
+
 def grouping(d: dict) -> dict:
     """The suggestion for one group of runs, per measure logged (cosine; affinity): from its mean
-    over every logged step, the best partition and the best with each number of groups."""
+    over every logged step, and under "early" from its mean over the early window only
+    (:func:`early_steps`: once the shared layers have converged, the tasks' gradients carry less
+    of their structure; measured on results/schedules_relatedness, the early cosines recovered the
+    true groups under every schedule, the whole run's only under alternating training)."""
     names = d["tasks"]
-    named = lambda p: [[names[i] for i in g] for g in p]
-    out = {"tasks": names, "steps": [int(s) for s in d["steps"]], "seeds": d["n"]}
+    k = early_steps(len(d["steps"]))
+    out = {"tasks": names, "steps": [int(s) for s in d["steps"]], "seeds": d["n"],
+           "early_steps": [int(s) for s in d["steps"][:k]]}
     for measure in (m for m in MATRICES if m in d):
-        M = d[measure].mean(axis=0)
-        best = best_partition(M)
-        if best is None:
-            out[measure] = {"mean": M.tolist(), "note": f"more than {MAX_EXHAUSTIVE} tasks: no exhaustive grouping"}
-            continue
-        by_k = {k: {"groups": named(b[0]), "score": b[1]} for k in range(1, len(names) + 1)
-                if (b := best_partition(M, k))}
-        out[measure] = {"mean": M.tolist(), "suggested_groups": named(best[0]), "score": best[1],
-                        "by_number_of_groups": by_k}
+        out[measure] = {**_suggest(d[measure].mean(axis=0), names), "early": _suggest(d[measure][:k].mean(axis=0), names)}
     return out
 
 

@@ -174,3 +174,22 @@ def test_best_partition_maximises_within_group_affinity():
     two = np.kron(np.eye(2), np.ones((3, 3))) - 0.5  # two blocks of three: +0.5 within, -0.5 across
     assert best_partition(two)[0] == [[0, 1, 2], [3, 4, 5]]
     assert best_partition(two, 1)[0] == [[0, 1, 2, 3, 4, 5]]
+
+
+def test_the_early_grouping_reads_the_early_steps_only():
+    """The "early" suggestion averages the first EARLY_FRACTION of the logged steps and nothing after:
+    early matrices pair tasks {0,1},{2,3}, later ones {0,2},{1,3}, outweighing them over the run."""
+    from mtlx.report.relatedness import EARLY_FRACTION, early_steps, grouping
+
+    a = np.kron(np.eye(2), np.ones((2, 2))) - 0.5
+    b = a[np.ix_([0, 2, 1, 3], [0, 2, 1, 3])]
+    n = 10
+    k = early_steps(n)
+    assert k == round(EARLY_FRACTION * n) and early_steps(1) == 1
+    d = {"tasks": ["t0", "t1", "t2", "t3"], "steps": np.arange(1, n + 1) * 5, "n": 2,
+         "cosine": np.stack([a] * k + [b] * (n - k))}
+    g = grouping(d)
+    assert g["early_steps"] == [5 * i for i in range(1, k + 1)]
+    assert g["cosine"]["early"]["suggested_groups"] == [["t0", "t1"], ["t2", "t3"]]
+    assert g["cosine"]["suggested_groups"] == [["t0", "t2"], ["t1", "t3"]]
+
