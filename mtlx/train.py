@@ -447,6 +447,7 @@ class _Probe:
     every: int
     last: int
     names: tuple
+    lr: float  # TAG's lookahead step size (affinity_lr, else the run's learning rate)
 
     @classmethod
     def of(cls, run: Run, train, order):
@@ -456,7 +457,7 @@ class _Probe:
         lr = t["affinity_lr"] or float(run.cfg.optimizer.learning_rate)
         fn = relatedness.make_probe(run.model, run.task_set.tasks, t["affinity"], lr, run.cfg.jacobian_chunk)
         return cls(jax.jit(fn), lambda s: pipeline.gather(train, order(s)), t["relatedness_every"],
-                   run.cfg.steps, run.task_set.task_names)
+                   run.cfg.steps, run.task_set.task_names, lr)
 
     def __call__(self, step: int, mparams) -> dict | None:
         if step % self.every and step != self.last:

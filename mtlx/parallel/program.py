@@ -193,7 +193,9 @@ class _Program:
 
         host = mesh_lib.to_host(self.metrics)
         for i in self.m.alive():
-            losses = self.m.loops[i].record_train(step, member(host, i))
+            loop = self.m.loops[i]
+            extra = loop.probe(step, member(self.state.params["model"], i)) if loop.probe is not None else None
+            losses = loop.record_train(step, member(host, i), extra)
             if self.progress and i == self.m.alive()[0]:
                 self.progress(step, losses)
         self.fail_nonfinite()
@@ -219,9 +221,19 @@ class _Program:
                 ckpt.save(loop.mgr, step, member(self.state, i))
 
 
+def _shared_probe(probe, earlier: list):
+    """``probe`` using an earlier member's compiled probe function when it computes the same thing
+    (the same affinity step size: a learning-rate population's may differ); None stays None."""
+    for lp in earlier:
+        if probe is not None and lp.probe is not None and lp.probe.lr == probe.lr:
+            return dataclasses.replace(probe, fn=lp.probe.fn)
+    return probe
+
+
 def _start(runs, workdirs, mesh, progress, writer_names):
-    """Each member's initial (or resumed) state and its ``_Loop``; all must resume at one step."""
-    from mtlx.train import _Loop, _resume, batch_order_of, init_state
+    """Each member's initial (or resumed) state and its ``_Loop`` (with its relatedness probe, one
+    compiled probe shared by the members whose probes agree); all must resume at one step."""
+    from mtlx.train import _Loop, _Probe, _resume, batch_order_of, init_state
 
     loops, orders, states, starts = [], [], [], []
     for run, wd in zip(runs, workdirs):
@@ -231,6 +243,7 @@ def _start(runs, workdirs, mesh, progress, writer_names):
                            pipeline.gather(train, order(0))["inputs"], run.cfg.seed)
         mgr, state, start = _resume(wd, state)
         loops.append(_Loop(run, state, wd, mgr, None, start, writer_names))
+        loops[-1].probe = _shared_probe(_Probe.of(run, train, order), loops[:-1])
         orders.append(order), states.append(state), starts.append(start)
     if len(set(starts)) > 1:
         raise ValueError(f"the runs of one program resume at different steps {sorted(set(starts))}; "

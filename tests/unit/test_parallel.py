@@ -216,3 +216,24 @@ def test_a_conv_population_maps_its_members_and_equals_its_runs_alone(tmp_path):
                [a["metrics"][t][m] for t in sorted(a["metrics"]) for m in sorted(a["metrics"][t])])
         _close(_final_params(wds[i], c), _final_params(str(tmp_path / f"alone{i}"), c))
     assert out[0]["metrics"] != out[1]["metrics"]
+
+
+def test_a_population_logs_each_members_relatedness_as_its_run_alone(tmp_path):
+    """``training.relatedness_every`` in a program: every member's train records carry its own
+    relatedness (cosines, TAG affinity at its own learning rate), as the member's run alone writes."""
+    training = {"schedule": "joint", "sampling": "uniform", "anneal_to": 0.0, "task_learning_rates": {},
+                "relatedness_every": 6, "affinity": True, "affinity_lr": 0.0}
+    members = [_cfg(seed=s, optimizer__learning_rate=lr, training=training) for s, lr in [(0, 1e-3), (1, 1e-2)]]
+    cfgs = [grid.train_config(c) for c in members]
+    wds = [str(tmp_path / f"pop{i}") for i in range(2)]
+    train_population(cfgs, wds, [grid.task_set_for(c) for c in members])
+    for i, c in enumerate(members):
+        train_and_evaluate(cfgs[i], str(tmp_path / f"alone{i}"), task_set=grid.task_set_for(c))
+        pop = {r["step"]: r["relatedness"] for r in results.read_metrics(wds[i], "train") if "relatedness" in r}
+        alone = {r["step"]: r["relatedness"] for r in results.read_metrics(str(tmp_path / f"alone{i}"), "train")
+                 if "relatedness" in r}
+        assert sorted(pop) == sorted(alone) == [6, 12]
+        for s in pop:
+            for key in ("cosine", "affinity", "magnitude_similarity"):
+                _close(pop[s][key], alone[s][key])
+    assert pop[12]["affinity"] != results.read_metrics(wds[0], "train")[-1]["relatedness"]["affinity"]
