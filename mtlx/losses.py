@@ -15,15 +15,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtlx.tasks import LOSS, Task
+from mtlx.tasks import JOINT, LOSS, Task
 
 
 def per_example_loss(task: Task, pred: jnp.ndarray, target: jnp.ndarray):
     """Per-example loss and the per-example validity (tagging: token counts).
 
-    classification: softmax cross-entropy of the int target; binary: sigmoid
-    cross-entropy in its log-sum-exp form, averaged over the ``num_outputs``
-    labels; regression: squared error averaged over outputs; tagging: the
+    classification: softmax cross-entropy of the int target; binary
+    (``task.loss``, ``mtlx.tasks.LOSSES``): sigmoid cross-entropy in its
+    log-sum-exp form ('logistic') or the hinge loss max(0, 1 - s y) with the
+    {0, 1} target mapped to y in {-1, +1} ('hinge', Yang & Hospedales 2017,
+    Sec. 4.1), averaged over the ``num_outputs`` labels; regression: squared error averaged over outputs; tagging: the
     softmax cross-entropy summed over the tokens whose target is not -1.
     Returns ``(loss (B,), count (B,))`` where count is the number of labelled
     positions that contributed (1 for non-sequence tasks).
@@ -35,6 +37,8 @@ def per_example_loss(task: Task, pred: jnp.ndarray, target: jnp.ndarray):
     if task.kind == "binary":
         logits = pred.astype(jnp.float32).reshape(pred.shape[0], -1)
         y = target.astype(jnp.float32).reshape(logits.shape)
+        if task.loss == "hinge":  # relu's gradient at 0 is 0: a margin of exactly 1 gets no gradient
+            return jnp.mean(jax.nn.relu(1.0 - logits * (2.0 * y - 1.0)), axis=-1), jnp.ones(logits.shape[0])
         # softplus(l) - l y: its gradient is sigmoid(l) - y everywhere, also at l = 0 (the max/abs form's
         # autodiff gives -y there: JAX differentiates max(l, 0) and |l| at 0 by convention)
         bce = jax.nn.softplus(logits) - logits * y
@@ -130,4 +134,16 @@ def compute_metrics(task: Task, pred: np.ndarray, target: np.ndarray, weight: np
         if task.spans:
             gold = tag_sequences(np.maximum(target, 0), target, task.labels)
             out["f1"] = span_f1(gold, tag_sequences(pred.argmax(-1), target, task.labels))
+    return out
+
+
+def split_metrics(tasks, preds: Mapping, split: Mapping, joint_metrics: Mapping | None = None) -> dict:
+    """The evaluation of one whole split: ``{task: compute_metrics(...)}`` for ``tasks``, plus
+    ``JOINT: {name: fn(preds, split)}`` for the task set's ``joint_metrics`` ({name: (fn,
+    higher_is_better)}, ``mtlx.tasks.TaskSet``) when there are any. ``preds``: {task: (N, ...)} host
+    arrays; ``split``: the split in the batch layout (``targets``, ``weights``)."""
+    out = {t.name: compute_metrics(t, preds[t.name], split["targets"][t.name], split["weights"][t.name])
+           for t in tasks}
+    if joint_metrics:
+        out[JOINT] = {name: float(fn(preds, split)) for name, (fn, _) in joint_metrics.items()}
     return out

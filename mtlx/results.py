@@ -30,7 +30,13 @@ An experiment directory (``workdir``) holds::
                           ``mtlx.tasks.ROLES``; read by ``task_roles``),
                           architecture/weighting labels and registry names,
                           seed, sweep, config, wall time, ``failure`` {step,
-                          task, message} of a failed run, ...)
+                          task, message} of a failed run, ...); a task set
+                          with joint metrics (``mtlx.tasks.TaskSet.joint_metrics``)
+                          adds ``joint_metrics`` (``JOINT_METRICS``) {name:
+                          higher_is_better}, and its metrics dicts (also in
+                          metrics.jsonl's eval records) hold their values
+                          under the reserved key ``mtlx.tasks.JOINT`` beside
+                          the tasks
 
 Steps are counted the same way everywhere: ``step`` n (curve records,
 TensorBoard/W&B points, checkpoints, ``failure.step``, ``interrupted.json``)
@@ -75,6 +81,7 @@ INTERRUPTED = "interrupted.json"
 TENSORBOARD = "tensorboard"
 FIGURES = "figures"
 TUNING = "tuning.json"
+JOINT_METRICS = "joint_metrics"  # summary.json: {joint metric: higher_is_better}; values under mtlx.tasks.JOINT
 SEARCH_MARK = "@tune"  # in the id of a tuning search run (stage 1), never in a grid run's (labels exclude '@')
 
 DONE, FAILED = "done", "failed"
@@ -407,6 +414,12 @@ def task_roles(summary: Mapping) -> dict:
     return {t: (info.get("role") if isinstance(info, Mapping) and info.get("role") in tasks_lib.ROLES
                 else tasks_lib.AUXILIARY if t in auxiliary else tasks_lib.MAIN)
             for t, info in (summary.get("tasks") or {}).items()}
+
+
+def joint_directions(summary: Mapping) -> dict:
+    """{joint metric: higher_is_better} of a run (``JOINT_METRICS``; {} for a task set without joint metrics)."""
+    got = summary.get(JOINT_METRICS)
+    return {str(k): bool(v) for k, v in got.items()} if isinstance(got, Mapping) else {}
 
 
 def is_search_run(run_id: str) -> bool:

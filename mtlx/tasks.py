@@ -9,9 +9,14 @@ imports no JAX, so that the report can read metric directions from it.
 
 Task kinds
   classification  softmax cross-entropy; y int (B,); metric accuracy.
-  binary          sigmoid cross-entropy on ``num_outputs`` independent labels
-                  (multi-label when > 1); y float/int (B,) or (B, K) in {0, 1};
-                  metrics accuracy and auc (ROC AUC).
+  binary          sigmoid cross-entropy ('logistic') or the hinge loss
+                  max(0, 1 - f(x) y), y in {-1, +1} ('hinge', Yang & Hospedales
+                  2017, Sec. 4.1), per ``Task.loss`` (``LOSSES``), on
+                  ``num_outputs`` independent labels (multi-label when > 1);
+                  y float/int (B,) or (B, K) in {0, 1}; metrics accuracy (score
+                  > 0) and auc (ROC AUC of the score), valid for either loss.
+                  A run config picks the loss of every binary task with
+                  ``task_set.options.binary_loss`` (``BINARY_LOSS_OPTION``).
   regression      mean squared error; y float (B,) or (B, K); metric mse.
   tagging         per-token softmax; y int (B, L) with -1 at padding tokens;
                   metric token accuracy; a task whose ``labels`` are IOB tags
@@ -30,12 +35,19 @@ Roles (``ROLES``)
                   ``task_set.options.auxiliary_tasks`` (``TRANSFORMS_OPTION``);
                   ``auxiliary_names`` reads both from the options alone (the
                   report uses it, no task set built).
+
+Joint metrics (``TaskSet.joint_metrics``)
+  A task set may declare metrics computed from ALL its tasks' predictions on
+  a split at once (the multi-class accuracy of ten one-vs-all scores, Yang &
+  Hospedales 2017's metric (2)). Evaluation stores them beside the tasks'
+  metrics under the reserved key ``JOINT``: ``{task: {...}, JOINT: {name:
+  value}}``; no task may be named ``JOINT``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 KINDS = ("classification", "binary", "regression", "tagging")
 LOSS = "loss"  # every task's eval metrics also hold its loss (lower is better)
@@ -51,6 +63,16 @@ MAIN, AUXILIARY = "main", "auxiliary"
 ROLES = (MAIN, AUXILIARY)
 AUXILIARY_OPTION = "auxiliary"  # task_set.options.auxiliary: names of the task set's own tasks made auxiliary
 TRANSFORMS_OPTION = "auxiliary_tasks"  # task_set.options.auxiliary_tasks: generated auxiliary tasks (specs)
+# loss name per kind, the first the default (``Task.loss``); binary: 'logistic' = sigmoid cross-entropy,
+# 'hinge' = max(0, 1 - f(x) y) with y in {-1, +1} (``mtlx.losses.per_example_loss``)
+LOSSES = {
+    "classification": ("softmax_cross_entropy",),
+    "binary": ("logistic", "hinge"),
+    "regression": ("squared_error",),
+    "tagging": ("softmax_cross_entropy",),
+}
+BINARY_LOSS_OPTION = "binary_loss"  # task_set.options.binary_loss: the loss of every binary task (LOSSES["binary"])
+JOINT = "_joint"  # a split's metrics: {task: {metric: v}, JOINT: {joint metric: v}} (TaskSet.joint_metrics)
 SPAN_METRICS = {"f1": True}  # tagging tasks with IOB labels (``Task.spans``) report span F1 too, as their main metric
 
 
@@ -64,7 +86,8 @@ class Task:
     names the classes in id order (tagging with IOB labels: span F1 is reported); ``role`` (``ROLES``);
     ``gradient_reversal`` lambda >= 0: the head's input passes a gradient-reversal layer that scales
     the gradient flowing back into the layers below by -lambda (Ganin & Lempitsky 2015; 0 = none,
-    ``mtlx.gradient_reversal``), so that the shared layers learn to defeat this task's head."""
+    ``mtlx.gradient_reversal``), so that the shared layers learn to defeat this task's head; ``loss``
+    one of ``LOSSES[kind]`` (None: the kind's default, its first)."""
 
     name: str
     kind: str
@@ -72,10 +95,15 @@ class Task:
     labels: tuple[str, ...] = ()
     role: str = MAIN
     gradient_reversal: float = 0.0
+    loss: str | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise _choice_error(f"Task({self.name!r}).kind", self.kind, KINDS)
+        if self.loss is None:
+            object.__setattr__(self, "loss", LOSSES[self.kind][0])
+        elif self.loss not in LOSSES[self.kind]:
+            raise _choice_error(f"Task({self.name!r}).loss", self.loss, LOSSES[self.kind])
         if self.role not in ROLES:
             raise _choice_error(f"Task({self.name!r}).role", self.role, ROLES)
         lam = self.gradient_reversal
@@ -129,6 +157,10 @@ class TaskSet:
     ``"extras"``: {name: per-example array}, quantities a generator knows but
     the inputs do not show (``mtlx.data.auxiliary`` reads them as targets;
     ``mtlx.data.get_task_set`` drops them before training).
+    ``joint_metrics``: {name: (fn, higher_is_better)}, metrics of all tasks'
+    predictions at once: ``fn({task: predictions (N, ...)}, split) -> float``
+    over one whole split (its ``targets`` and ``weights`` in the batch layout);
+    evaluation stores them under ``JOINT``.
     """
 
     name: str
@@ -138,11 +170,18 @@ class TaskSet:
     vocab_size: int | None = None
     splits: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    joint_metrics: Mapping[str, tuple[Callable, bool]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"TaskSet {self.name!r} has duplicate task names {names}")
+        if JOINT in names:
+            raise ValueError(f"TaskSet {self.name!r}: the task name {JOINT!r} is reserved for the joint metrics")
+        for key, spec in self.joint_metrics.items():
+            if not (isinstance(spec, tuple) and len(spec) == 2 and callable(spec[0]) and isinstance(spec[1], bool)):
+                raise ValueError(f"TaskSet {self.name!r}: joint_metrics[{key!r}]={spec!r} must be a pair "
+                                 f"(fn(predictions by task, split) -> float, higher_is_better: bool)")
         if self.tasks and not any(t.is_main for t in self.tasks):
             raise ValueError(f"TaskSet {self.name!r}: every task ({names}) is auxiliary; keep at least one main task")
         if self.input_kind not in ("dense", "image", "tokens"):

@@ -220,8 +220,10 @@ def make_eval_step(model) -> Callable:
     return lambda mparams, inputs: model.apply({"params": mparams}, inputs)[0]
 
 
-def evaluate(eval_step, mparams, split, task_list, batch_size: int = 1024) -> dict:
-    """Per-task metrics over a whole split (host-side metric computation)."""
+def evaluate(eval_step, mparams, split, task_list, batch_size: int = 1024, joint_metrics=None) -> dict:
+    """Per-task metrics over a whole split (host-side metric computation), plus the task set's
+    ``joint_metrics`` (computed from every task's predictions at once) under ``mtlx.tasks.JOINT``
+    (``losses.split_metrics``)."""
     n = len(split["inputs"]) if isinstance(split, Mapping) else len(split)
     preds = {t.name: [] for t in task_list}
     for start in range(0, n, batch_size):
@@ -231,8 +233,7 @@ def evaluate(eval_step, mparams, split, task_list, batch_size: int = 1024) -> di
         for t in task_list:
             preds[t.name].append(parallel.to_host(out[t.name]))
     whole = split if isinstance(split, Mapping) else pipeline.gather(split, np.arange(n))
-    return {t.name: losses_lib.compute_metrics(t, np.concatenate(preds[t.name]), whole["targets"][t.name],
-                                              whole["weights"][t.name]) for t in task_list}
+    return losses_lib.split_metrics(task_list, {k: np.concatenate(v) for k, v in preds.items()}, whole, joint_metrics)
 
 
 # --------------------------------------------------------------------------- one run
@@ -335,6 +336,7 @@ class _Loop:
     def __init__(self, run: Run, state: TrainState, workdir, mgr, progress, start: int, writer_names):
         ts = run.task_set
         self.cfg, self.tasks, self.names = run.cfg, ts.tasks, ts.task_names
+        self.joint = dict(ts.joint_metrics)
         self.state, self.mgr, self.progress = state, mgr, progress
         config = run.cfg.to_dict() if hasattr(run.cfg, "to_dict") else dict(run.cfg)
         self.metrics, self.probe = None, None  # probe: a _Probe (train_and_evaluate sets it)
@@ -400,7 +402,7 @@ class _Loop:
 
     def evaluate(self, step):
         self.record_eval(step, {s: evaluate(self.eval_step, self.state.params["model"], split, self.tasks,
-                                            self.cfg.eval_batch_size) for s, split in self.splits.items()})
+                                            self.cfg.eval_batch_size, self.joint) for s, split in self.splits.items()})
 
     def record_eval(self, step, out: dict):
         """Write one evaluation ({split: {task: metrics}}) and select on it."""
@@ -434,6 +436,7 @@ class _Loop:
             "metrics": ev.get("test", ev.get("validation")), "validation_metrics": ev.get("validation"),
             "test_at_best_validation": self.best_test, "on_device_data": on_device,
             "mixing": {k: parallel.to_host(v).tolist() for k, v in self.state.params["model"].items() if taps.is_mixing(k)},
+            **({results.JOINT_METRICS: {k: hib for k, (_, hib) in self.joint.items()}} if self.joint else {}),
         }
 
 

@@ -18,11 +18,14 @@ Modules
                      (reconstruction, hints, adversarial, train-only targets)
                      and the marking of tasks as auxiliary.
 
-Two options every task set takes (``mtlx.tasks.AUXILIARY_OPTION`` /
-``TRANSFORMS_OPTION``, handled here, not by the task-set function):
-``task_set.options.auxiliary`` (names of its tasks made auxiliary) and
+Three options every task set takes (``GENERIC_OPTIONS``: ``mtlx.tasks.AUXILIARY_OPTION`` /
+``TRANSFORMS_OPTION`` / ``BINARY_LOSS_OPTION``, handled here, not by the task-set function):
+``task_set.options.auxiliary`` (names of its tasks made auxiliary),
 ``task_set.options.auxiliary_tasks`` (generated auxiliary tasks; see
-``auxiliary.py``).
+``auxiliary.py``) and ``task_set.options.binary_loss`` (the loss of every
+binary task, one of ``mtlx.tasks.LOSSES["binary"]``, e.g. 'hinge'; unset: each
+task's own, 'logistic' by default). Each is stored in a run config only when
+set, so the ids of runs that do not set it do not change.
 
 Adding a TFDS task set (three steps, nothing else to edit)
   1. Write ``tfds_builders/<name>.py``: a ``common.Builder`` subclass whose
@@ -48,12 +51,14 @@ Adding a TFDS task set (three steps, nothing else to edit)
 
 from __future__ import annotations
 
+import dataclasses
+
 from mtlx import schema
 from mtlx.data import auxiliary, synthetic, tfds_sets
 from mtlx.plugins import resolve
-from mtlx.tasks import AUXILIARY_OPTION, TRANSFORMS_OPTION, TaskSet
+from mtlx.tasks import AUXILIARY_OPTION, BINARY_LOSS_OPTION, LOSSES, TRANSFORMS_OPTION, TaskSet
 
-GENERIC_OPTIONS = (AUXILIARY_OPTION, TRANSFORMS_OPTION)  # every task set takes them (mtlx.data.auxiliary)
+GENERIC_OPTIONS = (AUXILIARY_OPTION, TRANSFORMS_OPTION, BINARY_LOSS_OPTION)  # every task set takes them
 
 TASK_SETS = {
     "mmoe_synthetic": synthetic.mmoe_synthetic,
@@ -80,7 +85,7 @@ OPTION_RANGES = {  # by option name, for every task-set function (a plug-in's to
 
 
 def _split_options(options) -> tuple[dict, dict]:
-    """(the task-set function's own options, the generic auxiliary ones)."""
+    """(the task-set function's own options, the generic ones: ``GENERIC_OPTIONS``)."""
     options = dict(options or {})
     return ({k: v for k, v in options.items() if k not in GENERIC_OPTIONS},
             {k: v for k, v in options.items() if k in GENERIC_OPTIONS})
@@ -88,8 +93,11 @@ def _split_options(options) -> tuple[dict, dict]:
 
 def check_options(fn, name: str, options) -> None:
     """A task-set function's options, without building it: unknown names, types, nan/inf, ``OPTION_RANGES``;
-    and the shape of the generic auxiliary options (``auxiliary.check_specs`` / ``check_marked``)."""
+    and the generic options: the auxiliary ones' shape (``auxiliary.check_specs`` / ``check_marked``), the
+    binary loss's name (``check_binary_loss``)."""
     options, generic = _split_options(options)
+    if BINARY_LOSS_OPTION in generic:
+        check_binary_loss(generic[BINARY_LOSS_OPTION])
     if generic.get(TRANSFORMS_OPTION):
         auxiliary.check_specs(generic[TRANSFORMS_OPTION])
     if generic.get(AUXILIARY_OPTION):
@@ -104,11 +112,29 @@ def check_options(fn, name: str, options) -> None:
         raise schema.in_section(e, "task_set.options", f"task set {name!r}") from None
 
 
+def check_binary_loss(loss) -> None:
+    """``task_set.options.binary_loss`` must name one of ``mtlx.tasks.LOSSES['binary']``."""
+    if not isinstance(loss, str) or loss not in LOSSES["binary"]:
+        raise ValueError(f"task_set.options.{BINARY_LOSS_OPTION}={loss!r} is not valid; choose one of "
+                         f"{sorted(LOSSES['binary'])}")
+
+
+def with_binary_loss(ts: TaskSet, loss: str) -> TaskSet:
+    """``ts`` with every binary task trained on ``loss`` (``mtlx.tasks.LOSSES['binary']``); a task set
+    without a binary task is an error (the option would do nothing)."""
+    check_binary_loss(loss)
+    if not any(t.kind == "binary" for t in ts.tasks):
+        raise ValueError(f"task_set.options.{BINARY_LOSS_OPTION}={loss!r}: task set {ts.name!r} has no binary task "
+                         f"(its tasks' kinds: {sorted({t.kind for t in ts.tasks})})")
+    tasks = tuple(dataclasses.replace(t, loss=loss) if t.kind == "binary" else t for t in ts.tasks)
+    return dataclasses.replace(ts, tasks=tasks)
+
+
 def get_task_set(name: str, **options):
     """Build task set ``name`` (a ``TASK_SETS`` key or 'package.module:function'); unknown names or options
     name the valid choices, a bad value (type, nan/inf, range) names ``task_set.options.<option>``. The
-    generic options ``auxiliary`` / ``auxiliary_tasks`` are applied to the built set (``auxiliary.apply``);
-    its splits' ``extras`` are dropped."""
+    generic options ``auxiliary`` / ``auxiliary_tasks`` are applied to the built set (``auxiliary.apply``),
+    then ``binary_loss`` to all its binary tasks (``with_binary_loss``); its splits' ``extras`` are dropped."""
     fn = resolve(TASK_SETS, name, "task_set")
     owner = f"task set {name!r}"
     check_options(fn, name, options)
@@ -119,4 +145,5 @@ def get_task_set(name: str, **options):
         raise schema.in_section(e, "task_set.options", owner) from None
     if not isinstance(ts, TaskSet):
         raise ValueError(f"task_set.name={name!r} returned a {type(ts).__name__}, not an mtlx.tasks.TaskSet")
-    return auxiliary.apply(ts, generic)
+    ts = auxiliary.apply(ts, generic)
+    return with_binary_loss(ts, generic[BINARY_LOSS_OPTION]) if BINARY_LOSS_OPTION in generic else ts

@@ -28,7 +28,7 @@ blocks (``built``, ``read_splits``, ``StreamingSplit``, ...) live in
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -129,6 +129,21 @@ def training_subset(n: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, n]).permutation(n)[:keep])
 
 
+MULTICLASS_ACCURACY = "multiclass_accuracy"  # one_vs_all's joint metric (mtlx.tasks.TaskSet.joint_metrics)
+
+
+def multiclass_accuracy(preds: Mapping, split: Mapping) -> float:
+    """Yang & Hospedales 2017's metric (2) for the ten one-vs-all tasks ``is_0``..``is_9``: the class
+    is the task with the highest score, the label the task whose 0/1 target is 1
+    (``one_vs_all_accuracy``), over the examples every task labels (weight > 0). A joint metric
+    (``TaskSet.joint_metrics``): ``preds`` {task: scores (N,) or (N, 1)}, ``split`` the whole split."""
+    names = [f"is_{k}" for k in range(one_vs_all_lib.NUM_CLASSES)]
+    scores = np.stack([np.asarray(preds[n]).reshape(-1) for n in names], axis=1)
+    labels = np.stack([np.asarray(split["targets"][n]).reshape(-1) for n in names], axis=1).argmax(axis=1)
+    keep = np.all(np.stack([np.asarray(split["weights"][n]).reshape(-1) > 0 for n in names], axis=1), axis=1)
+    return one_vs_all_accuracy(scores[keep], labels[keep])
+
+
 @task_set_fn
 def one_vs_all(*, manual_dir: str | None = None, data_dir: str | None = None, seed: int = 0, base: str = "mnist",
                train_fraction: float = 1.0, train_seed: int = 0) -> TaskSet:
@@ -136,8 +151,8 @@ def one_vs_all(*, manual_dir: str | None = None, data_dir: str | None = None, se
 
     ``train_fraction`` < 1 keeps a random fraction of the training split, drawn by
     ``train_seed`` (``training_subset``; validation and test are unchanged).
-    Evaluate the multi-class accuracy with ``one_vs_all_accuracy(scores (N, 10),
-    labels)``, labels = argmax of the stacked ``is_k`` targets.
+    Its joint metric ``multiclass_accuracy`` (``MULTICLASS_ACCURACY``, the paper's metric (2)) is
+    evaluated with the tasks' metrics (``multiclass_accuracy``).
     """
     choice("base", base, tuple(mnist_source.SOURCES))
     if not 0.0 < train_fraction <= 1.0:
@@ -160,6 +175,7 @@ def one_vs_all(*, manual_dir: str | None = None, data_dir: str | None = None, se
             evaluation="multi-class accuracy = mtlx.data.tfds_sets.one_vs_all_accuracy(scores of is_0..is_9, class labels)",
             train_fraction=train_fraction, train_seed=train_seed, num_train=len(splits["train"]["inputs"]),
         ),
+        joint_metrics={MULTICLASS_ACCURACY: (multiclass_accuracy, True)},
     )
 
 

@@ -34,6 +34,12 @@ Conventions
     and higher_is_better. Rows with different task lists are never compared
     (``task_sections``).
   * Best entry: per column, per sweep value and task list. Ties are all marked.
+  * Joint metrics (a task set's metrics of all its tasks' predictions at
+    once, ``mtlx.tasks.TaskSet.joint_metrics``, e.g. one_vs_all's
+    multi-class accuracy): a row's ``metrics`` and ``higher_is_better`` hold
+    them under the pseudo-task ``mtlx.tasks.JOINT`` (directions: the
+    summaries' ``results.JOINT_METRICS``); ``metric_columns`` adds them after
+    the tasks' columns. They are not in Δm, the tests or the ranks.
   * Paper numbers (``experiment.json["paper"]``): a paper row is matched by
     architecture label, or by weighting label when the experiment compares
     weightings (one multi-task architecture, several weightings);
@@ -55,6 +61,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from mtlx import results, tasks as tasks_lib
+from mtlx.tasks import JOINT
 from mtlx.report import stats
 
 SELECT = {"final": "metrics", "best_validation": "test_at_best_validation"}
@@ -260,6 +267,15 @@ def _group_metrics(per_run, tasks, main, hib, kind) -> tuple[dict, dict]:
     return metrics, full_hib
 
 
+def _joint_directions(runs) -> dict:
+    """{joint metric: higher_is_better} over ``runs``' summaries (first seen wins), in order of appearance."""
+    out: dict = {}
+    for r in runs:
+        for k, hib in results.joint_directions(r).items():
+            out.setdefault(k, hib)
+    return out
+
+
 def _row(key, members, task_info, select: str, base: str | None) -> dict:
     """One group's row (see ``aggregate``)."""
     skey, arch, w = key
@@ -272,6 +288,10 @@ def _row(key, members, task_info, select: str, base: str | None) -> dict:
         per_run.append(m if m is not None else r.get("metrics") or {})
     metrics, full_hib = _group_metrics(per_run, tasks, main, hib, kind)
     aux_metrics = _group_metrics(per_run, aux, main, hib, kind)[0]
+    joint = _joint_directions(done)
+    if joint:  # the task set's joint metrics, as the pseudo-task JOINT
+        metrics[JOINT] = {k: mean_std([(m.get(JOINT) or {}).get(k) for m in per_run]) for k in joint}
+        full_hib[JOINT] = joint
     return {
         "sweep": dict(members[0]["sweep"]), "sweep_key": skey, "architecture": arch, "weighting": w,
         "architecture_name": next((r["architecture_name"] for r in members if r.get("architecture_name")), arch),
@@ -472,14 +492,27 @@ def tasks_by_sweep(rows) -> "OrderedDict[tuple, tuple[list, dict, dict]]":
 
 def metric_columns(rows, include_loss: bool = False, main_only: bool = False) -> list[tuple[str, str]]:
     """(task, metric) columns, tasks in the task set's order (the summaries' ``tasks``): each task's main
-    metric first, then its other metrics (``main_only``: the main metric only)."""
+    metric first, then its other metrics (``main_only``: the main metric only); then the joint metrics
+    as (``JOINT``, name) (also with ``main_only``: each is a headline number of its task set)."""
     cols = []
     tasks, main, _ = task_meta(rows)
     for t in tasks:
         names = [main[t]] + ([] if main_only else
                              sorted({k for r in rows for k in r["metrics"].get(t, {})} - {main[t]}))
         cols += [(t, k) for k in names if include_loss or k != tasks_lib.LOSS or k == main[t]]
-    return cols
+    joint = list(dict.fromkeys(k for r in rows for k in r["metrics"].get(JOINT, {})))
+    return cols + [(JOINT, k) for k in joint]
+
+
+def column_hib(rows, task: str, metric: str) -> bool:
+    """higher_is_better of the column (task, metric) (a joint metric's too), from the first row that has it."""
+    return next(_metric_hib(r["higher_is_better"], task, metric) for r in rows
+                if metric in (r.get("higher_is_better") or {}).get(task, {}))
+
+
+def column_title(task: str, metric: str) -> str:
+    """A column's heading: 'task metric', a joint metric's name alone."""
+    return metric if task == JOINT else f"{task} {metric}"
 
 
 def metric_of(row, task: str, metric: str) -> dict | None:

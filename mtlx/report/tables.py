@@ -28,6 +28,10 @@ Conventions (the numbers are ``aggregate``'s):
   * Auxiliary tasks (role 'auxiliary', ``mtlx.tasks.ROLES``) have no
     columns and are left out of Δm%, the tests and the ranks; the notes name
     them (``auxiliary_note``).
+  * A task set's joint metrics (``mtlx.tasks.TaskSet.joint_metrics``, e.g.
+    one_vs_all's ``multiclass_accuracy``) are columns after the tasks', headed
+    by their name alone, with best marks; the notes say what they are
+    (``joint_note``).
   * A static-weight sweep on two tasks (``mtlx.frontier``): the notes say
     which rows lie beyond its scalarisation frontier, with significance
     (``mtlx.report.frontier``).
@@ -45,9 +49,10 @@ from typing import Sequence
 from mtlx import results
 from mtlx.report import frontier, pooling, ranks, stats, tuning
 from mtlx.report.aggregate import (
-    DELTA_M_CONVENTION, PAPER_SWEEP_TAG, _metric_hib, _num, aggregate, baseline_fallback, baseline_label, best_marks,
-    compares_weightings, experiment_name, fmt_value, has_baseline, match_paper, metric_columns, metric_of,
-    short_field, sweep_label, task_meta, task_sections)
+    DELTA_M_CONVENTION, PAPER_SWEEP_TAG, _num, aggregate, baseline_fallback, baseline_label, best_marks,
+    column_hib, column_title, compares_weightings, experiment_name, fmt_value, has_baseline, match_paper,
+    metric_columns, metric_of, short_field, sweep_label, task_meta, task_sections)
+from mtlx.tasks import JOINT
 
 # --------------------------------------------------------------------------- number formats
 
@@ -141,7 +146,7 @@ def _notes(tm, select: str) -> list[str]:
                  f"keeps the std); {stats.NO_INTERVAL}. No baseline: no significance test.")
     if tm["main_only"]:
         notes.append("--main: each task's main metric only.")
-    notes += auxiliary_note(rows)
+    notes += auxiliary_note(rows) + joint_note(rows)
     if len(tm["sections"]) > 1:
         notes.append("The sweep changes the task set: one table per task list; Δm%, bold and the Holm correction "
                      "cover the rows of one table only.")
@@ -170,6 +175,15 @@ def auxiliary_note(rows) -> list[str]:
         return []
     return [f"Auxiliary tasks, trained but excluded from the columns, Δm%, the tests and the ranks (main tasks "
             f"only): {', '.join(aux)}."]
+
+
+def joint_note(rows) -> list[str]:
+    """The line naming the joint-metric columns ([] when there are none)."""
+    joint = list(dict.fromkeys(k for r in rows for k in r["metrics"].get(JOINT, {})))
+    if not joint:
+        return []
+    return [f"{', '.join(joint)}: computed from all tasks' predictions at once (the task set's joint metrics, "
+            f"mtlx.tasks.TaskSet.joint_metrics); not in Δm%, the tests or the ranks."]
 
 
 def _rank_notes(tm) -> list[str]:
@@ -233,11 +247,10 @@ def table_model(workdir: str, select: str = "final", include_loss: bool = False,
 
 def _header_cells(tm, arrow_up: str, arrow_down: str) -> list[str]:
     rows = tm["rows"]
-    hib = task_meta(rows)[2]
     head = [short_field(f, tm["sweep_fields"]) for f in tm["sweep_fields"]] + ["architecture", "weighting", "n"]
     if any(r["failed"] for r in rows):
         head.append("failed")
-    head += [f"{t} {k} {arrow_up if _metric_hib(hib, t, k) else arrow_down}" for t, k in tm["cols"]]
+    head += [f"{column_title(t, k)} {arrow_up if column_hib(rows, t, k) else arrow_down}" for t, k in tm["cols"]]
     if tm["with_dm"]:
         head.append(f"Δm% {arrow_up}")
     if any(r is not None for r in tm["ranks"]):
