@@ -504,16 +504,6 @@ def metric_columns(rows, include_loss: bool = False, main_only: bool = False) ->
     return cols + [(JOINT, k) for k in joint]
 
 
-def column_hib(rows, task: str, metric: str) -> bool:
-    """higher_is_better of the column (task, metric) (a joint metric's too), from the first row that has it."""
-    return next(_metric_hib(r["higher_is_better"], task, metric) for r in rows
-                if metric in (r.get("higher_is_better") or {}).get(task, {}))
-
-
-def column_title(task: str, metric: str) -> str:
-    """A column's heading: 'task metric', a joint metric's name alone."""
-    return metric if task == JOINT else f"{task} {metric}"
-
 
 def metric_of(row, task: str, metric: str) -> dict | None:
     """{mean, std, n, values} of one row's (task, metric); None where the row has no such task or metric."""

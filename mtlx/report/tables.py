@@ -49,8 +49,8 @@ from typing import Sequence
 from mtlx import results
 from mtlx.report import frontier, pooling, ranks, stats, tuning
 from mtlx.report.aggregate import (
-    DELTA_M_CONVENTION, PAPER_SWEEP_TAG, _num, aggregate, baseline_fallback, baseline_label, best_marks,
-    column_hib, column_title, compares_weightings, experiment_name, fmt_value, has_baseline, match_paper,
+    DELTA_M_CONVENTION, PAPER_SWEEP_TAG, _metric_hib, _num, aggregate, baseline_fallback, baseline_label,
+    best_marks, compares_weightings, experiment_name, fmt_value, has_baseline, match_paper,
     metric_columns, metric_of, short_field, sweep_label, task_meta, task_sections)
 from mtlx.tasks import JOINT
 
@@ -243,6 +243,17 @@ def table_model(workdir: str, select: str = "final", include_loss: bool = False,
 
 
 # --------------------------------------------------------------------------- cells
+
+
+def column_hib(rows, task: str, metric: str) -> bool:
+    """higher_is_better of the column (task, metric) (a joint metric's too), from the first row that has it."""
+    return next(_metric_hib(r["higher_is_better"], task, metric) for r in rows
+                if metric in (r.get("higher_is_better") or {}).get(task, {}))
+
+
+def column_title(task: str, metric: str) -> str:
+    """A column's heading: 'task metric', a joint metric's name alone."""
+    return metric if task == JOINT else f"{task} {metric}"
 
 
 def _header_cells(tm, arrow_up: str, arrow_down: str) -> list[str]:
