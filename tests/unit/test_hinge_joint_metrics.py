@@ -130,3 +130,19 @@ def test_a_run_writes_its_joint_metric_into_summary_json_and_the_table_shows_it(
     assert final > 0.3  # ten classes: well above chance (0.1) after 30 steps on separable blobs
     text = tables.markdown_table(str(tmp_path))
     assert "multiclass_accuracy ↑" in text and "joint metrics" in text
+
+
+def test_one_vs_all_declares_the_multiclass_accuracy_and_takes_the_hinge_option(tmp_path):
+    import fixtures_tfds as fx
+
+    fx.write_mnist_like(tmp_path / "src" / "fashion-mnist", n_train=30, n_test=10)
+    ts = get_task_set("one_vs_all", manual_dir=str(tmp_path / "src"), data_dir=str(tmp_path / "data"),
+                      base="fashion_mnist", binary_loss="hinge")
+    assert {t.loss for t in ts.tasks} == {"hinge"}
+    fn, higher = ts.joint_metrics["multiclass_accuracy"]
+    test = ts.splits["test"]
+    y = np.stack([test["targets"][f"is_{k}"] for k in range(10)], 1)
+    noisy = {f"is_{k}": y[:, k] + 0.1 * k for k in range(10)}  # the true class still scores highest
+    assert higher and fn(noisy, test) == 1.0
+    worst = {f"is_{k}": -y[:, k] for k in range(10)}  # the true class now scores lowest
+    assert fn(worst, test) == 0.0
