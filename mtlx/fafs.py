@@ -353,7 +353,8 @@ class _Phases:
     def evaluate(self, step):
         splits = {s: self.task_set.splits[s] for s in ("validation", "test") if s in self.task_set.splits}
         out = {s: self.train_lib.evaluate(self.eval_step, self.state.params["model"], split, self.task_set.tasks,
-                                          self.cfg.eval_batch_size) for s, split in splits.items()}
+                                          self.cfg.eval_batch_size, self.task_set.joint_metrics)
+               for s, split in splits.items()}
         self.write({"step": step, "kind": "eval", **out})
         self.last_eval = out
         score = self.train_lib.main_score(out.get("validation", out.get("test")), self.task_set.tasks)
@@ -426,4 +427,10 @@ def _summary(ph: _Phases, t0: float, rounds: list, g: dict) -> dict:
             "metrics": ev.get("test", ev.get("validation")), "validation_metrics": ev.get("validation"),
             "test_at_best_validation": ph.best_test, "on_device_data": True, "mixing": {},
             "fafs": {"settings": g, "rounds": rounds, "branches": [list(r) for r in ph.tree],
-                     "groups": arch.groups_of(ph.tree)}}
+                     "groups": arch.groups_of(ph.tree)}, **_joint_directions(ph.task_set)}
+
+
+def _joint_directions(task_set) -> dict:
+    """The summary's ``joint_metrics`` entry ({name: higher_is_better}) when the task set has any."""
+    joint = task_set.joint_metrics
+    return {results.JOINT_METRICS: {k: h for k, (_, h) in joint.items()}} if joint else {}

@@ -153,7 +153,7 @@ def needs_running(run_dir: str, rerun_failed: bool) -> bool:
 def tasks_info(task_set) -> dict:
     """Per task: its position in the task set, kind, role (main / auxiliary), main metric and which way each eval metric (loss included)
     is better."""
-    return {t.name: {"index": i, "kind": t.kind, "role": t.role, "main_metric": t.main_metric,
+    return {t.name: {"index": i, "kind": t.kind, "role": t.role, "loss": t.loss, "main_metric": t.main_metric,
                      "higher_is_better": {m: tasks.higher_is_better(t.kind, m) for m in (*t.metrics, tasks.LOSS)}}
             for i, t in enumerate(task_set.tasks)}
 

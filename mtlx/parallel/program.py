@@ -142,9 +142,8 @@ def _evaluate(eval_v, params, loops, alive: list[int], stacked: bool) -> dict:
                 preds[t.name].append(got[t.name])
         for i in alive:
             whole = splits[i if stacked else 0]
-            out[i][name] = {t.name: losses_lib.compute_metrics(
-                t, np.concatenate(preds[t.name], axis=1)[i], whole["targets"][t.name], whole["weights"][t.name])
-                for t in first.tasks}
+            out[i][name] = losses_lib.split_metrics(
+                first.tasks, {t.name: np.concatenate(preds[t.name], axis=1)[i] for t in first.tasks}, whole, first.joint)
     return out
 
 
