@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
+from mtlx.weighting import solvers
 from mtlx.weighting.base import Weighting, no_state
 
 _TINY = 1e-30
@@ -41,27 +41,7 @@ def fairgrad_weights(M: jnp.ndarray, alpha, *, max_iters: int = 100, tol: float 
     Mn = jnp.where(ok, M / jnp.where(ok, s, 1.0), 0.0) + 1e-6 * jnp.eye(T, dtype=jnp.float32)
     p = 1.0 / alpha
 
-    def newton(w):
-        g = Mn @ w - w ** (-p)
-        H = Mn + jnp.diag(p * w ** (-p - 1.0))
-        delta = jax.scipy.linalg.solve(H, g, assume_a="pos")
-        dec2 = jnp.maximum(g @ delta, 0.0)
-        step = 1.0 / (1.0 + jnp.sqrt(dec2))
-        shrink = jnp.min(jnp.where(delta > 0, 0.9 * w / jnp.where(delta > 0, delta, 1.0), jnp.inf))
-        return w - jnp.minimum(step, shrink) * delta, dec2
-
-    def cond(c):
-        _, k, dec2 = c
-        return (k < max_iters) & (dec2 > tol)
-
-    def body(c):
-        w, k, _ = c
-        w_new, dec2 = newton(w)
-        good = jnp.all(jnp.isfinite(w_new)) & jnp.all(w_new > 0)
-        return jnp.where(good, w_new, w), k + 1, jnp.where(good, dec2, 0.0)
-
-    w0 = jnp.ones((T,), jnp.float32)
-    wn, _, _ = lax.while_loop(cond, body, (w0, jnp.zeros((), jnp.int32), jnp.full((), jnp.inf)))
+    wn = solvers.barrier_newton(Mn, jnp.ones((T,), jnp.float32), p, max_iters, tol, to_boundary=True)
     scale = jnp.where(ok, jnp.power(jnp.where(ok, s, 1.0), -alpha / (1.0 + alpha)), 1.0)
     w = wn * scale
     deg = ~(jnp.diag(M) > 1e-12 * s)

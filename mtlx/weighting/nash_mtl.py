@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from mtlx.weighting import solvers
 from mtlx.weighting.base import Weighting
 
 
@@ -60,35 +61,10 @@ def nash_weights(M: jnp.ndarray, *, max_iters: int = 100, tol: float = 1e-12, ri
     C = C + jnp.diag(jnp.where(deg, 1.0, 0.0)) + ridge * jnp.eye(M.shape[0], dtype=jnp.float32)
     T = M.shape[0]
     b0 = jnp.ones((T,), jnp.float32) * jnp.sqrt(T / jnp.sum(C))
-    alpha = _damped_newton(C, b0, max_iters, tol) / n
+    alpha = solvers.barrier_newton(C, b0, 1.0, max_iters, tol) / n
     n_ok = jnp.sum(~deg)
     fill = jnp.where(n_ok > 0, jnp.sum(jnp.where(deg, 0.0, alpha)) / jnp.maximum(n_ok, 1), 1.0)
     return jnp.where(deg, fill, alpha)
-
-
-def _damped_newton(Mn, a0, max_iters, tol):
-    """Minimise 1/2 a^T Mn a - sum log a from ``a0`` by damped Newton steps
-    ``1/(1 + lambda)`` (at most ``max_iters``, until ``lambda^2 < tol``)."""
-
-    def newton(a):
-        g = Mn @ a - 1.0 / a
-        H = Mn + jnp.diag(1.0 / (a * a))
-        delta = jax.scipy.linalg.solve(H, g, assume_a="pos")
-        dec2 = jnp.maximum(g @ delta, 0.0)
-        return a - delta / (1.0 + jnp.sqrt(dec2)), dec2
-
-    def cond(c):
-        _, k, dec2 = c
-        return (k < max_iters) & (dec2 > tol)
-
-    def body(c):
-        a, k, _ = c
-        a_new, dec2 = newton(a)
-        ok = jnp.all(jnp.isfinite(a_new)) & jnp.all(a_new > 0)
-        return jnp.where(ok, a_new, a), k + 1, jnp.where(ok, dec2, 0.0)
-
-    a, _, _ = lax.while_loop(cond, body, (a0, jnp.zeros((), jnp.int32), jnp.full((), jnp.inf)))
-    return a
 
 
 def nash_mtl(max_norm: float = 1.0, update_weights_every: int = 1, max_iters: int = 100) -> Weighting:

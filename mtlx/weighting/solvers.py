@@ -267,3 +267,37 @@ def min_norm_frank_wolfe(M, *, max_iters: int = 250, tol: float = 1e-5):
 
     w, _, _ = lax.while_loop(cond, body, (w0, jnp.zeros((), jnp.int32), jnp.ones((), jnp.float32)))
     return w
+
+
+def barrier_newton(Mn: jnp.ndarray, w0: jnp.ndarray, p: float, max_iters: int, tol: float,
+                   to_boundary: bool = False) -> jnp.ndarray:
+    """Minimise ``1/2 w^T Mn w - sum_i h(w_i)`` over ``w > 0``, with ``h' = w^(-p)`` (``h = log`` at
+    p = 1), by damped Newton steps ``1/(1 + lambda)`` (``lambda`` the Newton decrement) from ``w0``,
+    at most ``max_iters``, until ``lambda^2 < tol``: the stationarity condition ``Mn w = w^(-p)`` of
+    Nash-MTL (p = 1) and FairGrad (p = 1/alpha). ``to_boundary``: cut each step to 90% of the way
+    to the boundary ``w = 0``; a step that still leaves ``w > 0`` (or is not finite) is not taken."""
+
+    def newton(w):
+        g = Mn @ w - w ** (-p)
+        H = Mn + jnp.diag(p * w ** (-p - 1.0))
+        delta = jax.scipy.linalg.solve(H, g, assume_a="pos")
+        dec2 = jnp.maximum(g @ delta, 0.0)
+        step = 1.0 / (1.0 + jnp.sqrt(dec2))
+        if to_boundary:
+            step = jnp.minimum(step, jnp.min(jnp.where(delta > 0, 0.9 * w / jnp.where(delta > 0, delta, 1.0),
+                                                       jnp.inf)))
+        return w - step * delta, dec2
+
+    def cond(c):
+        _, k, dec2 = c
+        return (k < max_iters) & (dec2 > tol)
+
+    def body(c):
+        w, k, _ = c
+        w_new, dec2 = newton(w)
+        good = jnp.all(jnp.isfinite(w_new)) & jnp.all(w_new > 0)
+        return jnp.where(good, w_new, w), k + 1, jnp.where(good, dec2, 0.0)
+
+    w, _, _ = lax.while_loop(cond, body, (w0, jnp.zeros((), jnp.int32), jnp.full((), jnp.inf)))
+    return w
+
