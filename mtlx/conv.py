@@ -40,12 +40,13 @@ channel) costs about half as much with ``patches`` as with ``xla``, the second (
 faster with ``xla``; a vmapped ``xla`` layer is a grouped convolution, several times slower.
 The max-pool gradient is one select (``max_pool``), for every implementation.
 
-Inside ``lax.scan`` XLA:CPU's own convolution is 5-6x slower than outside it (the LeNet's
-hard-sharing step at batch 256, timed alone on the idle 2-core machine: 24 ms per step alone, 135
-ms per step in a 5-step scan; ``patches`` for every layer: 26 and 12 ms, but its backward under
-the vmap over tasks of the gradient weightings is 10x slower than ``xla``'s), so on a CPU a model
-with convolutions runs one step per dispatch (``mtlx.parallel.dispatch``) and the members of a
-program one after another, unrolled (``mtlx.parallel.program``).
+Inside ``lax.scan`` XLA:CPU's own convolution with autodiff's gradient is 5-8x slower than
+outside it (the LeNet's hard-sharing step at batch 256 on the idle 2-core machine: 24 ms per step
+alone, 142 ms per step in a 5-step scan; with 'eigen' for the second layer 18 and 19 ms): the
+transposed convolutions of the gradient. With 'eigen' chosen by 'auto', a CPU run scans K steps
+per dispatch and a program maps its members (``mtlx.parallel.dispatch.scan_is_slow``,
+``mtlx.parallel.program.member_axis``); where a per-task backward keeps XLA's gradient, it runs
+one step per dispatch and its members unrolled.
 """
 
 from __future__ import annotations
