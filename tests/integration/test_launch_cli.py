@@ -59,7 +59,8 @@ def _check_done(workdir, n):
         assert s["status"] == "done" and s["run_id"] == d and s["experiment"] == "tiny" and s["steps"] == 20
         assert s["architecture"] in ("hard", BASELINE) and s["weighting"] == "equal" and s["seed"] in (0, 1)
         assert s["sweep"] == {} and s["task_set"] == "synthetic_classification"
-        assert s["tasks"] == {t: {"index": i, "kind": "classification", "main_metric": "accuracy",
+        assert s["tasks"] == {t: {"index": i, "kind": "classification", "role": "main", "loss": "softmax_cross_entropy",
+                                  "main_metric": "accuracy",
                                   "higher_is_better": {"accuracy": True, "loss": False}}
                               for i, t in enumerate(("task0", "task1"))}
         assert set(s["metrics"]) == {"task0", "task1"}

@@ -302,14 +302,14 @@ def test_misspelled_field_and_impossible_rank(monkeypatch):
 # --------------------------------------------------------------------------- the runner, training stubbed
 
 
-def test_tasks_info_holds_kind_and_every_metric_direction():
+def test_tasks_info_holds_kind_role_loss_and_every_metric_direction():
     info = runner.tasks_info(dense_set())
     assert info == {  # by the definitions: accuracy/auc higher is better, mse and the eval loss lower
-        "cls": {"index": 0, "kind": "classification", "main_metric": "accuracy",
-                "higher_is_better": {"accuracy": True, tasks.LOSS: False}},
-        "bin": {"index": 1, "kind": "binary", "main_metric": "auc",
+        "cls": {"index": 0, "kind": "classification", "role": tasks.MAIN, "loss": "softmax_cross_entropy",
+                "main_metric": "accuracy", "higher_is_better": {"accuracy": True, tasks.LOSS: False}},
+        "bin": {"index": 1, "kind": "binary", "role": tasks.MAIN, "loss": "logistic", "main_metric": "auc",
                 "higher_is_better": {"auc": True, "accuracy": True, tasks.LOSS: False}},
-        "reg": {"index": 2, "kind": "regression", "main_metric": "mse",
+        "reg": {"index": 2, "kind": "regression", "role": tasks.MAIN, "loss": "squared_error", "main_metric": "mse",
                 "higher_is_better": {"mse": False, tasks.LOSS: False}}}
 
 
