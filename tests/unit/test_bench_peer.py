@@ -14,8 +14,13 @@ def test_peer_part_is_skipped_with_a_message_without_torch(monkeypatch, capsys):
     assert "skipped" in out and "PyTorch is not installed" in out and ".[bench]" in out
 
 
-def test_peer_part_runs_on_a_tiny_shape():
+def test_peer_part_runs_on_a_tiny_shape(monkeypatch):
+    """The table from each side's processes (here one real process for PyTorch's side, JAX's in this
+    one: the subprocess plumbing is tested once without paying for two fresh JAX starts)."""
     pytest.importorskip("torch")
+    real = bench_peer._in_process
+    monkeypatch.setattr(bench_peer, "_in_process", lambda spec: real(spec) if spec["side"] == "torch"
+                        else bench_peer.child(spec))
     res = bench_peer.run_peer(bench, backbones=("mlp",), tasks=(2,), weightings=("equal",), batch_size=4, iters=1,
                               rounds=1, matmul_n=64)
     rows = res["rows"]

@@ -67,13 +67,17 @@ def test_k_steps_per_dispatch_equal_one_step_per_call_bit_for_bit(tmp_path):
     assert results.read_metrics(str(tmp_path / "k1")) == results.read_metrics(str(tmp_path / "k3"))
 
 
+RELATEDNESS = {"schedule": "joint", "sampling": "uniform", "anneal_to": 0.0, "task_learning_rates": {},
+               "relatedness_every": 6, "affinity": True, "affinity_lr": 0.0}  # TAG's step: each member's own lr
+
+
 @pytest.fixture(scope="module")
 def population(tmp_path_factory):
     """Seeds with their own data draws, learning rates and CAGrad's c: three members, one program,
-    and the same three runs trained alone."""
+    and the same three runs trained alone; every run logs its tasks' relatedness every 6 steps."""
     d = tmp_path_factory.mktemp("pop")
     members = [_cfg(seed=s, task_set__options__seed=s, optimizer__learning_rate=lr,
-                    weighting={"name": "cagrad", "options": {"c": c}})
+                    weighting={"name": "cagrad", "options": {"c": c}}, training=RELATEDNESS)
                for s, lr, c in [(0, 1e-3, 0.4), (1, 1e-2, 0.2), (2, 3e-3, 0.0)]]
     wds = [str(d / f"pop{i}") for i in range(3)]
     out = train_population([grid.train_config(c) for c in members], wds, [grid.task_set_for(c) for c in members])
@@ -218,22 +222,17 @@ def test_a_conv_population_maps_its_members_and_equals_its_runs_alone(tmp_path):
     assert out[0]["metrics"] != out[1]["metrics"]
 
 
-def test_a_population_logs_each_members_relatedness_as_its_run_alone(tmp_path):
+def test_a_population_logs_each_members_relatedness_as_its_run_alone(population):
     """``training.relatedness_every`` in a program: every member's train records carry its own
     relatedness (cosines, TAG affinity at its own learning rate), as the member's run alone writes."""
-    training = {"schedule": "joint", "sampling": "uniform", "anneal_to": 0.0, "task_learning_rates": {},
-                "relatedness_every": 6, "affinity": True, "affinity_lr": 0.0}
-    members = [_cfg(seed=s, optimizer__learning_rate=lr, training=training) for s, lr in [(0, 1e-3), (1, 1e-2)]]
-    cfgs = [grid.train_config(c) for c in members]
-    wds = [str(tmp_path / f"pop{i}") for i in range(2)]
-    train_population(cfgs, wds, [grid.task_set_for(c) for c in members])
-    for i, c in enumerate(members):
-        train_and_evaluate(cfgs[i], str(tmp_path / f"alone{i}"), task_set=grid.task_set_for(c))
+    members, wds, out, alone, d = population
+    for i in range(len(members)):
         pop = {r["step"]: r["relatedness"] for r in results.read_metrics(wds[i], "train") if "relatedness" in r}
-        alone = {r["step"]: r["relatedness"] for r in results.read_metrics(str(tmp_path / f"alone{i}"), "train")
-                 if "relatedness" in r}
-        assert sorted(pop) == sorted(alone) == [6, 12]
+        solo = {r["step"]: r["relatedness"] for r in results.read_metrics(str(d / f"alone{i}"), "train")
+                if "relatedness" in r}
+        assert sorted(pop) == sorted(solo) == [6, 12]
         for s in pop:
             for key in ("cosine", "affinity", "magnitude_similarity"):
-                _close(pop[s][key], alone[s][key])
-    assert pop[12]["affinity"] != results.read_metrics(wds[0], "train")[-1]["relatedness"]["affinity"]
+                _close(pop[s][key], solo[s][key])
+    last = [results.read_metrics(w, "train")[-1]["relatedness"]["affinity"] for w in wds]
+    assert last[0] != last[1]  # the members' own measurements, not one copied
