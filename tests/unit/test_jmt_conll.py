@@ -76,6 +76,4 @@ def test_the_run_optimizer_carries_the_successive_term(smoke_grid):
     shapes = jax.eval_shape(run.model.init, jax.random.PRNGKey(0), x)["params"]
     state = jax.eval_shape(run.tx.init, {"model": shapes, "weighting": {}})
     is_term = lambda s: isinstance(s, SuccessiveState)
-    if not any(map(is_term, jax.tree_util.tree_leaves(state, is_leaf=is_term))):
-        pytest.skip("mtlx.train.optimizer_of does not pass the model to make_optimizer yet (the one-line hook "
-                    "`tx = make_optimizer(steps=steps, model=model, **opt)`): successive regularisation is off in runs")
+    assert any(map(is_term, jax.tree_util.tree_leaves(state, is_leaf=is_term)))  # optimizer_of passes the model
