@@ -39,7 +39,8 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_eight_host_devices_equal_one_device():
-    e = {**env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    e = env()
+    e["XLA_FLAGS"] = f"{e.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()
     p = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=e, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.split("RESULT", 1)[1])
