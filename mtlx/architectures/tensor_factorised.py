@@ -14,7 +14,12 @@ one not an int) sets them per block; ``'auto'`` picks them by ``rel_error`` (see
 single-task kernels (``init_from``: a params pytree, or ``init_from_run``: the
 directory of a finished single_task run, whose last checkpoint is restored;
 truncated SVD / HOSVD / TT-SVD, exact at full rank); without them, by
-decomposing a random single-task draw, rescaled to the draw's norm.
+decomposing a random single-task draw, rescaled to the draw's norm
+(``factor_init='decomposed'``, the default). ``factor_init='independent'``
+instead draws every factor on its own (Glorot uniform over the factor's last
+two axes, as a TensorFlow/Keras variable is by default: what an implementation
+without an STL start does), so the generated kernel's scale is the product of
+the factors' scales, not a dense layer's; the biases are the dense draw's.
 
 Parameter names (top level; ``base.MTLModel.task_specific_prefixes`` = 'task_'):
 ``factorised_{i}/{weight}/{U | core, mode_k | core_k}`` shared;
@@ -43,6 +48,9 @@ from mtlx.tensor_decomposition import (  # noqa: F401  (re-exported: the old imp
     METHODS, auto_ranks, check_method, decompose, factor_names, factor_shapes, generate, is_int, mode_product,
     num_rank_entries, param_count, rank_bounds, rank_meaning, relative_error, resolve_rank, select_ranks,
     to_paper, to_stacked)
+
+DECOMPOSED, INDEPENDENT = "decomposed", "independent"
+FACTOR_INITS = (DECOMPOSED, INDEPENDENT)  # the ``factor_init`` choices (module docstring)
 
 
 @functools.lru_cache(maxsize=256)
@@ -89,15 +97,27 @@ def factors_from_params(method, shared, task):
     return tuple(shared[f"core_{k}"] for k in range(len(shared))) + (task,)
 
 
-def _initial_values(spec, n, in_shape, method, ranks, key, init_kernels, init_biases):
+def _independent_factors(method, shape, ranks, key):
+    """Every factor its own Glorot-uniform draw (fan_in/fan_out from its last two axes)."""
+    shapes = factor_shapes(method, shape, ranks)
+    keys = jax.random.split(key, len(shapes))
+    glorot = jax.nn.initializers.glorot_uniform()
+    return tuple(glorot(k, s, jnp.float32) for k, s in zip(keys, shapes))
+
+
+def _initial_values(spec, n, in_shape, method, ranks, key, init_kernels, init_biases, factor_init=DECOMPOSED):
     """Factors and biases at init: truncated decomposition of ``init_kernels`` (numpy,
-    float64), else of a random single-task draw (traceable) rescaled to the draw's norm."""
+    float64), else of a random single-task draw (traceable) rescaled to the draw's norm,
+    else (``factor_init='independent'``) every factor drawn on its own."""
     bias_names = tuple(spec.bias_shapes(in_shape))
     need_draw = init_kernels is None or (bias_names and init_biases is None)
     draw = init_stacked(spec, key, n, in_shape) if need_draw else None
     factors = {}
-    for name in spec.weight_shapes(in_shape):
-        if init_kernels is not None:
+    for i, (name, shape) in enumerate(spec.weight_shapes(in_shape).items()):
+        if init_kernels is None and factor_init == INDEPENDENT:
+            factors[name] = _independent_factors(method, tuple(shape) + (n,), ranks[name],
+                                                 jax.random.fold_in(jax.random.fold_in(key, 1 << 20), i))
+        elif init_kernels is not None:
             f = decompose(method, to_paper(np.asarray(init_kernels[name], np.float64)), ranks[name])
             factors[name] = tuple(np.asarray(a, np.float32) for a in f)
         else:
@@ -130,6 +150,7 @@ class FactorisedStackedBlock(nn.Module):
     task_factors: object = None
     task_biases: object = None
     where: str = "block"
+    factor_init: str = DECOMPOSED
 
     def ranks(self, in_shape):
         return block_ranks(self.spec, self.n, in_shape, self.method, self.rank, self.rel_error,
@@ -144,7 +165,7 @@ class FactorisedStackedBlock(nn.Module):
         init, init_b = None, None
         if self.is_initializing():
             init, init_b = _initial_values(self.spec, self.n, in_shape, self.method, ranks, self.make_rng("params"),
-                                           self.init_kernels, self.init_biases)
+                                           self.init_kernels, self.init_biases, self.factor_init)
         shared, task_shapes = {}, {}
         for name, shape in shapes.items():
             fshapes = factor_shapes(self.method, tuple(shape) + (self.n,), ranks[name])
@@ -261,10 +282,12 @@ class TensorFactorised(MTLModel):
     rel_error: float = 0.1
     init_from: object = None
     init_from_run: str = ""
+    factor_init: str = DECOMPOSED
 
     task_specific_prefixes: ClassVar[tuple] = ("task_",)
 
     def __post_init__(self):
+        self.check_factor_init()  # before init_from_run loads anything
         if self.init_from_run and not isinstance(self.init_from, _Held):  # (flax clones arrive with it loaded)
             if self.init_from is not None:
                 raise ValueError("tensor_factorised: give init_from or init_from_run, not both")
@@ -287,6 +310,14 @@ class TensorFactorised(MTLModel):
         if isinstance(r, tuple) and any(not is_int(e) for e in r):
             return tuple(r)
         return (r,) * len(self.blocks)
+
+    def check_factor_init(self):
+        if self.factor_init not in FACTOR_INITS:
+            raise ValueError(f"tensor_factorised: factor_init={self.factor_init!r} is not valid; choose one of "
+                             f"{list(FACTOR_INITS)}")
+        if self.factor_init == INDEPENDENT and (self.init_from is not None or self.init_from_run):
+            raise ValueError("tensor_factorised: factor_init='independent' draws the factors itself; it cannot "
+                             "be combined with init_from / init_from_run (which decompose single-task kernels)")
 
     def validate(self):
         check_method(self.method)
@@ -384,7 +415,8 @@ class TensorFactorised(MTLModel):
             return FactorisedStackedBlock(
                 spec, self.num_tasks, self.method, per_block[i], self.rel_error, kernels, biases,
                 task_factors=_Params(name=f"task_factor_{i}"), task_biases=_Params(name=f"task_bias_{i}"),
-                where=f"block {i} ({type(spec).__name__})", name=f"factorised_{i}")(h, mask, stacked_input)
+                where=f"block {i} ({type(spec).__name__})", factor_init=self.factor_init,
+                name=f"factorised_{i}")(h, mask, stacked_input)
 
         return apply
 

@@ -183,6 +183,8 @@ def test_auto_rank_in_model_follows_the_kernels():
     (dict(rank=(4, "auto", 3)), ["rank", "per block", "2 blocks"]),
     (dict(rel_error=1.5), ["rel_error"]),
     (dict(init_from={"task_column_0": {}}), ["init_from", "task_column_1"]),
+    (dict(factor_init="svd"), ["factor_init", "'svd'", "decomposed", "independent"]),
+    (dict(factor_init="independent", init_from_run="/nowhere"), ["factor_init", "init_from_run"]),
 ])
 def test_bad_config_raises_at_construction(kw, words):
     with pytest.raises(ValueError) as err:
@@ -262,3 +264,30 @@ def test_random_init_is_seeded_vmappable_and_keeps_scale():
     assert abs(np.linalg.norm(kernel) / glorot - 1) < 0.2  # the rank-4 kernel keeps the draw's norm
     st_params = {"task_column_0": {"kernel": np.zeros(3)}}  # dict-valued field
     assert hash(TensorFactorised(blocks=(Dense(16),), rank=[2, 2, 2], init_from=st_params))  # usable as a static arg
+
+
+def test_independent_factor_init_draws_each_factor_glorot_uniform():
+    """factor_init='independent': every factor is its own Glorot-uniform draw (bound
+    sqrt(6 / (fan_in + fan_out)) over its last two axes, variance bound^2 / 3), so the
+    generated kernel's scale is the product of the factors' scales, far from a dense
+    layer's Glorot norm (which the default, decomposed init keeps: the test above)."""
+    x = BACKBONES["mlp"][1](1)
+    model = TensorFactorised(blocks=(Dense(64),), num_outputs=(3, 2), task_names=("a", "b"), method="tucker",
+                             rank=(8, 16, 2), factor_init="independent")
+    p = jax.device_get(jax.jit(model.init)(jax.random.PRNGKey(3), x)["params"])
+    f = dict(p["factorised_0"]["kernel"], task=p["task_factor_0"]["kernel"])
+    assert {k: v.shape for k, v in f.items()} == {"core": (8, 16, 2), "mode_0": (10, 8), "mode_1": (64, 16),
+                                                  "task": (2, 2)}
+    rf = {"core": 8}  # Glorot's receptive field: the leading axes of a >2-D factor
+    for name, a in f.items():
+        fan_in, fan_out = a.shape[-2] * rf.get(name, 1), a.shape[-1] * rf.get(name, 1)
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        assert np.abs(a).max() <= bound + 1e-7, name
+        assert np.abs(a).max() > 0.8 * bound, name  # uniform over the whole interval, not a rescaled draw
+        if a.size >= 256:
+            np.testing.assert_allclose(a.var(), bound ** 2 / 3, rtol=0.25, err_msg=name)
+    kernel = np.asarray(model.kernels(p)[0]["kernel"])
+    generated = np.einsum("abc,ia,jb,tc->tij", f["core"], f["mode_0"], f["mode_1"], f["task"])
+    np.testing.assert_allclose(kernel, generated, rtol=1e-4, atol=1e-6)  # the kernel is the Tucker product
+    glorot = np.sqrt(kernel.size * 2 / (10 + 64))
+    assert np.linalg.norm(kernel) < 0.5 * glorot  # not a dense layer's scale
