@@ -36,11 +36,9 @@ the 27 runs (stl and hard are cheaper). Smoke: 31 s wall / 12 s CPU.
 
 import ml_collections
 
+from experiments.mgda_multimnist import lenet_on
 from mtlx.grid import dotted, experiment_config, smoke
 
-LENET = [{"kind": "conv", "features": 10, "kernel": 5, "pool": 2},
-         {"kind": "conv", "features": 20, "kernel": 5, "pool": 2},
-         {"kind": "dense", "features": 50}]
 LEARNING_RATE = 1e-3
 INITS = (0.1, 0.5, 0.7, 0.9)  # alpha_S; alpha_D = 1 - alpha_S (two tasks)
 LR_SCALES = (10, 100, 1000)  # scale 1 is the cs_init0.9 row
@@ -61,11 +59,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.experiment = "cross_stitch_ablation"
     config.smoke = arg == "smoke"
     run = config.run
-    run.task_set.name = "multi_fashion"
-    run.task_set.options = ml_collections.ConfigDict({"manual_dir": "../shared/data", "seed": 0})
-    run.backbone.blocks = LENET
-    run.backbone.head_hidden = [50]
-    run.optimizer.learning_rate = LEARNING_RATE
+    lenet_on(run, "multi_fashion", LEARNING_RATE)
     run.update({"steps": 1500, "batch_size": 256, "eval_every": 500, "log_every": 100, "checkpoint_every": 500,
                 "eval_batch_size": 2000})
     config.architectures = (

@@ -48,7 +48,7 @@ is the grid's wiring on the synthetic classification set (no download), 40 steps
 
 import ml_collections
 
-from experiments.mgda_multimnist import LENET, PAPER, PAPER_METHODS
+from experiments.mgda_multimnist import PAPER, PAPER_METHODS, lenet_on
 from mtlx.grid import dotted, experiment_config, smoke
 from mtlx.weighting import WEIGHTINGS
 
@@ -65,11 +65,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.experiment = f"mgda_converged_{'fashion' if arg == 'fashion' else 'mnist'}"
     config.smoke = arg == "smoke"
     run = config.run
-    run.task_set.name = data
-    run.task_set.options = ml_collections.ConfigDict({"manual_dir": "../shared/data", "seed": 0})
-    run.backbone.blocks = LENET
-    run.backbone.head_hidden = [50]
-    run.optimizer.learning_rate = 1e-3
+    lenet_on(run, data, 1e-3)
     epoch = STEPS_PER_EPOCH[data]
     run.update({"steps": EPOCHS[data] * epoch, "batch_size": 256, "log_every": 5 * epoch,
                 "eval_every": (10 if data == "multi_mnist" else 3) * epoch, "checkpoint_every": 10 * epoch,

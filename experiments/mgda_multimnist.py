@@ -38,6 +38,17 @@ PAPER = {  # Table 3, MultiMNIST: left / right accuracy (%)
     "gradnorm": (96.27, 94.84), "mgda_ub": (97.26, 95.90)}
 
 
+def lenet_on(run, data: str, learning_rate: float | None = None) -> None:
+    """Sener & Koltun's LeNet (heads FC 50 - FC 10) on a two-task image set read offline
+    (``multi_mnist`` / ``multi_fashion``): the setting every MultiMNIST-style experiment shares."""
+    run.task_set.name = data
+    run.task_set.options = ml_collections.ConfigDict({"manual_dir": "../shared/data", "seed": 0})
+    run.backbone.blocks = LENET
+    run.backbone.head_hidden = [50]
+    if learning_rate is not None:
+        run.optimizer.learning_rate = learning_rate
+
+
 def get_config(arg=None) -> ml_collections.ConfigDict:
     if arg not in (None, "", "smoke", "all"):
         raise ValueError(f"experiments/mgda_multimnist.py: unknown argument {arg!r}; use nothing, 'all' or 'smoke'")
@@ -45,11 +56,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.experiment = "mgda_multimnist"
     config.smoke = arg == "smoke"
     run = config.run
-    run.task_set.name = "multi_mnist"
-    run.task_set.options = ml_collections.ConfigDict({"manual_dir": "../shared/data", "seed": 0})
-    run.backbone.blocks = LENET
-    run.backbone.head_hidden = [50]
-    run.optimizer.learning_rate = 1e-3
+    lenet_on(run, "multi_mnist", 1e-3)
     run.update({"steps": 600, "batch_size": 256, "eval_every": 300, "log_every": 50, "checkpoint_every": 300,
                 "eval_batch_size": 2000})
     config.architectures = (

@@ -57,13 +57,11 @@ numbers at the same learning rate (Adam is blind to the loss scale).
 
 import ml_collections
 
+from experiments.mgda_multimnist import lenet_on
 from mtlx.frontier import static_sweep
 from mtlx.grid import experiment_config, smoke
 from mtlx.tune import tune_config
 
-LENET = [{"kind": "conv", "features": 10, "kernel": 5, "pool": 2},
-         {"kind": "conv", "features": 20, "kernel": 5, "pool": 2},
-         {"kind": "dense", "features": 50}]
 GRADIENT = ("mgda", "mgda_ub", "pcgrad", "cagrad", "imtl", "nash_mtl", "aligned_mtl", "upgrad", "graddrop",
             "gradvac", "fairgrad")  # gradient-based weightings defined for two tasks (the robust ones need many)
 LEARNING_RATES = [3e-4, 1e-3, 3e-3]
@@ -77,10 +75,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.experiment = "scalarization_frontier"
     config.smoke = arg == "smoke"
     run = config.run
-    run.task_set.name = "multi_fashion"
-    run.task_set.options = ml_collections.ConfigDict({"manual_dir": "../shared/data", "seed": 0})
-    run.backbone.blocks = LENET
-    run.backbone.head_hidden = [50]
+    lenet_on(run, "multi_fashion")
     run.update({"steps": 600, "batch_size": 256, "eval_every": 300, "log_every": 50, "checkpoint_every": 300,
                 "eval_batch_size": 2000})
     config.architectures = ({"name": "hard", "options": {"split": -1}},)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import fake_runs
+from mtlx import report
+from mtlx.report import figures, frontier, plotting
 
 CORR = "task_set.options.correlation"
 PAPER = {"metric_columns": ["a acc", "b mse"],
@@ -99,3 +101,22 @@ def group_exp(tmp_path_factory):
     return fake_runs.make_experiment(
         root, name="groups", tasks=group_tasks, architectures=("single_task", "hard", "mmoe"), seeds=(0, 1),
         sweep={GROUP: [1, 2]}, paper=GROUP_PAPER, metric_fn=group_metric)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Draw figures without writing them: {path: figure} of every ``save`` call."""
+    out = {}
+    for module in (figures, frontier):
+        monkeypatch.setattr(module, "save", lambda fig, path: out.__setitem__(path, fig))
+    yield out
+    for fig in out.values():
+        plotting.plt().close(fig)
+
+
+def figure_context(root):
+    """The plotting context ``launch.plot`` builds for the experiment directory ``root``."""
+    exp = report.load_experiment(root)
+    runs = report.load_runs(root)
+    live = [r for r in report.aggregate(runs, experiment=exp) if r["n"] > 0]
+    return plotting.Context(runs, live, exp, "final", figures.tradeoff_pairs(report.tasks_by_sweep(live), None))

@@ -9,9 +9,10 @@ import pytest
 from scipy import stats as sps
 
 import fake_runs
+from fixtures_report import figure_context
 from mtlx import report
 from mtlx.frontier import static_sweep, sweep_weights
-from mtlx.report import figures, frontier, plotting, tables
+from mtlx.report import figures, frontier, tables
 
 EPS = 1e-9
 OFFSETS = (-1.0, 0.5, 1.0, -0.5)  # per seed, mean 0: a row's mean is exactly its centre
@@ -204,22 +205,6 @@ def edge_free(tmp_path):
 # --------------------------------------------------------------------------- the figure
 
 
-@pytest.fixture
-def drawn(monkeypatch):
-    out = {}
-    monkeypatch.setattr(frontier, "save", lambda fig, path: out.__setitem__(path, fig))
-    yield out
-    for fig in out.values():
-        plotting.plt().close(fig)
-
-
-def _ctx(root):
-    exp = report.load_experiment(root)
-    runs = report.load_runs(root)
-    live = [r for r in report.aggregate(runs, experiment=exp) if r["n"] > 0]
-    return plotting.Context(runs, live, exp, "final", figures.tradeoff_pairs(report.tasks_by_sweep(live), None))
-
-
 def _errorbar_coords(ax):
     xs, ys = [], []
     for c in ax.containers:
@@ -231,7 +216,7 @@ def _errorbar_coords(ax):
 
 
 def test_the_figure_stays_in_range_and_draws_the_front(fake, drawn):
-    ctx = _ctx(fake.root)
+    ctx = figure_context(fake.root)
     todo = frontier.frontier_applies(ctx)
     assert todo == [("frontier_a_vs_b", "frontier_a_vs_b", ["a", "b"])]
     assert any(f.name == "frontier_<a>_vs_<b>" for f in figures.FIGURES)

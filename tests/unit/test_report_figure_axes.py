@@ -6,28 +6,10 @@ import numpy as np
 import pytest
 
 import fake_runs
-from fixtures_report import CORR
-from mtlx import report
+from fixtures_report import CORR, figure_context
 from mtlx.report import figures, plotting
 
 EPS = 1e-9
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """Draw figures without writing them: {path: figure} of every ``save`` call."""
-    out = {}
-    monkeypatch.setattr(figures, "save", lambda fig, path: out.__setitem__(path, fig))
-    yield out
-    for fig in out.values():
-        plotting.plt().close(fig)
-
-
-def _ctx(root):
-    exp = report.load_experiment(root)
-    runs = report.load_runs(root)
-    live = [r for r in report.aggregate(runs, experiment=exp) if r["n"] > 0]
-    return plotting.Context(runs, live, exp, "final", figures.tradeoff_pairs(report.tasks_by_sweep(live), None))
 
 
 def near_the_edge(arch, w, seed, sweep, task, metric):
@@ -67,7 +49,7 @@ def _in(values, lo, hi):
 
 
 def test_metric_bars_stay_in_the_metric_range(edge, drawn):
-    figures.figure_metric_bars(_ctx(edge), "bars.png")
+    figures.figure_metric_bars(figure_context(edge), "bars.png")
     (fig,) = drawn.values()
     axes = {ax.get_title(): ax for ax in _bar_axes(fig)}
     for task, (lo, hi) in (("a", (0, 1)), ("b", (0, np.inf))):
@@ -86,18 +68,18 @@ def test_metric_bars_stay_in_the_metric_range(edge, drawn):
 
 
 def test_delta_m_bars_start_at_zero_with_n(edge, drawn):
-    figures.figure_delta_m(_ctx(edge), "dm.png")
+    figures.figure_delta_m(figure_context(edge), "dm.png")
     (fig,) = drawn.values()
     (ax,) = _bar_axes(fig)
     y0, y1 = ax.get_ylim()
     assert y0 <= 0 <= y1 and not any(ln.get_gid() == plotting.BREAK_GID for ln in ax.lines)
     assert [t.get_text() for t in ax.texts if t.get_gid() == "bar-n"] == ["n=3"]
-    row = next(r for r in _ctx(edge).rows if r["architecture"] == "hard")
+    row = next(r for r in figure_context(edge).rows if r["architecture"] == "hard")
     assert sorted(_errorbar_ys(ax))[::len(_errorbar_ys(ax)) - 1] == pytest.approx(list(row["delta_m_ci"]))
 
 
 def test_learning_curves_show_validation_beside_training(edge, drawn):
-    figures.figure_learning_curves(_ctx(edge), "curves.png")
+    figures.figure_learning_curves(figure_context(edge), "curves.png")
     (fig,) = drawn.values()
     for ax in fig.axes[:2]:
         labels = [ln.get_label() for ln in ax.lines]
@@ -113,7 +95,7 @@ def test_learning_curves_show_validation_beside_training(edge, drawn):
 def test_sweep_series_are_offset_and_in_range(tmp_path, drawn):
     fake_runs.make_experiment(str(tmp_path), tasks={"a": "binary"}, architectures=("single_task", "hard", "sluice"),
                               sweep={CORR: [0.5, 0.9]}, metric_fn=near_the_edge)
-    figures.figure_sweep(_ctx(str(tmp_path)), "sweep.png", CORR)
+    figures.figure_sweep(figure_context(str(tmp_path)), "sweep.png", CORR)
     (fig,) = drawn.values()
     ax = fig.axes[0]
     xs = []
@@ -127,7 +109,7 @@ def test_sweep_series_are_offset_and_in_range(tmp_path, drawn):
 
 
 def test_tradeoff_stays_in_both_metrics_ranges(edge, drawn):
-    figures.figure_tradeoff(_ctx(edge), "tradeoff.png", ["a", "b"])
+    figures.figure_tradeoff(figure_context(edge), "tradeoff.png", ["a", "b"])
     (fig,) = drawn.values()
     ax = fig.axes[0]
     assert _in(ax.get_xlim(), 0, 1) and _in(ax.get_xticks(), *ax.get_xlim())
