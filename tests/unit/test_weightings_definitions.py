@@ -1,10 +1,9 @@
-"""Loss weightings, tested against the papers' definitions (not our own output),
-and their interface: named NamedTuple states, jit and vmap over seeds."""
+"""Loss weightings, tested against the papers' definitions (not our own output); their
+interface (jit, vmap over seeds, named states) in tests/unit/test_weightings_interface.py."""
 
 from __future__ import annotations
 
 import itertools
-import zlib
 
 import jax
 import jax.numpy as jnp
@@ -17,48 +16,7 @@ from mtlx.weighting import NEEDS, WEIGHTINGS, EmptyState, get_weighting, init_st
 from mtlx.weighting.aligned_mtl import alignment_matrix
 from mtlx.weighting.graddrop import graddrop_direction
 from mtlx.weighting.pcgrad import pcgrad_coefficients, random_orders
-
-
-def key(i):
-    """A threefry PRNG key built on the host (no device computation to compile)."""
-    return jax.random.wrap_key_data(np.array([0, i], np.uint32))
-
-
-KEY = key(0)
-
-# Most tests use the shapes of the vmap test below (T=3 tasks, P=10 shared
-# parameters, R=6 representation units) and one cached jitted ``combine`` per
-# weighting configuration, so each weighting compiles once unbatched and once
-# vmapped (XLA:CPU compile time dominates this file's run time).
-T3, P10, R6 = 3, 10, 6
-_CACHE = {}
-
-
-def jitted(name, **opts):
-    """(weighting, its jitted combine), cached per configuration: for "gram"
-    weightings on the Jacobian (:func:`on_jacobian`), with the direction
-    ``G^T c`` the train step takes."""
-    config = (name, tuple(sorted(opts.items())))
-    if config not in _CACHE:
-        w = get_weighting(name, **opts)
-        _CACHE[config] = (w, jax.jit(on_jacobian(w)))
-    return _CACHE[config]
-
-
-def f32(x):
-    return np.asarray(x, np.float32)
-
-
-def run(name, losses, grads=None, state=None, key=KEY, **opts):
-    w, f = jitted(name, **opts)
-    state = init_state(w, len(losses), P10 if grads is None else np.shape(grads)[-1]) if state is None else state
-    return f(f32(losses), None if grads is None else f32(grads), state, key)
-
-
-def pad(G, P=P10):
-    """Zero-pad gradients to P columns (same geometry, shared compiled shapes)."""
-    G = np.asarray(G, np.float64)
-    return np.concatenate([G, np.zeros((G.shape[0], P - G.shape[1]))], axis=1)
+from weighting_helpers import KEY, P10, R6, T3, f32, jitted, key, pad, run
 
 
 def test_registry_and_errors():
@@ -556,68 +514,3 @@ def test_degenerate_gradients_stay_finite(name):
             M = G @ G.T
             np.testing.assert_allclose((M @ a)[:2], 1 / a[:2], rtol=1e-3)
             np.testing.assert_allclose(a[2], a[:2].mean(), rtol=1e-5)
-
-
-# --------------------------------------------------------------------------
-# Every weighting: jittable, and vmappable over a leading seed axis
-# --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", sorted(WEIGHTINGS))
-def test_jit_vmap_over_seeds_matches_separate_calls(name):
-    opts = {"weights": (1.0, 2.0, 3.0)} if name == "static" else {}
-    w, single = jitted(name, **opts)
-    batched = jax.jit(jax.vmap(on_jacobian(w)))
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    S = 3
-    dim = {"none": None, "jacobian": P10, "gram": P10, "representation": R6, "lookahead": P10}[w.needs]
-    state1 = jax.tree.map(np.asarray, init_state(w, T3, P10))
-    states = jax.tree.map(lambda x: np.stack([x] * S), state1)
-    singles = [state1] * S
-    for step in range(2):   # the second step runs from non-initial states
-        seeds = [10 * step + s for s in range(S)]
-        keys = jax.random.wrap_key_data(np.array([[0, i] for i in seeds], np.uint32))
-        losses = f32(rng.uniform(0.2, 2.0, (S, T3)))
-        grads = None if dim is None else f32(rng.standard_normal((S, T3, dim)))
-        if w.needs == "representation":   # the rows' Gram matrix
-            grads = f32(np.einsum("str,sur->stu", grads, grads))
-        out_b = jax.tree.map(np.asarray, batched(losses, grads, states, keys))
-        states = out_b[2]
-        for s in range(S):
-            out_s = single(losses[s], None if grads is None else grads[s], singles[s], key(seeds[s]))
-            out_s = jax.tree.map(np.asarray, out_s)
-            singles[s] = out_s[2]
-            got = jax.tree.map(lambda x: x[s], out_b)
-            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(out_s)):
-                np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
-                                           rtol=2e-4, atol=2e-5)
-            weights, direction = out_s[0], out_s[1]
-            assert weights.shape == (T3,) and np.all(np.isfinite(weights))
-            if direction is not None:
-                assert w.needs in ("jacobian", "gram") and direction.shape == (P10,)
-                assert np.all(np.isfinite(direction))
-
-
-STATE_FIELDS = {  # the named fields of each weighting's state (optax style); () for EmptyState
-    "auto_lambda": ("lam", "opt_state"),
-    "dwa": ("count", "acc", "history", "blocks"), "famo": ("logits", "opt_state", "prev_losses", "has_prev"),
-    "gradnorm": ("weights", "opt_state", "initial_losses", "started"), "mgda": ("weights",),
-    "mgda_ub": ("weights",), "nash_mtl": ("alpha", "step"), "gradvac": ("targets",), "modo": ("lam",),
-    "sdmgrad": ("w",), "stch": ("count", "acc"), "moco": ("tracked", "lam", "step"), "db_mtl": ("ema", "step"),
-    "excess_mtl": ("weights", "sq_sum", "initial", "started")}
-
-
-@pytest.mark.parametrize("name", sorted(WEIGHTINGS))
-def test_states_are_named_tuples(name):
-    """init's state and combine's new state are the same NamedTuple type, with named fields."""
-    opts = {"weights": (1.0, 2.0, 3.0)} if name == "static" else {}
-    w = get_weighting(name, **opts)
-    state = init_state(w, T3, P10)
-    assert isinstance(state, tuple) and hasattr(state, "_fields"), (name, state)
-    assert state._fields == STATE_FIELDS.get(name, ()), name
-    grads = {"none": None, "representation": (T3, T3)}.get(w.needs, (T3, P10))  # the step's input by kind
-    grads = None if grads is None else jax.ShapeDtypeStruct(grads, jnp.float32)
-    f = jax.eval_shape(on_jacobian(w), jax.ShapeDtypeStruct((T3,), jnp.float32), grads, state, KEY)
-    assert type(f[2]) is type(state), name
-    imtl = get_weighting("imtl", loss_scaling=True).init(T3)
-    assert imtl._fields == ("log_scale", "opt_state")
