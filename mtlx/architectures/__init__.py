@@ -69,6 +69,10 @@ def _check_backbone(task_set, blocks) -> None:
     if tokens != isinstance(blocks[0], Embed):
         raise ValueError(f"backbone of task set {task_set.name!r} (input_kind={task_set.input_kind!r}) "
                          f"{'needs' if tokens else 'must not start with'} an 'embed' first block")
+    if tokens and blocks[0].vocab_size < task_set.vocab_size:  # jnp.take would clamp the ids beyond it silently
+        raise ValueError(f"backbone.blocks[0].vocab_size={blocks[0].vocab_size} is smaller than task set "
+                         f"{task_set.name!r}'s vocab_size={task_set.vocab_size} (token ids 0..{task_set.vocab_size - 1}); "
+                         f"set it to at least {task_set.vocab_size}")
     if any(isinstance(b, Conv) for b in blocks) and task_set.input_kind != "image":
         raise ValueError(f"backbone has 'conv' blocks but task set {task_set.name!r} has input_kind={task_set.input_kind!r}")
     shapes = shapes_through(blocks, task_set.input_shape)

@@ -6,9 +6,10 @@ import dataclasses
 import pytest
 from test_architectures_peers import BAD_OPTIONS as PEER_BAD_OPTIONS
 
-from fixtures_archs import TINY_MLP, tiny_dense, tiny_tokens
+from fixtures_archs import TINY_LSTM, TINY_MLP, tiny_dense, tiny_tokens
 from mtlx.architectures import ARCHITECTURES, BASELINE, build_model, check_heads
 from mtlx.architectures.base import MTLModel
+from mtlx.layers import Embed
 
 L = len(TINY_MLP)
 
@@ -77,3 +78,12 @@ def test_head_mismatch_and_backbone_mismatch():
         build_model("hard", other, TINY_MLP)
     with pytest.raises(ValueError, match="backbone.blocks is empty"):
         build_model("hard", ts, ())
+
+
+def test_an_embedding_smaller_than_the_vocabulary_is_refused():
+    """Token ids beyond the embedding's rows would be clamped by jnp.take, silently."""
+    ts = tiny_tokens()  # vocab_size 12
+    small = (Embed(11, 4),) + TINY_LSTM[1:]
+    with pytest.raises(ValueError, match=r"backbone.blocks\[0\].vocab_size=11 is smaller than .*vocab_size=12"):
+        build_model("hard", ts, small)
+    build_model("hard", ts, (Embed(12, 4),) + TINY_LSTM[1:])  # exactly the vocabulary: fine
