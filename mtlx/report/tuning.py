@@ -15,6 +15,8 @@ from typing import Mapping, Sequence
 from mtlx.report.aggregate import fmt_value
 
 NOT_TUNED = "not tuned"
+EDGE_MARK = "†"  # a selected value at the end of its value list: the search did not bracket the optimum
+EDGE_MIN_VALUES = 3  # with two values every selection is at an end: no mark
 SCORE_TEXT = {"delta_m": "validation Δm% against the baseline row's mean validation metrics over its candidates",
               "signed_main": "the validation main metric (mean over tasks, signed so that higher is better)"}
 
@@ -47,14 +49,35 @@ def space_text(space: Mapping) -> str:
     return "; ".join(f"{p} ∈ {spec_text(s)}" for p, s in space.items())
 
 
+def _numeric(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def at_edge(row: Mapping | None) -> list[str]:
+    """The paths whose selected value is the smallest or largest of a numeric value list of at least
+    ``EDGE_MIN_VALUES`` values: the best configuration may lie beyond the searched range."""
+    if row is None or not row.get("space") or row.get("selected") is None:
+        return []
+    chosen = row["candidates"][row["selected"]]["values"]
+    out = []
+    for path, spec in row["space"].items():
+        vals = spec.get("values") if isinstance(spec, Mapping) else None
+        if (vals and len(vals) >= EDGE_MIN_VALUES and all(_numeric(v) for v in vals) and path in chosen
+                and chosen[path] in (min(vals), max(vals))):
+            out.append(path)
+    return out
+
+
 def cell(row: Mapping | None) -> str:
-    """The table cell of one row: its selected values and how many candidates it chose from."""
+    """The table cell of one row: its selected values (``EDGE_MARK`` after one at the end of its
+    list) and how many candidates it chose from."""
     if row is None or not row.get("space"):
         return NOT_TUNED
     if row.get("selected") is None:
         return "no candidate finished"
-    values = row["candidates"][row["selected"]]["values"]
-    return ", ".join(f"{leaf(p)}={fmt_value(v)}" for p, v in values.items()) + f" (best of {len(row['candidates'])})"
+    values, edge = row["candidates"][row["selected"]]["values"], at_edge(row)
+    return (", ".join(f"{leaf(p)}={fmt_value(v)}" + (EDGE_MARK if p in edge else "") for p, v in values.items())
+            + f" (best of {len(row['candidates'])})")
 
 
 def score(row: Mapping | None) -> float:
@@ -87,17 +110,24 @@ def notes(tuning: Mapping | None, table_rows: Sequence[Mapping], tuned: Sequence
         if own:
             extra.setdefault(space_text(own), []).append(f"{r['architecture']}/{r['weighting']}")
     lines += [f"Also tuned for {', '.join(dict.fromkeys(who))}: {text}." for text, who in extra.items()]
+    edges = [f"{r['architecture']}/{r['weighting']}" for r, t in zip(table_rows, tuned) if at_edge(t)]
+    if edges:
+        lines.append(f"{EDGE_MARK} = the selected value is the smallest or largest of its list ({len(edges)} of "
+                     f"{sum(1 for t in tuned if t is not None and t.get('space'))} tuned rows: "
+                     f"{', '.join(dict.fromkeys(edges))}): the search did not bracket the optimum, which may lie "
+                     f"beyond the range; widen the space before trusting the comparison.")
     return lines
 
 
 def csv_cells(row: Mapping | None) -> list:
-    """tuned, tuned_space (JSON), tuned_candidates, tuned_selected (JSON), tuned_validation_score."""
+    """tuned, tuned_space (JSON), tuned_candidates, tuned_selected (JSON), tuned_validation_score,
+    tuned_at_edge (JSON list of paths)."""
     if row is None or not row.get("space"):
-        return [False, "", "", "", ""]
+        return [False, "", "", "", "", ""]
     sel = row["candidates"][row["selected"]]["values"] if row.get("selected") is not None else None
     s = score(row)
     return [True, json.dumps(row["space"], sort_keys=True), len(row["candidates"]), json.dumps(sel, sort_keys=True),
-            repr(s) if math.isfinite(s) else ""]
+            repr(s) if math.isfinite(s) else "", json.dumps(at_edge(row))]
 
 
-CSV_HEAD = ["tuned", "tuned_space", "tuned_candidates", "tuned_selected", "tuned_validation_score"]
+CSV_HEAD = ["tuned", "tuned_space", "tuned_candidates", "tuned_selected", "tuned_validation_score", "tuned_at_edge"]

@@ -268,6 +268,35 @@ def test_two_stages_through_launch_resume_and_the_table(tmp_path):
     assert "grid search" in md and "search seeds (5,)" in md and "test never read" in md
 
 
+def _record_row(space, chosen, arch="hard", weighting="equal"):
+    cands = [{"values": dict(zip(space, vals)), "run_ids": [], "score": 0.0}
+             for vals in itertools.product(*(s["values"] for s in space.values()))]
+    pick = next(i for i, c in enumerate(cands) if c["values"] == chosen)
+    return {"architecture": arch, "weighting": weighting, "sweep": {}, "space": space, "candidates": cands,
+            "selected": pick, "selected_values": chosen, "score_kind": tune.SIGNED_MAIN}
+
+
+def test_a_selection_at_an_end_of_its_value_list_is_marked():
+    """The search did not bracket the optimum when the winner is the smallest or largest value tried
+    (3 or more values; with 2, every winner is at an end and nothing is marked)."""
+    wide = {LR: {"values": [3e-4, 1e-3, 3e-3]}, "optimizer.weight_decay": {"values": [0.0, 1e-4, 1e-3]}}
+    top = _record_row(wide, {LR: 3e-3, "optimizer.weight_decay": 1e-4})
+    inner = _record_row(wide, {LR: 1e-3, "optimizer.weight_decay": 1e-4}, weighting="mgda")
+    low = _record_row(wide, {LR: 1e-3, "optimizer.weight_decay": 0.0}, weighting="pcgrad")
+    two = _record_row({LR: {"values": [1e-3, 3e-3]}}, {LR: 3e-3}, weighting="cagrad")
+    assert [report.tuning.at_edge(r) for r in (top, inner, low, two)] == [[LR], [], ["optimizer.weight_decay"], []]
+    assert report.tuning.cell(top) == "learning_rate=0.003†, weight_decay=0.0001 (best of 9)"
+    assert report.tuning.cell(low) == "learning_rate=0.001, weight_decay=0† (best of 9)"
+    assert report.tuning.cell(inner).count(report.tuning.EDGE_MARK) == 0
+    rows = [{"architecture": r["architecture"], "weighting": r["weighting"]} for r in (top, inner, low, two)]
+    rec = {"status": "selected", "search": "grid", "budget": 0, "seed": 0, "search_seeds": [100], "final_seeds": [0],
+           "space": wide, "rows": [top, inner, low, two]}
+    notes = report.tuning.notes(rec, rows, [top, inner, low, two], 27)
+    edge_note = [n for n in notes if n.startswith(report.tuning.EDGE_MARK)]
+    assert len(edge_note) == 1 and "2 of 4 tuned rows: hard/equal, hard/pcgrad" in edge_note[0]
+    assert json.loads(report.tuning.csv_cells(top)[-1]) == [LR]
+
+
 def test_the_tuned_example_experiment_validates(tmp_path):
     import importlib
 
