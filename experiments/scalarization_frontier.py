@@ -30,9 +30,17 @@ upwards; the table marks any selection still at an edge.)
 ``parallel.runs_per_program = 0``: runs differing only in seed, learning rate
 or static weights share one compiled program, so the whole static sweep x
 learning rates (27 search runs) is ONE program, and so are its 27 final
-runs; each other row is one program per stage. Not run here (a LeNet step at
-batch 256 costs 0.1-0.3 s on the 2-core CPU: about 126 x 600 x 0.2 s = 4 h
-there, less vmapped).
+runs; each other row is one program per stage. Measured on the 2-core CPU
+(wall time, ``nice -n 10``): the first search (63 runs) 41 min while two other
+sweeps shared the cores; the widening (42 more search runs) 20 min and the
+63 final runs 23 min with the cores to itself except for one other sweep for
+the first minutes. A gradient-based row's program of 3 runs takes 65-130 s,
+the static sweep's 27 final runs one program of 470 s.
+
+Result (results/scalarization_frontier, results/README.md): every row chose
+learning rate 1e-2 (inside the range); no method lies beyond the frontier
+significantly; MGDA-UB and IMTL lie just beyond it, not significantly (Holm
+p = 1); equal and the other gradient-based weightings on or inside it.
 
 What comes out: the table's notes say, for every non-static row, whether its
 mean test accuracies lie beyond the frontier of the static rows' means (the
