@@ -55,6 +55,8 @@ flags.DEFINE_integer("iters", 4, "timed steps per entry in each of 5 interleaved
 flags.DEFINE_string("out", "results/bench", "output directory")
 flags.DEFINE_list("architectures", [], "subset of architectures (default: all)")
 flags.DEFINE_list("weightings", [], "subset of weightings (default: all)")
+flags.DEFINE_string("peer_jax_python", "", "peer part: also time mtlx's steps under this interpreter (e.g. a "
+                    "Python 3.12 venv with a newer jax and this checkout installed), as a third side")
 
 MLP = [{"kind": "dense", "features": 256}, {"kind": "dense", "features": 256}]
 FULL_JACOBIAN = ("jacobian", "gram")  # weightings of the per-task gradients of every shared parameter

@@ -173,34 +173,48 @@ def child(spec: dict) -> dict:
 def _in_process(spec: dict) -> dict:
     """:func:`child` in a fresh interpreter (JAX and PyTorch never share a process: PyTorch's
     steps measured 1.7x faster in a process where XLA had run, 13-15 ms against 21-28 ms alone for
-    the LeNet at T = 2, so timing both in one process does not compare what a user gets)."""
+    the LeNet at T = 2, so timing both in one process does not compare what a user gets).
+    ``spec["python"]``: the interpreter (default this one; ``ALT``'s is another jax's)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "launch.bench_peer", json.dumps(spec)], capture_output=True,
-                         text=True, env=env, cwd=ROOT, check=True)
+    out = subprocess.run([spec.get("python") or sys.executable, "-m", "launch.bench_peer", json.dumps(spec)],
+                         capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _side_by_side(backbone, T, weightings, batch_size, iters, rounds, matmul_n) -> tuple[dict, dict, dict]:
-    """Medians over ``rounds`` of whole processes alternated (jax, torch / torch, jax, ...)."""
-    samples = {"jax": [], "torch": []}
+ALT = "jax_alt"  # the JAX side once more, under another interpreter (--peer_jax_python: e.g. a newer jax)
+
+
+def alt_jax_version(python: str) -> str:
+    """The jax version importable by the interpreter ``python``."""
+    out = subprocess.run([python, "-c", "import jax; print(jax.__version__)"], capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip()
+
+
+def _side_by_side(backbone, T, weightings, batch_size, iters, rounds, matmul_n, alt_python="") -> tuple:
+    """Medians over ``rounds`` of whole processes alternated (jax, torch[, jax_alt] / the reverse, ...):
+    ({side: {entry: median seconds}}, the JAX steps' FLOPs)."""
+    sides = ("jax", "torch") + ((ALT,) if alt_python else ())
+    samples = {side: [] for side in sides}
     flops = None
     for r in range(rounds):
-        for side in (("jax", "torch") if r % 2 == 0 else ("torch", "jax")):
-            spec = {"side": side, "backbone": backbone, "tasks": T, "weightings": list(weightings),
-                    "batch_size": batch_size, "iters": iters, "inner_rounds": 2, "matmul_n": matmul_n}
+        for side in (sides if r % 2 == 0 else sides[::-1]):
+            spec = {"side": "jax" if side == ALT else side, "backbone": backbone, "tasks": T,
+                    "weightings": list(weightings), "batch_size": batch_size, "iters": iters, "inner_rounds": 2,
+                    "matmul_n": matmul_n, "python": alt_python if side == ALT else ""}
             res = _in_process(spec)
             samples[side].append(res["secs"])
-            flops = res["flops"] or flops
-    med = {side: {k: float(np.median([s[k] for s in v])) for k in v[0]} for side, v in samples.items()}
-    return med["jax"], med["torch"], flops
+            flops = flops or (res["flops"] if side == "jax" else None)
+    return {side: {k: float(np.median([s[k] for s in v])) for k in v[0]} for side, v in samples.items()}, flops
 
 
 def run_peer(B, backbones=("mlp", "cnn"), tasks=(2, 10), weightings=WEIGHTINGS, batch_size=256, iters=4, rounds=5,
-             matmul_n=2048):
+             matmul_n=2048, alt_python=""):
     """The peer comparison as {'rows': [...], ...}, or None (with ``SKIP_MESSAGE``) without torch.
     ``B`` is the launch.bench module (passed in: under ``python -m`` it is ``__main__``). Each side
     runs in processes of its own, ``rounds`` of them alternated; each process times ``iters`` calls
-    per entry in 2 interleaved rounds; a row's times are the medians over the processes."""
+    per entry in 2 interleaved rounds; a row's times are the medians over the processes. ``alt_python``:
+    an interpreter with another jax, whose mtlx steps are timed as a third side (``alt_*`` fields)."""
     torch = import_torch()
     if torch is None:
         print(SKIP_MESSAGE, flush=True)
@@ -208,23 +222,36 @@ def run_peer(B, backbones=("mlp", "cnn"), tasks=(2, 10), weightings=WEIGHTINGS, 
     rows = []
     for backbone in backbones:
         for T in tasks:
-            jx, tc, flops = _side_by_side(backbone, T, weightings, batch_size, iters, rounds, matmul_n)
-            mm = 2 * matmul_n**3
-            jmm, tmm = mm / jx["matmul"] / 1e9, mm / tc["matmul"] / 1e9
-            for w in weightings:
-                j, t = jx[w], tc[w]
-                rows.append({"backbone": backbone, "tasks": T, "weighting": w, "jax_ms": 1e3 * j, "torch_ms": 1e3 * t,
-                             "jax_over_torch": j / t, "jax_fraction_of_matmul": flops[w] / j / 1e9 / jmm,
-                             "jax_matmul_gflop_per_s": jmm, "torch_matmul_gflop_per_s": tmm})
-                print(f"{backbone:4s} T={T:2d} {w:7s} jax {1e3 * j:8.2f} ms  torch {1e3 * t:8.2f} ms  "
-                      f"jax/torch {j / t:5.2f}  (matmul jax {jmm:.0f}, torch {tmm:.0f} GFLOP/s)", flush=True)
-    return {"batch_size": batch_size, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "processes_per_side": rounds, "load_average": list(os.getloadavg()), "cpus": os.cpu_count(), "rows": rows}
+            med, flops = _side_by_side(backbone, T, weightings, batch_size, iters, rounds, matmul_n, alt_python)
+            rows += _rows(backbone, T, weightings, med, flops, matmul_n)
+    out = {"batch_size": batch_size, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+           "jax": jax.__version__, "processes_per_side": rounds, "load_average": list(os.getloadavg()),
+           "cpus": os.cpu_count(), "rows": rows}
+    return {**out, "alt_jax": alt_jax_version(alt_python), "alt_python": alt_python} if alt_python else out
+
+
+def _rows(backbone, T, weightings, med, flops, matmul_n) -> list:
+    mm = 2 * matmul_n**3
+    jx, tc, alt = med["jax"], med["torch"], med.get(ALT)
+    jmm, tmm = mm / jx["matmul"] / 1e9, mm / tc["matmul"] / 1e9
+    rows = []
+    for w in weightings:
+        j, t = jx[w], tc[w]
+        row = {"backbone": backbone, "tasks": T, "weighting": w, "jax_ms": 1e3 * j, "torch_ms": 1e3 * t,
+               "jax_over_torch": j / t, "jax_fraction_of_matmul": flops[w] / j / 1e9 / jmm,
+               "jax_matmul_gflop_per_s": jmm, "torch_matmul_gflop_per_s": tmm}
+        if alt is not None:
+            row.update({"alt_ms": 1e3 * alt[w], "alt_over_torch": alt[w] / t})
+        rows.append(row)
+        print(f"{backbone:4s} T={T:2d} {w:7s} jax {1e3 * j:8.2f} ms  torch {1e3 * t:8.2f} ms  jax/torch {j / t:5.2f}"
+              + (f"  alt jax {1e3 * alt[w]:8.2f} ms ({alt[w] / t:5.2f})" if alt is not None else "")
+              + f"  (matmul jax {jmm:.0f}, torch {tmm:.0f} GFLOP/s)", flush=True)
+    return rows
 
 
 def bench_peer(B):
     """The ``peer`` part of ``launch.bench`` (module ``B``; its flags --batch_size, --iters)."""
-    return run_peer(B, batch_size=B.FLAGS.batch_size, iters=B.FLAGS.iters)
+    return run_peer(B, batch_size=B.FLAGS.batch_size, iters=B.FLAGS.iters, alt_python=B.FLAGS.peer_jax_python)
 
 
 def summary_lines(res) -> list:
@@ -234,13 +261,19 @@ def summary_lines(res) -> list:
              "PyTorch is an optional extra (`pip install -e \".[bench]\"`, CPU wheel); see launch/bench_peer.py.",
              f"Load average (1, 5, 15 min) at the end: {res.get('load_average', '?')} on {res.get('cpus', '?')} cores: "
              "PyTorch's thread pool slows down far more than XLA's when the cores are oversubscribed, so read "
-             "the ratios only from a run on an otherwise idle machine.", "",
-             "| backbone | T | weighting | mtlx ms | PyTorch ms | mtlx / PyTorch | mtlx % of matmul | "
-             "matmul GFLOP/s (jax, torch) |", "|---|---|---|---|---|---|---|---|"]
+             "the ratios only from a run on an otherwise idle machine."]
+    alt = res.get("alt_jax")
+    if alt:
+        lines.append(f"The mtlx steps also ran under jax {alt} ({res['alt_python']}, `--peer_jax_python`), as a "
+                     f"third side of the same alternation; the other mtlx columns are jax {res.get('jax', '?')}.")
+    extra = (f" mtlx ms, jax {alt} | mtlx (jax {alt}) / PyTorch |", "---|---|") if alt else ("", "")
+    lines += ["", "| backbone | T | weighting | mtlx ms | PyTorch ms | mtlx / PyTorch | mtlx % of matmul | "
+              "matmul GFLOP/s (jax, torch) |" + extra[0], "|---|---|---|---|---|---|---|---|" + extra[1]]
     for r in res["rows"]:
         lines.append(f"| {r['backbone']} | {r['tasks']} | {r['weighting']} | {r['jax_ms']:.2f} | {r['torch_ms']:.2f} | "
                      f"{r['jax_over_torch']:.2f} | {100 * r['jax_fraction_of_matmul']:.0f}% | "
-                     f"{r['jax_matmul_gflop_per_s']:.0f}, {r['torch_matmul_gflop_per_s']:.0f} |")
+                     f"{r['jax_matmul_gflop_per_s']:.0f}, {r['torch_matmul_gflop_per_s']:.0f} |"
+                     + (f" {r['alt_ms']:.2f} | {r['alt_over_torch']:.2f} |" if alt else ""))
     return lines
 
 

@@ -59,3 +59,31 @@ def test_torch_steps_update_every_parameter(backbone, weighting):
     ys = [torch.randint(0, 10, (4,)) for _ in range(3)]
     bench_peer.torch_step(torch, model, x, ys, weighting)()
     assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_another_jax_interpreter_is_a_third_side_of_the_alternation(monkeypatch):
+    """--peer_jax_python: the JAX steps once more under that interpreter, alternated with the other
+    two sides (order reversed every round), its medians and ratio in two more table columns."""
+    seen = []
+
+    def fake(spec):
+        seen.append((spec["side"], spec["python"]))
+        secs = 0.005 if spec["python"] else {"jax": 0.010, "torch": 0.020}[spec["side"]]
+        return {"secs": {"equal": secs, "matmul": 0.001}, "flops": {"equal": 1e6} if spec["side"] == "jax" else None}
+
+    monkeypatch.setattr(bench_peer, "_in_process", fake)
+    med, flops = bench_peer._side_by_side("mlp", 2, ("equal",), 4, 1, 2, 64, alt_python="/alt/python")
+    alt = ("jax", "/alt/python")
+    assert seen == [("jax", ""), ("torch", ""), alt, alt, ("torch", ""), ("jax", "")]
+    (row,) = bench_peer._rows("mlp", 2, ("equal",), med, flops, 64)
+    assert row["jax_over_torch"] == pytest.approx(0.5) and row["alt_ms"] == pytest.approx(5.0)
+    assert row["alt_over_torch"] == pytest.approx(0.25)
+    res = {"batch_size": 4, "torch": "2.x", "torch_threads": 2, "jax": "0.10.2", "rows": [row], "alt_jax": "0.12",
+           "alt_python": "/alt/python"}
+    table = bench_peer.summary_lines(res)
+    header = next(line for line in table if line.startswith("| backbone"))
+    body = next(line for line in table if line.startswith("| mlp"))
+    assert header.count("|") == body.count("|") == 11 and "jax 0.12" in header
+    assert body.endswith(" 5.00 | 0.25 |")
+    plain = bench_peer.summary_lines({**res, "alt_jax": None})
+    assert next(line for line in plain if line.startswith("| mlp")).count("|") == 9
