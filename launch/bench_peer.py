@@ -19,6 +19,12 @@ PyTorch is an optional extra, never a dependency of mtlx or its tests:
 ``pip install -e ".[bench]"`` (on a CPU machine install the CPU wheel first,
 ``pip install torch --index-url https://download.pytorch.org/whl/cpu``). Without it the part is
 skipped with a message saying so.
+
+``--peer_jax_python=PY`` adds mtlx's steps under another interpreter as a third side, e.g. the
+newest jax, which needs Python >= 3.12 (this project's CI runs 3.11, where jax 0.10.2 is the newest)::
+
+  python3.12 -m venv /tmp/venv312 && /tmp/venv312/bin/pip install -e . "jax>=0.12"
+  python -m launch.bench --parts=peer --peer_jax_python=/tmp/venv312/bin/python
 """
 
 from __future__ import annotations
