@@ -23,6 +23,12 @@ equal weights, 3 seeds. Rows:
   cs_lr10, cs_lr100, cs_lr1000  alpha_S = 0.9, the units' learning rate 10 / 100 / 1000 x 1e-3
                               (``optimizer.mixing_learning_rate``); cs_init0.9 is scale 1
   stl, hard                  single_task and a fully shared trunk, for reference
+  gain_lr1, gain_lr100       the control (added after the first 27 runs): ``units='diagonal'``, the
+                              units' diagonal only (0.9, off-diagonal held at 0): two single-task
+                              columns with a learned per-channel gain, at scale 1 and 100. Whether
+                              cs_lr100's gain over stl comes from mixing the columns or from the units
+                              acting as a fast-learning gain (its learned units end near 4.5 on the
+                              diagonal and near 0 across: figures/mixing_cs_lr100.png)
 Differences: both columns start from random initialisation (theirs from fine-tuned one-task
 networks); Adam instead of SGD (Adam's per-parameter step normalisation changes what a learning
 rate scale means: it scales the units' step size directly, not their gradient); a LeNet on 28x28
@@ -42,11 +48,12 @@ from mtlx.grid import dotted, experiment_config, smoke
 LEARNING_RATE = 1e-3
 INITS = (0.1, 0.5, 0.7, 0.9)  # alpha_S; alpha_D = 1 - alpha_S (two tasks)
 LR_SCALES = (10, 100, 1000)  # scale 1 is the cs_init0.9 row
+GAIN_SCALES = (1, 100)  # the control: units='diagonal' (no mixing), learning-rate scale 1 and 100
 
 
-def _cs(label: str, self_weight: float, scale: float = 1) -> dict:
+def _cs(label: str, self_weight: float, scale: float = 1, units: str = "channel") -> dict:
     entry = {"name": "cross_stitch", "label": label,
-             "options": {"units": "channel", "stitch_after": [0, 1], "self_weight": self_weight}}
+             "options": {"units": units, "stitch_after": [0, 1], "self_weight": self_weight}}
     if scale != 1:
         entry["overrides"] = {"optimizer.mixing_learning_rate": scale * LEARNING_RATE}
     return entry
@@ -67,6 +74,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         {"name": "hard", "options": {"split": -1}},
         *(_cs(f"cs_init{a}", a) for a in INITS),
         *(_cs(f"cs_lr{s}", 0.9, s) for s in LR_SCALES),
+        *(_cs(f"gain_lr{s}", 0.9, s, units="diagonal") for s in GAIN_SCALES),
     )
     config.seeds = (0, 1, 2)
     config.paper = dotted({

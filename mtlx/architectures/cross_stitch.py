@@ -4,6 +4,12 @@ Cross-stitch unit (Eq. 1): after block l, x'_t = sum_s alpha^l[t, s] x_s, with
 one scalar per task pair ('scalar') or one per pair and channel
 ('channel'). Initialised 0.9 on itself, 0.1 spread over the others. Every
 column influences every task, so all columns and units are shared parameters.
+
+'diagonal' is an ablation control, not a cross-stitch network: per channel, only
+alpha[t, t] (initialised ``self_weight``), the off-diagonal entries held at 0, so
+each column reads only itself: single-task columns with a learned per-channel gain
+(what a channel unit keeps when it learns to stop mixing). Its parameter has the
+'channel' shape, so the mixing figures draw it the same way.
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from mtlx import schema, taps
 from mtlx.architectures.base import MTLModel, mix_columns, stitch_init
 
-UNITS = ("scalar", "channel")
+UNITS = ("scalar", "channel", "diagonal")
 
 
 class CrossStitch(MTLModel):
@@ -43,7 +50,12 @@ class CrossStitch(MTLModel):
             if i not in where:
                 return h
             shape = (T, T) if self.units == "scalar" else (T, T, h.shape[-1])
-            alpha = self.param(taps.mixing_name("stitch", i), stitch_init(T, self.self_weight), shape)
+            init = stitch_init(T, self.self_weight)
+            if self.units == "diagonal":  # the mask keeps the off-diagonal entries' gradient at 0
+                eye = jnp.eye(T)[:, :, None]
+                alpha = self.param(taps.mixing_name("stitch", i), lambda k, s: init(k, s) * eye, shape) * eye
+            else:
+                alpha = self.param(taps.mixing_name("stitch", i), init, shape)
             return mix_columns(alpha, h)
 
         h = self.run_columns(x, mask, after_block=stitch)

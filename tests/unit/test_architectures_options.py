@@ -21,7 +21,7 @@ BAD_OPTIONS = [  # (architecture, options, words the message must contain)
     ("hard", {"split": 5}, ["'hard'", "split=5", f"choose 0..{L}", "-1"]),
     ("hard", {"split": -2}, ["'hard'", "split=-2", f"choose 0..{L}"]),
     ("hard", {"depth": 1}, ["'hard'", "unknown option(s) ['depth']", "['head_depth', 'split']"]),
-    ("cross_stitch", {"units": "matrix"}, ["'cross_stitch'", "units='matrix'", "['scalar', 'channel']"]),
+    ("cross_stitch", {"units": "matrix"}, ["'cross_stitch'", "units='matrix'", "['scalar', 'channel', 'diagonal']"]),
     ("cross_stitch", {"stitch_after": (0, 3)}, ["'cross_stitch'", "stitch_after=[0, 3]", "[3]", f"0..{L - 1}"]),
     ("sluice", {"subspaces": 0}, ["'sluice'", "subspaces=0", ">= 1"]),
     ("sluice", {"mix_after": (-1,)}, ["'sluice'", "mix_after=[-1]", f"0..{L - 1}"]),
