@@ -82,7 +82,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         "rows": {},
         "note": "Misra et al. 2016, Tables 1-2 (NYUv2, not comparable numbers): initialisation barely matters, "
                 "(0.9, 0.1) best or tied; learning-rate scale 100-1000 best, higher diverged. Ours: MultiFashion "
-                "LeNet, channel units after both convs, Adam, 3 seeds.",
+                "LeNet, channel units after both convs, Adam, 3 seeds. gain_lr*: the control, units='diagonal' "
+                "(no mixing: single-task columns with a learned per-channel gain).",
     })
     if config.smoke:  # no data files: two 10-class synthetic tasks, an MLP, two of the rows' kinds
         run.task_set.name = "synthetic_classification"
