@@ -36,8 +36,9 @@ two-item images instead of AlexNet FCNs on NYUv2; 1,500 steps (~7 epochs of 54k 
 The table to read: the tasks' test accuracy per row, beside the NYUv2 trend stated above.
 
 Measured (2-core CPU shared with 5 other jobs, ``nice -n 10``; one 60-step run of cs_init0.9, seed
-0, with --config.run.steps=60): 3.7 steps/s (49k params), so ~7 min per 1,500-step run and ~3 h for
-the 27 runs (stl and hard are cheaper). Smoke: 31 s wall / 12 s CPU.
+0, with --config.run.steps=60): 3.7 steps/s (49k params). The committed sweep, beside one or two
+other sweeps on the same 2 cores: 45-544 s wall per 1,500-step run (33 runs, 69 min in all).
+Smoke: 31 s wall / 12 s CPU.
 """
 
 import ml_collections
