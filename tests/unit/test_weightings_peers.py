@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
@@ -16,6 +17,7 @@ from mtlx.weighting import (PER_PARAMETER_WEIGHTINGS, get_weighting, init_state,
 from mtlx.weighting.fairgrad import fairgrad
 from mtlx.weighting.gradvac import GradVacState
 from mtlx.weighting.pcgrad import random_orders
+from mtlx.weighting.robust import sorted_rows, trimmed_mean_direction
 from mtlx.weighting.stch import stch_value
 
 KEY = jax.random.wrap_key_data(np.array([0, 7], np.uint32))
@@ -233,6 +235,15 @@ def test_trimmed_mean_per_coordinate():
     np.testing.assert_allclose(run("trimmed_mean", np.ones(4), G)[1], ref, rtol=1e-6)
     np.testing.assert_allclose(run("trimmed_mean", np.ones(4), G, trim_number=0)[1], G.mean(0), rtol=1e-6)
     np.testing.assert_allclose(run("trimmed_mean", np.ones(2), G[:2])[1], G[:2].mean(0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("T", [2, 5, 8, 41])  # 41: past the sorting network, jnp.sort
+def test_sorted_rows_is_a_sort_with_ties(T):
+    G = np.random.default_rng(T).integers(-3, 4, (T, 40)).astype(np.float32)  # many ties
+    np.testing.assert_array_equal(np.asarray(sorted_rows(jnp.asarray(G))), np.sort(G, axis=0))
+    b = 2 if T > 4 else 0
+    ref = np.sort(G, axis=0)[b:T - b].mean(0)
+    np.testing.assert_allclose(np.asarray(trimmed_mean_direction(jnp.asarray(G), 2)), ref, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- MoDo, SDMGrad, MoCo
