@@ -2,7 +2,7 @@ r"""Sener & Koltun 2018 (MGDA-UB), MultiMNIST / MultiFashion at a converged budg
 
   python -m launch.run --config experiments/mgda_converged.py            # MultiMNIST, 100 epochs, 5 seeds
   python -m launch.run --config experiments/mgda_converged.py:fashion    # MultiFashion, 30 epochs
-  python -m launch.table results/mgda_converged_mnist --select=best_validation
+  python -m launch.table results/mgda_converged_mnist   # best-validation selection: config.select
   python -m launch.plot results/mgda_converged_mnist
 
 ``experiments/mgda_multimnist.py`` trains 600 steps: about 34 epochs of our
@@ -27,8 +27,8 @@ would cost 3.3x more CPU than we have; the validation accuracy's plateau is
 in metrics.jsonl: check it before trusting a row). 5 seeds for the paper's
 methods; ``:fashion`` also runs every other weighting of mtlx with 3 seeds
 (an entry's own ``seeds``). The seeds of one method train as one program
-(``parallel.runs_per_program = 0``). Model selection: the table's
-``--select=best_validation`` reports test accuracy at the best validation
+(``parallel.runs_per_program = 0``). Model selection: ``config.select =
+"best_validation"``: the table reports test accuracy at the best validation
 step (evaluated every 10 / 3 epochs), as the paper's saved-model selection.
 
 ``mgda_ub_loss+`` (MultiMNIST only) is MGDA-UB with the reference code's
@@ -77,6 +77,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     if data == "multi_mnist":  # the reference code's gradient normaliser (its sample.json: "loss+"), see below
         config.weightings += ({"name": "mgda_ub", "label": "mgda_ub_loss+", "options": {"normalization": "loss+"}},)
     config.seeds = PAPER_SEEDS
+    config.select = "best_validation"  # the paper's saved-model selection (the table and figures read it)
     config.parallel.runs_per_program = 0
     config.paper = dotted({
         "metric_columns": ["left acc %", "right acc %"] if data == "multi_mnist" else [],

@@ -148,6 +148,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.sweep = dotted({"task_set.options.tasks": PAIRS})
     config.weightings = ({"name": "equal"},)
     config.seeds = (0, 1, 2)
+    config.select = "best_validation"  # the table reports test metrics at the best validation step
     config.parallel.runs_per_program = 3  # the seeds of one architecture in one compiled program
     config.paper = dotted({"metric_columns": [], "rows": {}, "note": NOTE})
     if config.smoke:

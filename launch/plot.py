@@ -23,12 +23,12 @@ from mtlx import report
 
 def define_flags() -> None:
     flags.DEFINE_list("tasks", None, "two task names for the trade-off scatter (default: the first two tasks).")
-    flags.DEFINE_enum("select", "final", sorted(report.SELECT),
+    flags.DEFINE_enum("select", None, sorted(report.SELECT),
                       "final: test metrics at the last step; best_validation: test metrics at the best "
-                      "validation step.")
+                      "validation step. Default: the experiment's config.select (experiment.json), else final.")
 
 
-def plot(workdir: str, tasks=None, select: str = "final", echo=print) -> dict:
+def plot(workdir: str, tasks=None, select: str | None = None, echo=print) -> dict:
     """Write the figures of ``workdir``; print a note per skipped figure and a line per file written."""
     written = report.plot_all(workdir, tasks=tasks, select=select, log=lambda m: echo(f"note: {m}"))
     for path in written.values():

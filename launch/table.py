@@ -18,15 +18,15 @@ from absl import app, flags, logging
 from mtlx import report
 from mtlx.report.pooling import PoolingError
 
-_SELECT = flags.DEFINE_enum("select", "final", sorted(report.SELECT),
+_SELECT = flags.DEFINE_enum("select", None, sorted(report.SELECT),
                             "final: test metrics at the last step; best_validation: test metrics at the best "
-                            "validation step.")
+                            "validation step. Default: the experiment's config.select (experiment.json), else final.")
 _MAIN = flags.DEFINE_bool("main", False, "markdown/LaTeX: each task's main metric only (the CSV keeps every metric).")
 _POOL = flags.DEFINE_bool("pool_configs", False, "average runs of one row whose configurations differ beyond the "
                           "seed (refused by default); the table's notes name the differing fields.")
 
 
-def table(workdir: str, select: str = "final", echo=print, main_only: bool = False,
+def table(workdir: str, select: str | None = None, echo=print, main_only: bool = False,
           pool_configs: bool = False) -> dict:
     """Write table.{md,tex,csv} into ``workdir`` and print the markdown; returns ``report.write_tables``'s paths."""
     paths = report.write_tables(workdir, select=select, main_only=main_only, pool_configs=pool_configs)

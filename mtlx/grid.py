@@ -30,6 +30,11 @@ returning a ConfigDict shaped like ``experiment_config()``:
   baseline      str: the architecture LABEL that delta_m compares against;
                 "" (default) = the first entry whose name is
                 ``mtlx.architectures.BASELINE``, or none when the grid has none.
+  select        the test metrics the sweep's table and figures report: "final" (default; the
+                last evaluation) or "best_validation" (the evaluation where the mean of the
+                tasks' validation main metrics was best, i.e. model selection on validation).
+                Written to experiment.json; ``launch.table`` / ``launch.plot`` use it unless
+                given ``--select``. Not part of any run id (the runs record both).
   smoke         bool: True for the ``get_config("smoke")`` variant.
   parallel      how the runs execute, not what they compute (``mtlx.parallel.Execution``):
                 runs_per_program (runs sharing one compiled program: seeds, data
@@ -85,8 +90,8 @@ from mtlx.schema import (  # noqa: F401  (re-exported: the schema's public names
     check_fields, check_override, check_run_config, run_config, schema)
 
 EXPERIMENT_FIELDS = ("experiment", "run", "architectures", "weightings", "seeds", "seed_paths", "sweep",
-                     "paper", "baseline", "smoke", "parallel", "tune")
-OPTIONAL_FIELDS = {"baseline": "", "seed_paths": (), "parallel": {},
+                     "paper", "baseline", "select", "smoke", "parallel", "tune")
+OPTIONAL_FIELDS = {"baseline": "", "select": "final", "seed_paths": (), "parallel": {},
                    "tune": {}}  # added after experiment files existed: an older file may lack them
 ENTRY_KEYS = ("name", "options", "label", "overrides", "weightings", "tune",  # "tune": an entry's own search space
               "seeds")  # an entry's own subset of config.seeds (e.g. more seeds for the paper's methods)
@@ -108,6 +113,7 @@ def experiment_config() -> ml_collections.ConfigDict:
     c.paper = dotted()
     c.seed_paths = ()
     c.baseline = ""
+    c.select = "final"
     c.smoke = False
     c.parallel = ml_collections.ConfigDict({"runs_per_program": 1, "steps_per_dispatch": 0, "data_devices": 1,
                                             "run_devices": 1})
@@ -317,8 +323,15 @@ def check_experiment(cfg) -> dict:
         "experiment": c["experiment"], "run": run, "architectures": archs, "weightings": weightings,
         "seeds": _check_seeds(c["seeds"]), "sweep": sweep, "seed_paths": _check_seed_paths(c["seed_paths"], sweep),
         "paper": paper,
-        "baseline": _check_baseline(c["baseline"], archs), "smoke": bool(c["smoke"]),
+        "baseline": _check_baseline(c["baseline"], archs), "select": _check_select(c["select"]),
+        "smoke": bool(c["smoke"]),
         "parallel": _check_parallel(c["parallel"]), "tune": tuned}))
+
+
+def _check_select(select) -> str:
+    if select not in results.SELECT:
+        raise ConfigError(f"config.select={select!r} is not valid; choose one of {sorted(results.SELECT)}")
+    return select
 
 
 def _check_parallel(given) -> dict:
@@ -414,6 +427,7 @@ def experiment_record(e: dict, runs: list[dict]) -> dict:
     if e.get("tune"):  # a tuned experiment's protocol (mtlx.tune)
         grid["tune"] = e["tune"]
     return {"name": e["experiment"], "experiment": e["experiment"], "smoke": e["smoke"], "paper": e["paper"],
+            "select": e["select"],
             "grid": {**grid, "num_runs": len(runs)},
             "runs": [{k: r[k] for k in ("run_id", "architecture", "weighting", "seed", "sweep")} for r in runs],
             "run": e["run"]}

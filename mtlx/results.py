@@ -3,8 +3,9 @@
 An experiment directory (``workdir``) holds::
 
   experiment.json         the experiment (``write_experiment``): name, smoke,
-                          paper, grid {architectures, weightings, seeds,
-                          seed_paths, sweep, num_runs, baseline}, runs [{run_id,
+                          paper, select (the report's test metrics), grid
+                          {architectures, weightings, seeds, seed_paths, sweep,
+                          num_runs, baseline}, runs [{run_id,
                           architecture, weighting, seed, sweep}], run (the
                           defaults every run starts from)
   <run_id>/config.json    the run config, written when the run starts
@@ -69,6 +70,18 @@ import uuid
 from typing import Any, Mapping
 
 from mtlx import tasks as tasks_lib
+
+SELECT = {"final": "metrics", "best_validation": "test_at_best_validation"}  # report selection -> summary key
+
+
+def selection(select: str | None, experiment: Mapping | None = None) -> str:
+    """The test metrics a report reads: ``select`` when given, else the experiment's ``select``
+    (experiment.json, from ``config.select``), else 'final'."""
+    chosen = select or (experiment or {}).get("select") or "final"
+    if chosen not in SELECT:
+        raise ValueError(f"select={chosen!r} is not valid; choose one of {sorted(SELECT)}")
+    return chosen
+
 
 EXPERIMENT = "experiment.json"
 CONFIG = "config.json"

@@ -64,7 +64,7 @@ from mtlx import results, tasks as tasks_lib
 from mtlx.tasks import JOINT
 from mtlx.report import stats
 
-SELECT = {"final": "metrics", "best_validation": "test_at_best_validation"}
+SELECT = results.SELECT
 DELTA_M_CONVENTION = ("Δm% (Maninis et al. 2019) = the mean over tasks of the signed relative change (%) of each "
                       "task's main metric against the baseline, signed so that positive is better")
 load_runs = results.load_runs

@@ -507,7 +507,7 @@ FIGURES = [
 ]
 
 
-def plot_all(workdir: str, tasks: Sequence[str] | None = None, select: str = "final", log=print) -> dict:
+def plot_all(workdir: str, tasks: Sequence[str] | None = None, select: str | None = None, log=print) -> dict:
     """Write every figure of ``FIGURES`` that applies into ``<workdir>/figures/``; returns {key: path}.
 
     ``tasks`` picks the trade-off pair (two tasks of one sweep value; checked
@@ -515,6 +515,7 @@ def plot_all(workdir: str, tasks: Sequence[str] | None = None, select: str = "fi
     a note via ``log``.
     """
     exp = results.read_experiment(workdir)
+    select = results.selection(select, exp)  # None: the experiment's own (config.select)
     runs = [r for r in results.load_runs(workdir) if not results.is_search_run(r["run_id"])]
     live = [r for r in aggregate(runs, select=select, experiment=exp) if r["n"] > 0]
     if not live:

@@ -212,7 +212,7 @@ def _paper_notes(tm) -> list[str]:
     return notes
 
 
-def table_model(workdir: str, select: str = "final", include_loss: bool = False, main_only: bool = False,
+def table_model(workdir: str, select: str | None = None, include_loss: bool = False, main_only: bool = False,
                 pool_configs: bool = False) -> dict:
     """Everything the three table formats need, computed once.
 
@@ -223,6 +223,7 @@ def table_model(workdir: str, select: str = "final", include_loss: bool = False,
     ``pooling.PoolingError`` unless ``pool_configs`` (then the notes say so).
     """
     exp = results.read_experiment(workdir)
+    select = results.selection(select, exp)  # None: the experiment's own (config.select)
     every = results.load_runs(workdir)
     runs = [r for r in every if not results.is_search_run(r["run_id"])]  # a tuned experiment's search runs
     pooled = pooling.check(runs, exp, pool=pool_configs)
@@ -489,12 +490,12 @@ def render_csv(tm) -> str:
 # --------------------------------------------------------------------------- entry points
 
 
-def markdown_table(workdir: str, select: str = "final", main_only: bool = False, pool_configs: bool = False) -> str:
+def markdown_table(workdir: str, select: str | None = None, main_only: bool = False, pool_configs: bool = False) -> str:
     """The experiment's comparison table as markdown (what launch.run prints after a sweep)."""
     return render_markdown(table_model(workdir, select, main_only=main_only, pool_configs=pool_configs))
 
 
-def write_tables(workdir: str, select: str = "final", main_only: bool = False, pool_configs: bool = False) -> dict:
+def write_tables(workdir: str, select: str | None = None, main_only: bool = False, pool_configs: bool = False) -> dict:
     """Write table.md, table.tex, table.csv into ``workdir`` atomically (the CSV has every metric, with std and
     CI half-width, whatever ``main_only``).
 

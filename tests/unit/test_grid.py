@@ -84,6 +84,15 @@ def test_the_id_of_a_committed_run_is_unchanged(tmp_path, monkeypatch):
     assert run["config"] == COMMITTED_CONFIG
 
 
+def test_select_is_recorded_and_not_part_of_any_run_id():
+    c = tiny("mmoe_synthetic", archs=("hard",), seeds=(2, 3))
+    runs = grid.expand(c)
+    assert grid.experiment_record(grid.check_experiment(c), runs)["select"] == "final"  # the default
+    c.select = "best_validation"
+    assert grid.experiment_record(grid.check_experiment(c), runs)["select"] == "best_validation"
+    assert [r["run_id"] for r in grid.expand(c)] == [r["run_id"] for r in runs]  # finished runs stay finished
+
+
 def test_seed_paths_give_each_run_its_own_data_seed():
     c = tiny("mmoe_synthetic", archs=("hard",), seeds=(2, 3))
     plain = grid.expand(c)
@@ -219,6 +228,8 @@ BAD = {
     "no weightings": (_set("weightings", ()), "config.weightings is empty"),
     "no seeds": (_set("seeds", ()), "config.seeds is empty"),
     "bad baseline": (_set("baseline", "stl"), "config.baseline='stl' is not an architecture label"),
+    "bad select": (_set("select", "best"),
+                   "config.select='best' is not valid; choose one of ['best_validation', 'final']"),
     "bad architecture option": (_set("architectures", ({"name": "hard", "options": {"splitt": 1}},)), "splitt"),
     "misspelled sweep path": (_set("sweep", grid.dotted({"optimizer.learnin_rate": [0.1]})),
                               "optimizer.learnin_rate (did you mean optimizer.learning_rate?)"),
@@ -334,7 +345,7 @@ def test_launch_writes_the_run_directory_schema_and_skips_finished_runs(tmp_path
     out = runner.launch(tiny(seeds=(0, 1)), workdir, show_progress=False)
     assert len(calls) == 4 and len(out["summaries"]) == 4
     exp = results.read_experiment(workdir)
-    assert set(exp) == {"name", "experiment", "smoke", "paper", "grid", "runs", "run"}
+    assert set(exp) == {"name", "experiment", "smoke", "paper", "select", "grid", "runs", "run"}
     assert set(exp["grid"]) == {"architectures", "weightings", "seeds", "seed_paths", "sweep", "num_runs", "baseline"}
     assert exp["grid"]["baseline"] == BASELINE and exp["grid"]["num_runs"] == 4 and exp["name"] == "tiny"
     assert [r["run_id"] for r in exp["runs"]] == [r["run_id"] for r in out["runs"]]

@@ -141,6 +141,27 @@ def test_select_best_validation(sweep_exp):
         report.aggregate(runs, select="best")
 
 
+def test_table_reads_the_experiments_own_selection(tmp_path):
+    """experiment.json's select (config.select) is the table's default; an explicit select overrides it."""
+    exp = fake_runs.make_experiment(str(tmp_path), architectures=("single_task", "hard"), seeds=(0, 1))
+    vals = exp.values("hard", "equal", {}, "b", "mse")
+
+    def hard_mse():
+        row = next(r for r in report.table_model(str(tmp_path))["rows"] if r["architecture"] == "hard")
+        return row["metrics"]["b"]["mse"]["mean"]
+
+    assert hard_mse() == pytest.approx(np.mean(vals))  # no select recorded: final
+    record = results.read_experiment(str(tmp_path))
+    results.write_experiment(str(tmp_path), dict(record, select="best_validation"))
+    assert hard_mse() == pytest.approx(np.mean(vals) + fake_runs.BEST_OFFSET)
+    md = report.markdown_table(str(tmp_path))
+    assert "test metrics at the best validation step" in md and "final test metrics" not in md
+    assert "final test metrics" in report.markdown_table(str(tmp_path), select="final")
+    results.write_experiment(str(tmp_path), dict(record, select="best"))
+    with pytest.raises(ValueError, match="best_validation"):
+        report.markdown_table(str(tmp_path))
+
+
 def test_one_seed_has_no_std(tmp_path):
     fake_runs.make_experiment(str(tmp_path), architectures=("single_task", "hard"), seeds=(0,))
     rows = report.aggregate(report.load_runs(str(tmp_path)))
