@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from mtlx import results, tasks as tasks_lib
+from mtlx.report import stats
 from mtlx.report.aggregate import SELECT, _is_done, _num, _sweep_key, metric_of
 
 DELTA_M_PANEL = "__delta_m__"  # sweep_plot_data's pseudo-task holding delta_m
@@ -43,8 +44,9 @@ def learning_curve_data(runs: Sequence[dict], validation: bool = False) -> dict:
     finished seeds of each group.
 
     Returns {(sweep_key, architecture, weighting): {task: {"steps": array,
-    "mean": array, "std": array (ddof=1; 0 when one seed), "n": int}}} on the
-    steps every seed logged.
+    "mean": array, "std": array (ddof=1; 0 when one seed), "ci": array (the half-width of the
+    mean's 95% Student-t interval, as the tables'; 0 when one seed), "n": int}}} on the steps
+    every seed logged.
     """
     out = {}
     for key, seeds in _seed_curves(runs, _validation_points if validation else _train_points).items():
@@ -53,8 +55,10 @@ def learning_curve_data(runs: Sequence[dict], validation: bool = False) -> dict:
             per = [s[t] for s in seeds if t in s]
             steps = sorted(set.intersection(*(set(p) for p in per)))
             a = np.asarray([[p[s] for s in steps] for p in per], np.float64)
-            out[key][t] = {"steps": np.asarray(steps), "mean": a.mean(0),
-                           "std": a.std(0, ddof=1) if len(per) > 1 else np.zeros(len(steps)), "n": len(per)}
+            std = a.std(0, ddof=1) if len(per) > 1 else np.zeros(len(steps))
+            out[key][t] = {"steps": np.asarray(steps), "mean": a.mean(0), "std": std,
+                           "ci": std * (stats.t_quantile(len(per) - 1) / np.sqrt(len(per)) if len(per) > 1 else 0.0),
+                           "n": len(per)}
     return out
 
 

@@ -152,16 +152,17 @@ VALIDATION_PREFIX = "validation: "  # the label of a validation-loss line (a lea
 
 
 def _curve_panel(ax, ctx, data, val, skey, t) -> None:
-    """One task's loss curves at one sweep value, per group: the training loss (line, ± std band) and the
-    validation loss of the eval records (the same colour and style, with round markers)."""
-    ys = []
+    """One task's loss curves at one sweep value, per group: the training loss (line: the mean over seeds;
+    band: its 95% confidence interval) and the validation loss of the eval records (the same colour and
+    style, with round markers). On a log axis (losses spanning > 30x) the limits follow the means; a band
+    reaching 0 or below is cut at the panel's floor."""
+    ys, bands = [], []
     for a in ctx.archs:
         for w in ctx.weightings:
             c = data.get((skey, a, w), {}).get(t)
             if c is not None:
                 ax.plot(c["steps"], c["mean"], color=ctx.colour[a], linestyle=ctx.ls[w], label=ctx.name(a, w))
-                ax.fill_between(c["steps"], c["mean"] - c["std"], c["mean"] + c["std"], color=ctx.colour[a],
-                                alpha=0.18, linewidth=0)
+                bands.append((c["steps"], c["mean"] - c["ci"], c["mean"] + c["ci"], ctx.colour[a]))
                 ys.append(c["mean"])
             v = val.get((skey, a, w), {}).get(t)
             if v is not None:
@@ -170,8 +171,13 @@ def _curve_panel(ax, ctx, data, val, skey, t) -> None:
                 ys.append(v["mean"])
     allv = np.concatenate(ys) if ys else np.array([])
     allv = allv[np.isfinite(allv)]
-    if allv.size and allv.min() > 0 and allv.max() / allv.min() > 30:
+    log = bool(allv.size and allv.min() > 0 and allv.max() / allv.min() > 30)
+    floor = allv.min() / 2 if log else -np.inf
+    for steps, lo, hi, colour in bands:
+        ax.fill_between(steps, np.maximum(lo, floor), hi, color=colour, alpha=0.18, linewidth=0)
+    if log:
         ax.set_yscale("log")
+        ax.set_ylim(floor, allv.max() * 2)
 
 
 def _curve_columns(ctx, data) -> tuple[dict, bool]:
@@ -186,7 +192,7 @@ def _curve_columns(ctx, data) -> tuple[dict, bool]:
 
 
 def figure_learning_curves(ctx, path: str, _=None) -> dict:
-    """Rows = tasks, columns = sweep values: training loss (± std band) and validation loss (round markers) vs
+    """Rows = tasks, columns = sweep values: training loss (mean, 95% CI band) and validation loss (round markers) vs
     step, means over seeds, a line per architecture (and weighting).
 
     When the sweep changes the task set, each column holds its sweep value's own tasks (titled per panel).

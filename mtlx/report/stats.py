@@ -38,13 +38,18 @@ def _finite(values) -> np.ndarray:
     return a
 
 
+def t_quantile(dof: int, level: float = LEVEL) -> float:
+    """The two-sided ``level`` Student-t quantile with ``dof`` degrees of freedom (``ci_half_width``'s factor)."""
+    from scipy import stats
+    return float(stats.t.ppf(0.5 + level / 2, dof))
+
+
 def ci_half_width(values: Sequence[float], level: float = LEVEL) -> float:
     """Student-t half-width of the ``level`` confidence interval of the mean; NaN when n < 2."""
-    from scipy import stats
     a = _finite(values)
     if len(a) < 2:
         return float("nan")
-    return float(stats.t.ppf(0.5 + level / 2, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)))
+    return t_quantile(len(a) - 1, level) * float(a.std(ddof=1)) / math.sqrt(len(a))
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float:

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.stats
 
 import fake_runs
 from fixtures_report import CORR, GROUP, copy_of, group_tasks
@@ -149,6 +150,10 @@ def test_learning_curve_data_is_mean_of_fake_curves(sweep_exp):
             curves = np.array([[v for _, v in sweep_exp.curves[(sj, arch, w, s)][t]] for s in seeds])
             np.testing.assert_allclose(per_task[t]["mean"], curves.mean(0), rtol=1e-12)
             np.testing.assert_allclose(per_task[t]["std"], curves.std(0, ddof=1), rtol=1e-12)
+            for k in (0, 4):  # the band: the 95% CI of the mean at each step, as scipy states it
+                lo, hi = scipy.stats.t.interval(0.95, len(seeds) - 1, loc=curves[:, k].mean(),
+                                                scale=scipy.stats.sem(curves[:, k]))
+                assert per_task[t]["ci"][k] == pytest.approx((hi - lo) / 2, rel=1e-9)
             np.testing.assert_array_equal(per_task[t]["steps"], np.arange(10, 101, 10))
             assert per_task[t]["n"] == len(seeds)
     # the failed run's curve is left out
