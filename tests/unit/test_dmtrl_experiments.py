@@ -156,15 +156,20 @@ def test_omniglot_grid_and_paper_rows():
 
 def test_cross_stitch_ablation_rows_set_the_init_and_the_units_learning_rate():
     runs = _runs(cross_stitch_ablation)
-    assert len(runs) == 9 * 3
+    assert len(runs) == 11 * 3
     by = {r["architecture"]: r["config"] for r in runs if r["seed"] == 0}
     for a in (0.1, 0.5, 0.7, 0.9):
         cfg = by[f"cs_init{a}"]
         assert cfg["architecture"]["options"]["self_weight"] == a and cfg["optimizer"]["mixing_learning_rate"] == 0.0
+        assert cfg["architecture"]["options"]["units"] == "channel"
     for s in (10, 100, 1000):
         cfg = by[f"cs_lr{s}"]
         assert cfg["architecture"]["options"]["self_weight"] == 0.9
         assert cfg["optimizer"]["mixing_learning_rate"] == pytest.approx(s * cfg["optimizer"]["learning_rate"])
+    for s, rate in ((1, 0.0), (100, 100 * by["gain_lr100"]["optimizer"]["learning_rate"])):  # the no-mixing control
+        cfg = by[f"gain_lr{s}"]
+        assert cfg["architecture"]["options"]["units"] == "diagonal" and cfg["architecture"]["options"]["self_weight"] == 0.9
+        assert cfg["optimizer"]["mixing_learning_rate"] == pytest.approx(rate)
 
 
 @pytest.mark.parametrize("module,arg,n", [
