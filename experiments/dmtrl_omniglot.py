@@ -57,7 +57,9 @@ Measured (2-core CPU shared with 5 other jobs, ``nice -n 10``; 60-step runs at t
 seed 0, with --config.run.steps=60; steps/s excludes the first dispatch): stl 3.1 steps/s (56k
 params), ud_mtl 24.6 steps/s (36k), tucker (from that STL) 4.0 steps/s (60k). At 2,000 steps:
 stl ~11 min, ud_mtl ~1.5 min, tucker ~8 min per run; stage 1 (12 runs) ~75 min, stage 2 (18
-runs) ~2.5 h. Smoke: stage 1 151 s wall / 14 s CPU (load ~15), stage 2 72 s / 16 s.
+runs) ~2.5 h. The committed runs, on 2 cores shared with 2-3 other sweeps: stl 228-457 s, ud_mtl
+39-54 s (stage 1: 12 runs in 60 min wall); at (0.1, seed 0) laf 1,128 s, tucker 2,482 s, tt 309 s.
+Smoke: stage 1 151 s wall / 14 s CPU (load ~15), stage 2 72 s / 16 s.
 """
 
 import ml_collections
