@@ -3,7 +3,9 @@
 A row is a (sweep value, architecture label, weighting label) group. Its
 finished runs must have the same run config up to ``seed`` and the fields of
 experiment.json's ``grid.seed_paths`` (set to the run's seed on purpose, e.g.
-a task set's data seed). Runs launched into one workdir with another setting
+a task set's data seed), and up to references to another run OF THE SAME SEED
+(a string holding the run-id token ``-s<seed>-`` of its own seed, e.g. DMTRL's
+``init_from_run``: each seed starts from its own single-task run). Runs launched into one workdir with another setting
 (``--config.run.steps=1000``) would otherwise be averaged with the rest
 silently. ``check`` names the differing fields and raises ``PoolingError``;
 ``pool=True`` (launch.table ``--pool_configs``) pools anyway and returns the
@@ -47,6 +49,13 @@ def run_config(run: Mapping) -> dict:
     return results.read_config(d) if d and os.path.exists(os.path.join(d, results.CONFIG)) else {}
 
 
+def _seed_blind(flat: dict, seed) -> dict:
+    """``flat`` with the run-id token of the run's own seed (``-s<seed>-``) in its string values
+    replaced by a placeholder: a reference to the same-seed run of another row is not a difference."""
+    token = f"-s{seed}-"
+    return {p: v.replace(token, "-s<seed>-") if v.startswith('"') else v for p, v in flat.items()}
+
+
 def _ignored(exp: Mapping) -> set:
     return {"seed", *((exp.get("grid") or {}).get("seed_paths") or ())}
 
@@ -60,7 +69,7 @@ def differences(runs: Sequence[Mapping], exp: Mapping) -> list[dict]:
             groups.setdefault(key, []).append(r)
     skip, out = _ignored(exp), []
     for (sweep, arch, w), members in groups.items():
-        flats = [_flat(run_config(r)) for r in members]
+        flats = [_seed_blind(_flat(run_config(r)), r.get("seed")) for r in members]
         paths = sorted(set().union(*flats) - skip) if flats else []
         fields = {p: sorted({f.get(p, "<absent>") for f in flats}) for p in paths}
         fields = {p: v for p, v in fields.items() if len(v) > 1}

@@ -141,6 +141,21 @@ def test_seed_paths_do_not_split_a_row(tmp_path):
         report.markdown_table(str(other))
 
 
+def test_a_reference_to_the_same_seeds_run_does_not_split_a_row(tmp_path):
+    """DMTRL's stage 2: each seed's factorised run starts from that seed's single-task run."""
+    field = "architecture.options.init_from_run"
+    fake_runs.make_experiment(str(tmp_path), architectures=("single_task", "hard"),
+                              config_overrides=lambda a, w, s, p: {field: f"wd/stl-equal-s{s}-*"})
+    assert row_of(report.aggregate(report.load_runs(str(tmp_path))), "hard")["n"] == 3
+    assert "±" in md_line(report.markdown_table(str(tmp_path)), "hard")
+    # another seed's run (here always seed 0's) is a real difference for the other seeds: named
+    other = tmp_path / "other"
+    fake_runs.make_experiment(str(other), architectures=("single_task", "hard"),
+                              config_overrides=lambda a, w, s, p: {field: "wd/stl-equal-s0-*"})
+    with pytest.raises(pooling.PoolingError, match=field):
+        report.markdown_table(str(other))
+
+
 def test_launch_table_stops_with_one_clear_error(tmp_path):
     from absl import flags
 
