@@ -5,9 +5,9 @@ finished runs must have the same run config up to ``seed`` and the fields of
 experiment.json's ``grid.seed_paths`` (set to the run's seed on purpose, e.g.
 a task set's data seed), and up to references to another run OF THE SAME SEED
 (a string holding the run-id token ``-s<seed>-`` of its own seed, e.g. DMTRL's
-``init_from_run``: each seed starts from its own single-task run). Runs launched into one workdir with another setting
-(``--config.run.steps=1000``) would otherwise be averaged with the rest
-silently. ``check`` names the differing fields and raises ``PoolingError``;
+``init_from_run``: each seed starts from its own single-task run). Runs
+launched into one workdir with another setting (``--config.run.steps=1000``)
+would otherwise be averaged with the rest silently. ``check`` names the differing fields and raises ``PoolingError``;
 ``pool=True`` (launch.table ``--pool_configs``) pools anyway and returns the
 differences for the table's notes.
 

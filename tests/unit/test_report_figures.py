@@ -4,6 +4,7 @@ plot_all writes, derived from the FIGURES registry (no hand-written list of figu
 import json
 import os
 import re
+import types
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import fake_runs
 from fixtures_report import CORR, GROUP, copy_of, group_tasks
 from mtlx import report, taps
 from mtlx.report import plotting
+from mtlx.report.figures import _curve_panel
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NEEDS_STATIC_SWEEP = {"frontier_<a>_vs_<b>"}  # no fake here has a static-weight sweep (tests/unit/test_frontier.py)
@@ -158,6 +160,23 @@ def test_learning_curve_data_is_mean_of_fake_curves(sweep_exp):
             assert per_task[t]["n"] == len(seeds)
     # the failed run's curve is left out
     assert data[(((CORR, "0.9"),), "hard", "equal")]["a"]["n"] == 2
+
+
+def test_curve_band_is_the_ci_and_is_cut_at_the_floor_of_a_log_axis():
+    """The shaded band spans mean ± ci; on a log axis (means spanning > 30x) a band reaching 0 or below
+    starts at the panel's floor (half the smallest mean) instead of vanishing, and the limits follow the means."""
+    steps, mean = np.arange(1, 5), np.array([1.0, 0.3, 0.05, 0.01])
+    ci = np.array([0.5, 0.2, 0.08, 0.004])  # the third step's band crosses 0
+    ctx = types.SimpleNamespace(archs=["a"], weightings=["w"], colour={"a": "C0"}, ls={"w": "-"},
+                                name=lambda a, w: a)
+    fig, ax = plotting.plt().subplots()
+    _curve_panel(ax, ctx, {((), "a", "w"): {"t": {"steps": steps, "mean": mean, "ci": ci}}}, {}, (), "t")
+    (band,) = ax.collections  # the one fill_between
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ax.get_yscale() == "log" and ax.get_ylim() == pytest.approx((0.005, 2.0))
+    np.testing.assert_allclose(sorted(set(np.round(ys, 9))),
+                               sorted(set(np.round(np.r_[np.maximum(mean - ci, 0.005), mean + ci], 9))))
+    plotting.plt().close(fig)
 
 
 def test_mixing_and_sweep_data(sweep_exp):
