@@ -2,7 +2,9 @@
 
 An experiment directory (``workdir``) holds::
 
-  experiment.json         the experiment (``write_experiment``): name, smoke,
+  experiment.json         the experiment (``write_experiment``; a relaunch
+                          keeps the started runs of earlier launches,
+                          ``merge_experiment``): name, smoke,
                           paper, select (the report's test metrics), grid
                           {architectures, weightings, seeds, seed_paths, sweep,
                           num_runs, baseline}, runs [{run_id,
@@ -397,6 +399,33 @@ def release_claim(run_dir: str, claim: Mapping) -> None:
 
 def write_experiment(workdir: str, experiment: Mapping) -> None:
     write_json(os.path.join(workdir, EXPERIMENT), experiment)
+
+
+def merge_experiment(old: Mapping, new: Mapping, workdir: str) -> dict:
+    """``new`` (this launch's record) plus the runs of ``old`` (an earlier launch's record of the same
+    experiment) that have a run directory in ``workdir`` and that ``new`` does not hold, with their grid
+    entries, seeds and sweep values: an experiment launched in stages (dmtrl's stage 2, one launch per
+    cell and seed; ``--only``) keeps every started run in its record. An earlier run never started is
+    dropped (the grid it belonged to may have been edited on purpose); everything else is ``new``'s."""
+    if old.get("name") != new.get("name"):
+        return dict(new)
+    ids = {r["run_id"] for r in new["runs"]}
+    kept = [r for r in old.get("runs") or [] if r["run_id"] not in ids and os.path.isdir(run_path(workdir, r["run_id"]))]
+    if not kept:
+        return dict(new)
+    old_grid, grid = old.get("grid") or {}, dict(new["grid"])
+    for key, field in (("architectures", "architecture"), ("weightings", "weighting")):
+        labels, used = {e["label"] for e in grid[key]}, {r[field] for r in kept}
+        grid[key] = list(grid[key]) + [e for e in old_grid.get(key) or [] if e["label"] in used - labels]
+    grid["seeds"] = sorted({*grid["seeds"], *(r["seed"] for r in kept)})
+    sweep = {p: list(v) for p, v in (grid.get("sweep") or {}).items()}
+    for r in kept:
+        for p, v in (r.get("sweep") or {}).items():
+            if v not in sweep.setdefault(p, []):
+                sweep[p].append(v)
+    grid["sweep"] = sweep
+    runs = list(new["runs"]) + kept
+    return {**new, "grid": {**grid, "num_runs": len(runs)}, "runs": runs}
 
 
 def read_experiment(workdir: str) -> dict:

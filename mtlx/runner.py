@@ -545,7 +545,8 @@ def launch(cfg, workdir: str | None = None, executor: str = "local", parallel: i
                 log(f"  {r['run_id']}{'' if r in todo else '  (finished)'}")
             return out
         if not _several_processes() or _is_main():
-            results.write_experiment(workdir, grid.experiment_record(e, runs))
+            results.write_experiment(workdir, results.merge_experiment(
+                results.read_experiment(workdir), grid.experiment_record(e, runs), workdir))
         launcher = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         out["jobs"] = _execute(units, workdir, rerun_failed, show_progress, executor, parallel, slurm, runs_per_job,
                                e["experiment"], wait, (compilation_cache, writer_names, claim_timeout_s, launcher), log)

@@ -145,10 +145,14 @@ def test_factorised_stage_points_each_method_at_the_stl_run_of_its_cell_and_seed
 
 def test_omniglot_grid_and_paper_rows():
     runs = _runs(dmtrl_omniglot)
-    assert len(runs) == 2 * 2 * 3 and sorted(_count(runs, "architecture")) == ["stl", "ud_mtl"]
+    assert len(runs) == 3 * 2 * 3 and sorted(_count(runs, "architecture")) == ["stl", "ud_mtl", "ud_mtl_8k"]
     assert all(r["config"]["task_set"]["options"]["split_seed"] == r["seed"] for r in runs)
-    ud = next(r for r in runs if r["architecture"] == "ud_mtl")
+    ud, ud8k = (next(r for r in runs if r["architecture"] == a) for a in ("ud_mtl", "ud_mtl_8k"))
     assert ud["config"]["architecture"]["options"] == {"split": 3}  # the paper's N = 3 of the 4 shareable layers
+    # the budget control: the same model, four times the steps, nothing else changed
+    assert ud8k["config"]["steps"] == 4 * ud["config"]["steps"] == 8000
+    assert {k: v for k, v in ud8k["config"].items() if k not in ("steps", "eval_every", "checkpoint_every")} == \
+        {k: v for k, v in ud["config"].items() if k not in ("steps", "eval_every", "checkpoint_every")}
     paper = dmtrl_omniglot.get_config().paper.rows
     assert len(paper) == 10 and paper["tt [test_fraction=0.1]"]["mean error %"] == 28.78
     assert len(_runs(dmtrl_omniglot, "factorised,test_fraction=0.2,seed=2")) == 4

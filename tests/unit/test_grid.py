@@ -8,6 +8,7 @@ a stub, so these tests take seconds. Real training is in tests/integration/.
 import copy
 import importlib
 import os
+import shutil
 
 import jax
 import ml_collections
@@ -367,6 +368,31 @@ def test_launch_writes_the_run_directory_schema_and_skips_finished_runs(tmp_path
     runner.launch(tiny(seeds=(0, 1)), workdir, show_progress=False, rerun_failed=True)
     assert len(calls) == 6  # the two failed ones, from scratch
     assert "1 done" not in runner.summarise(out) and runner.summarise(out).startswith("2 done, 2 failed, 4 in the grid")
+
+
+def test_a_relaunch_keeps_the_started_runs_of_earlier_launches_in_experiment_json(tmp_path, monkeypatch):
+    _stub_train(monkeypatch)
+    workdir = str(tmp_path / "wd")
+    first = tiny(seeds=(0, 1))  # stage 1: hard and single_task, seeds 0-1, n_train 256
+    first.sweep = grid.dotted({"task_set.options.n_train": [256]})
+    out1 = runner.launch(first, workdir, show_progress=False)
+    never = out1["runs"][-1]["run_id"]  # as if killed before it started: no directory
+    shutil.rmtree(results.run_path(workdir, never))
+    second = tiny(archs=("hard",), seeds=(2,))  # stage 2: another cell and seed of the same experiment
+    second.sweep = grid.dotted({"task_set.options.n_train": [128]})
+    out2 = runner.launch(second, workdir, show_progress=False)
+    exp = results.read_experiment(workdir)
+    ids = [r["run_id"] for r in exp["runs"]]
+    assert ids[0] == out2["runs"][0]["run_id"] and len(out2["runs"]) == 1
+    assert set(ids[1:]) == {r["run_id"] for r in out1["runs"]} - {never} and exp["grid"]["num_runs"] == 4
+    assert exp["grid"]["seeds"] == [0, 1, 2] and exp["grid"]["sweep"] == {"task_set.options.n_train": [128, 256]}
+    assert [a["label"] for a in exp["grid"]["architectures"]] == ["hard", BASELINE]
+    assert exp["run"]["steps"] == 20 and not [r for r in results.load_runs(workdir) if r["status"] != "done"]
+    other = tiny()  # another experiment's record is never merged in
+    other.experiment = "other"
+    assert results.merge_experiment(exp, grid.experiment_record(grid.check_experiment(other), grid.expand(other)),
+                                    workdir)["runs"] == [{k: r[k] for k in ("run_id", "architecture", "weighting",
+                                                                            "seed", "sweep")} for r in grid.expand(other)]
 
 
 def test_dry_run_writes_nothing(tmp_path, monkeypatch):
