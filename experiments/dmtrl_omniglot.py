@@ -1,7 +1,7 @@
 r"""Yang & Hospedales 2017 (DMTRL, ICLR), Sec. 4.3: Omniglot, one classification task per alphabet,
 on the 8 alphabets the offline background subsets hold.
 
-  # stage 1: STL and UD-MTL at 10% and 20% test splits, 3 seeds
+  # stage 1: STL, UD-MTL and ud_mtl_8k at 10% and 20% test splits, 3 seeds
   python -m launch.run --config experiments/dmtrl_omniglot.py
   # stage 2 (after stage 1): LAF / Tucker / TT from each STL run, one launch per (test fraction, seed)
   for f in 0.1 0.2; do for s in 0 1 2; do
@@ -44,6 +44,9 @@ Ours:
   methods    single_task (STL), hard split=3 (UD-MTL), tensor_factorised laf / tucker / tt (rank
              'auto', rel_error 0.1, ``init_from_run`` = the STL run of the same split and seed).
   training   Adam 1e-3, batch 128, 2,000 steps (~60 epochs of 4.4k images), 3 seeds.
+  control    ``ud_mtl_8k``: UD-MTL at 8,000 steps (nothing else changed). At 2,000 steps UD-MTL's
+             training loss was still far above STL's, so its deficit could have been a budget
+             effect; at 8,000 it still trails STL (results/README.md has the verdict).
 Differences: 8 of the 50 alphabets (all from the background set; the published numbers average 50
 alphabets, so ours is not the same average: fewer tasks to share with, and these 8 include both
 small (Tagalog 17) and large (Katakana 47) alphabets); 28x28 instead of 105x105 images (the
@@ -58,7 +61,8 @@ seed 0, with --config.run.steps=60; steps/s excludes the first dispatch): stl 3.
 params), ud_mtl 24.6 steps/s (36k), tucker (from that STL) 4.0 steps/s (60k). At 2,000 steps:
 stl ~11 min, ud_mtl ~1.5 min, tucker ~8 min per run; stage 1 (12 runs) ~75 min, stage 2 (18
 runs) ~2.5 h. The committed runs, on 2 cores shared with 2-3 other sweeps: stl 228-457 s, ud_mtl
-39-54 s (stage 1: 12 runs in 60 min wall); at (0.1, seed 0) laf 1,128 s, tucker 2,482 s, tt 309 s.
+39-54 s (stage 1: 12 runs in 60 min wall); at (0.1, seed 0) laf 1,128 s, tucker 2,482 s, tt 309 s;
+ud_mtl_8k 74-146 s, and stage 2 at test fraction 0.2 about 100-130 s per run, with fewer jobs sharing.
 Smoke: stage 1 151 s wall / 14 s CPU (load ~15), stage 2 72 s / 16 s.
 """
 
@@ -90,7 +94,7 @@ def stage1(smoke: bool) -> ml_collections.ConfigDict:
         {"name": "single_task", "label": "stl", "weightings": ("equal",)},
         {"name": "hard", "label": "ud_mtl", "options": {"split": 3}},
     )
-    if not smoke:  # the budget control: UD-MTL still improved at 2,000 steps, STL had stopped (see above)
+    if not smoke:  # the budget control (docstring: control)
         config.architectures += ({"name": "hard", "label": "ud_mtl_8k", "options": {"split": 3},
                                   "overrides": {"steps": 8000, "eval_every": 1000, "checkpoint_every": 2000}},)
     config.seeds = (0, 1, 2)
@@ -114,9 +118,10 @@ def stage1(smoke: bool) -> ml_collections.ConfigDict:
         "metric_columns": ["mean error %"],
         "rows": {f"{k} [test_fraction={f}]": {"mean error %": v[i]} for k, v in PAPER.items()
                  for i, f in enumerate(TEST_FRACTIONS)},
+        "task_mean": True,  # the paper's mean error % = 100 x (1 - our task-mean accuracy)
         "note": "DMTRL (Yang & Hospedales 2017) Omniglot errors as tabulated by Meyerson & Miikkulainen 2018 "
                 "(ICLR), Fig. 6(b): 50 alphabets, 105x105. Ours: 8 alphabets (the offline small background "
-                "subsets), 28x28, 3 seeds; mean error % = 100 - mean over alphabets of accuracy.",
+                "subsets), 28x28, 3 seeds; the paper's mean error % is 100 x (1 - task-mean accuracy) in our terms.",
     })
     return config
 

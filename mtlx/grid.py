@@ -26,7 +26,8 @@ returning a ConfigDict shaped like ``experiment_config()``:
                 Build it with ``dotted({...})`` (ConfigDict refuses dots in keys).
   paper         free-form numbers to print beside ours (read by the table
                 code): {"metric_columns": [...], "rows": {label: {...}},
-                "note": str}; may be empty. ``dotted({...})`` as well.
+                "note": str, "task_mean": bool (a column of the mean over
+                tasks, for a paper that reports one)}; may be empty.
   baseline      str: the architecture LABEL that delta_m compares against;
                 "" (default) = the first entry whose name is
                 ``mtlx.architectures.BASELINE``, or none when the grid has none.

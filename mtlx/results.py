@@ -404,9 +404,9 @@ def write_experiment(workdir: str, experiment: Mapping) -> None:
 def merge_experiment(old: Mapping, new: Mapping, workdir: str) -> dict:
     """``new`` (this launch's record) plus the runs of ``old`` (an earlier launch's record of the same
     experiment) that have a run directory in ``workdir`` and that ``new`` does not hold, with their grid
-    entries, seeds and sweep values: an experiment launched in stages (dmtrl's stage 2, one launch per
-    cell and seed; ``--only``) keeps every started run in its record. An earlier run never started is
-    dropped (the grid it belonged to may have been edited on purpose); everything else is ``new``'s."""
+    entries, seeds and sweep values, earlier launches' first: an experiment launched in stages (dmtrl's
+    stage 2, one launch per cell and seed; ``--only``) keeps every started run in its record. An earlier
+    run never started is dropped (its grid may have been edited on purpose); the rest is ``new``'s."""
     if old.get("name") != new.get("name"):
         return dict(new)
     ids = {r["run_id"] for r in new["runs"]}
@@ -415,16 +415,18 @@ def merge_experiment(old: Mapping, new: Mapping, workdir: str) -> dict:
         return dict(new)
     old_grid, grid = old.get("grid") or {}, dict(new["grid"])
     for key, field in (("architectures", "architecture"), ("weightings", "weighting")):
-        labels, used = {e["label"] for e in grid[key]}, {r[field] for r in kept}
-        grid[key] = list(grid[key]) + [e for e in old_grid.get(key) or [] if e["label"] in used - labels]
+        mine = {e["label"]: e for e in grid[key]}
+        used = {r[field] for r in kept} | set(mine)
+        merged = [mine.get(e["label"], e) for e in old_grid.get(key) or [] if e["label"] in used]
+        grid[key] = merged + [e for e in grid[key] if e not in merged]
     grid["seeds"] = sorted({*grid["seeds"], *(r["seed"] for r in kept)})
-    sweep = {p: list(v) for p, v in (grid.get("sweep") or {}).items()}
-    for r in kept:
-        for p, v in (r.get("sweep") or {}).items():
-            if v not in sweep.setdefault(p, []):
-                sweep[p].append(v)
+    old_sweep, new_sweep = old_grid.get("sweep") or {}, grid.get("sweep") or {}
+    sweep = {p: [v for v in vs if v in new_sweep.get(p, []) or any(r["sweep"].get(p) == v for r in kept)]
+             for p, vs in old_sweep.items()}
+    for p, vs in new_sweep.items():
+        sweep[p] = sweep.get(p, []) + [v for v in vs if v not in sweep.get(p, [])]
     grid["sweep"] = sweep
-    runs = list(new["runs"]) + kept
+    runs = kept + list(new["runs"])
     return {**new, "grid": {**grid, "num_runs": len(runs)}, "runs": runs}
 
 

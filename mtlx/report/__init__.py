@@ -20,11 +20,12 @@ names below were those of the old single-module ``mtlx/report.py``.
 
 from mtlx.results import read_experiment as load_experiment
 from mtlx.report.aggregate import (
-    DELTA_M_CONVENTION, SELECT, aggregate, baseline_label, best_marks, compares_weightings, delta_m, find_baseline, fmt_value,
-    has_baseline, load_runs, match_paper, mean_std, metric_columns, metric_direction, short_field, sweep_label,
+    DELTA_M_CONVENTION, SELECT, aggregate, baseline_label, best_marks, delta_m, find_baseline, fmt_value,
+    has_baseline, load_runs, mean_std, metric_columns, metric_direction, short_field, sweep_label,
     task_meta, task_sections, tasks_by_sweep)
 from mtlx.report.figure_data import learning_curve_data, mixing_data, sweep_plot_data, tradeoff_data
 from mtlx.report.figures import FIGURES, Figure, plot_all
+from mtlx.report.paper import compares_weightings, match_paper
 from mtlx.report.plotting import colours_for
 from mtlx.report.tables import (
     fmt_mean_std, markdown_table, render_csv, render_latex, render_markdown, table_model,

@@ -40,13 +40,11 @@ Conventions
     them under the pseudo-task ``mtlx.tasks.JOINT`` (directions: the
     summaries' ``results.JOINT_METRICS``); ``metric_columns`` adds them after
     the tasks' columns. They are not in Δm, the tests or the ranks.
-  * Paper numbers (``experiment.json["paper"]``): a paper row is matched by
-    architecture label, or by weighting label when the experiment compares
-    weightings (one multi-task architecture, several weightings);
-    ``arch/weighting`` or ``arch+weighting`` keys match first. A key may name
-    the sweep value in brackets, ``mmoe [group=1]`` (each swept field's last
-    component, sorted by field, ', '-joined); such keys match before the bare
-    label. Matching ignores case, '-' and ' '.
+  * Task mean (``experiment.json["paper"]["task_mean"]``, for a paper that
+    reports the mean over tasks, e.g. DMTRL's mean error over alphabets):
+    each run's mean over the row's main tasks of their shared main metric,
+    shown as the joint metric ``task-mean <metric>``.
+  * Paper numbers: ``mtlx.report.paper``.
 """
 
 from __future__ import annotations
@@ -54,7 +52,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections import OrderedDict
 from typing import Iterable, Mapping, Sequence
 
@@ -68,6 +65,7 @@ SELECT = results.SELECT
 DELTA_M_CONVENTION = ("Δm% (Maninis et al. 2019) = the mean over tasks of the signed relative change (%) of each "
                       "task's main metric against the baseline, signed so that positive is better")
 load_runs = results.load_runs
+TASK_MEAN = "task-mean {}"  # the column experiment.json's paper.task_mean asks for (``_add_task_mean``)
 
 # --------------------------------------------------------------------------- experiment.json
 
@@ -276,7 +274,20 @@ def _joint_directions(runs) -> dict:
     return out
 
 
-def _row(key, members, task_info, select: str, base: str | None) -> dict:
+def _add_task_mean(metrics, full_hib, per_run, tasks, main) -> None:
+    """``TASK_MEAN`` as a joint metric: per run, the mean over the row's main tasks of their main metric
+    (when they share one); then mean and CI over the runs like any column. Not in Δm, the tests or ranks."""
+    names = {main[t] for t in tasks}
+    if len(tasks) < 2 or len(names) != 1:
+        return
+    k = names.pop()
+    per = [float(np.mean([m[t][k] for t in tasks])) if all(k in (m.get(t) or {}) for t in tasks) else None
+           for m in per_run]
+    metrics.setdefault(JOINT, {})[TASK_MEAN.format(k)] = mean_std(per)
+    full_hib.setdefault(JOINT, {})[TASK_MEAN.format(k)] = full_hib[tasks[0]][k]
+
+
+def _row(key, members, task_info, select: str, base: str | None, task_mean: bool = False) -> dict:
     """One group's row (see ``aggregate``)."""
     skey, arch, w = key
     tasks, main, hib, kind, aux = task_info
@@ -292,6 +303,8 @@ def _row(key, members, task_info, select: str, base: str | None) -> dict:
     if joint:  # the task set's joint metrics, as the pseudo-task JOINT
         metrics[JOINT] = {k: mean_std([(m.get(JOINT) or {}).get(k) for m in per_run]) for k in joint}
         full_hib[JOINT] = joint
+    if task_mean:
+        _add_task_mean(metrics, full_hib, per_run, tasks, main)
     return {
         "sweep": dict(members[0]["sweep"]), "sweep_key": skey, "architecture": arch, "weighting": w,
         "architecture_name": next((r["architecture_name"] for r in members if r.get("architecture_name")), arch),
@@ -334,6 +347,7 @@ def aggregate(runs: Sequence[dict], select: str = "final", experiment: Mapping |
     if experiment is None:  # the experiment.json that load_runs found the runs under
         experiment = results.read_experiment(runs[0]["workdir"]) if runs and runs[0].get("workdir") else {}
     base = baseline_label(experiment)
+    task_mean = bool((experiment.get("paper") or {}).get("task_mean"))
     arch_order, w_order, sweep_values = _orders(runs, experiment)
     groups: "OrderedDict[tuple, list]" = OrderedDict()
     by_sweep: dict = {}
@@ -345,7 +359,7 @@ def aggregate(runs: Sequence[dict], select: str = "final", experiment: Mapping |
         # the group's own tasks (a sweep may change the task set), else its sweep value's, else everyone's
         info = _task_info(members)
         info = info if info[0] else _task_info(by_sweep[key[0]])
-        rows.append(_row(key, members, info if info[0] else _task_info(runs), select, base))
+        rows.append(_row(key, members, info if info[0] else _task_info(runs), select, base, task_mean))
 
     def order(row):
         a, w = row["architecture"], row["weighting"]
@@ -539,53 +553,3 @@ def _mark(marks, vals: Mapping[int, float], higher: bool, key: str) -> None:
     for i, v in finite.items():
         if v == best:
             marks[i].add(key)
-
-
-# --------------------------------------------------------------------------- paper numbers
-
-
-PAPER_SWEEP_TAG = re.compile(r"\[[^\[\]]*=[^\[\]]*\]\s*$")  # "mmoe [group=1]"
-
-
-def _norm(s) -> str:
-    return str(s).lower().replace("-", "_").replace(" ", "_")
-
-
-def compares_weightings(rows) -> bool:
-    """One multi-task architecture (the baseline aside) and several weightings."""
-    archs = {r["architecture"] for r in rows} - baseline_labels(rows)
-    return len({r["weighting"] for r in rows}) > 1 and len(archs) <= 1
-
-
-def _paper_keys(r, by_weighting: bool) -> list[str]:
-    """The paper-row keys that may name row ``r``, most specific first."""
-    a, w = r["architecture"], r["weighting"]
-    keys = [f"{a}/{w}", f"{a}+{w}"]
-    keys += [a] if (not by_weighting or r["is_baseline"]) else [w]
-    # rows for one sweep value: "mmoe [group=1]" (the swept field's last component)
-    tag = ", ".join(f"{str(k).split('.')[-1]}={v}" for k, v in sorted((r.get("sweep") or {}).items()))
-    return ([f"{k} [{tag}]" for k in keys] if tag else []) + keys
-
-
-def match_paper(rows, paper: Mapping | None) -> tuple[list, list, list]:
-    """Paper numbers per row: (columns, [ {column: value} or None per row ], unmatched paper labels).
-
-    For a row with sweep values, keys tagged with them (``"mmoe [group=1]"``:
-    each swept field's last component) are tried before the bare ones.
-    """
-    paper = paper or {}
-    prow = paper.get("rows") or {}
-    cols = list(paper.get("metric_columns") or [])
-    for v in prow.values():
-        cols += [c for c in v if c not in cols]
-    if not prow:
-        return [], [None] * len(rows), []
-    lookup = {_norm(k): k for k in prow}
-    by_weighting = compares_weightings(rows)
-    used, out = set(), []
-    for r in rows:
-        hit = next((lookup[_norm(k)] for k in _paper_keys(r, by_weighting) if _norm(k) in lookup), None)
-        out.append(prow[hit] if hit is not None else None)
-        if hit is not None:
-            used.add(hit)
-    return cols, out, [k for k in prow if k not in used]

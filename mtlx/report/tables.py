@@ -49,9 +49,10 @@ from typing import Sequence
 from mtlx import results
 from mtlx.report import frontier, pooling, ranks, stats, tuning
 from mtlx.report.aggregate import (
-    DELTA_M_CONVENTION, PAPER_SWEEP_TAG, _metric_hib, _num, aggregate, baseline_fallback, baseline_label,
-    best_marks, compares_weightings, experiment_name, fmt_value, has_baseline, match_paper,
+    DELTA_M_CONVENTION, TASK_MEAN, _metric_hib, _num, aggregate, baseline_fallback, baseline_label,
+    best_marks, experiment_name, fmt_value, has_baseline,
     metric_columns, metric_of, short_field, sweep_label, task_meta, task_sections)
+from mtlx.report.paper import PAPER_SWEEP_TAG, compares_weightings, match_paper
 from mtlx.tasks import JOINT
 
 # --------------------------------------------------------------------------- number formats
@@ -178,12 +179,14 @@ def auxiliary_note(rows) -> list[str]:
 
 
 def joint_note(rows) -> list[str]:
-    """The line naming the joint-metric columns ([] when there are none)."""
-    joint = list(dict.fromkeys(k for r in rows for k in r["metrics"].get(JOINT, {})))
-    if not joint:
-        return []
-    return [f"{', '.join(joint)}: computed from all tasks' predictions at once (the task set's joint metrics, "
-            f"mtlx.tasks.TaskSet.joint_metrics); not in Δm%, the tests or the ranks."]
+    """The lines naming the joint-metric and task-mean columns ([] when there are none)."""
+    names = list(dict.fromkeys(k for r in rows for k in r["metrics"].get(JOINT, {})))
+    means = [k for k in names if k.startswith(TASK_MEAN.format(""))]
+    joint = [k for k in names if k not in means]
+    return ([f"{', '.join(joint)}: computed from all tasks' predictions at once (the task set's joint metrics, "
+             f"mtlx.tasks.TaskSet.joint_metrics); not in Δm%, the tests or the ranks."] if joint else []) + \
+        ([f"{', '.join(means)}: per run, the mean over the row's tasks of their main metric, then mean ± CI over "
+          f"seeds (the paper reports such a mean); not in Δm%, the tests or the ranks."] if means else [])
 
 
 def _rank_notes(tm) -> list[str]:

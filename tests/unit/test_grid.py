@@ -383,9 +383,9 @@ def test_a_relaunch_keeps_the_started_runs_of_earlier_launches_in_experiment_jso
     out2 = runner.launch(second, workdir, show_progress=False)
     exp = results.read_experiment(workdir)
     ids = [r["run_id"] for r in exp["runs"]]
-    assert ids[0] == out2["runs"][0]["run_id"] and len(out2["runs"]) == 1
-    assert set(ids[1:]) == {r["run_id"] for r in out1["runs"]} - {never} and exp["grid"]["num_runs"] == 4
-    assert exp["grid"]["seeds"] == [0, 1, 2] and exp["grid"]["sweep"] == {"task_set.options.n_train": [128, 256]}
+    assert ids[-1] == out2["runs"][0]["run_id"] and len(out2["runs"]) == 1  # earlier launches first
+    assert set(ids[:-1]) == {r["run_id"] for r in out1["runs"]} - {never} and exp["grid"]["num_runs"] == 4
+    assert exp["grid"]["seeds"] == [0, 1, 2] and exp["grid"]["sweep"] == {"task_set.options.n_train": [256, 128]}
     assert [a["label"] for a in exp["grid"]["architectures"]] == ["hard", BASELINE]
     assert exp["run"]["steps"] == 20 and not [r for r in results.load_runs(workdir) if r["status"] != "done"]
     other = tiny()  # another experiment's record is never merged in

@@ -11,6 +11,7 @@ from absl import flags
 import fake_runs
 from fixtures_report import CORR, GROUP, GROUP_PAPER, GROUP_VALUES, copy_of, group_tasks, hand_delta_m, md_line, row_of
 from mtlx import report
+from mtlx.tasks import JOINT
 
 
 def _sections(md):
@@ -62,6 +63,28 @@ def test_a_paper_note_without_paper_numbers_is_printed(tmp_path):
     md = report.markdown_table(str(tmp_path))
     assert "- paper: Curves only; ours: reproduced." in md.splitlines()
     assert "paper" not in md.splitlines()[2]  # no paper column in the header
+
+
+def test_task_mean_column_is_the_mean_over_tasks_then_over_seeds(tmp_path):
+    """paper.task_mean (a paper reporting the mean over tasks, DMTRL's mean error over alphabets)."""
+    three = {"a": "classification", "b": "classification", "c": "classification"}
+    fake = fake_runs.make_experiment(str(tmp_path / "on"), tasks=three, architectures=("single_task", "hard"),
+                                     seeds=(0, 1, 2), paper={"task_mean": True})
+    rows = report.aggregate(report.load_runs(fake.root))
+    for row in rows:
+        per_seed = [np.mean([fake.metrics[("{}", row["architecture"], "equal", s)][t]["accuracy"] for t in three])
+                    for s in (0, 1, 2)]
+        got = row["metrics"][JOINT]["task-mean accuracy"]
+        assert got["mean"] == pytest.approx(np.mean(per_seed)) and got["std"] == pytest.approx(np.std(per_seed, ddof=1))
+        assert "task-mean accuracy" not in row["main_metric"]  # not a task: not in Δm, the tests or the ranks
+    md = report.markdown_table(fake.root)
+    assert "task-mean accuracy" in md.splitlines()[2] and "- task-mean accuracy: per run, the mean over" in md
+    assert "joint metrics" not in md  # it is not the task set's joint metric
+    fake_runs.make_experiment(str(tmp_path / "off"), tasks=three, architectures=("single_task", "hard"), seeds=(0, 1))
+    mixed = fake_runs.make_experiment(str(tmp_path / "mixed"), architectures=("single_task", "hard"), seeds=(0, 1),
+                                      paper={"task_mean": True})  # accuracy and mse: no mean of the two
+    for root in (str(tmp_path / "off"), mixed.root):
+        assert "task-mean" not in report.markdown_table(root)
 
 
 def test_failed_runs_reported(sweep_exp):
