@@ -404,13 +404,15 @@ def write_experiment(workdir: str, experiment: Mapping) -> None:
 def merge_experiment(old: Mapping, new: Mapping, workdir: str) -> dict:
     """``new`` (this launch's record) plus the runs of ``old`` (an earlier launch's record of the same
     experiment) that have a run directory in ``workdir`` and that ``new`` does not hold, with their grid
-    entries, seeds and sweep values, earlier launches' first: an experiment launched in stages (dmtrl's
-    stage 2, one launch per cell and seed; ``--only``) keeps every started run in its record. An earlier
-    run never started is dropped (its grid may have been edited on purpose); the rest is ``new``'s."""
+    entries, seeds and sweep values, earlier launches' first. So an experiment launched in stages (dmtrl's
+    stage 2, one launch per cell and seed) or whose grid grew between launches keeps every started run in
+    its record. An earlier run never started is dropped (its grid may have been edited on purpose); the
+    rest is ``new``'s."""
     if old.get("name") != new.get("name"):
         return dict(new)
     ids = {r["run_id"] for r in new["runs"]}
-    kept = [r for r in old.get("runs") or [] if r["run_id"] not in ids and os.path.isdir(run_path(workdir, r["run_id"]))]
+    kept = [r for r in old.get("runs") or []
+            if r["run_id"] not in ids and os.path.isdir(run_path(workdir, r["run_id"]))]
     if not kept:
         return dict(new)
     old_grid, grid = old.get("grid") or {}, dict(new["grid"])
