@@ -33,6 +33,10 @@ def test_sluice_conll_grids_validate(sources, arg, runs):
     # blocks: 0 embed, 1-3 BiLSTM; POS on the first BiLSTM, chunking on the second, NER / a main task on the top
     assert depths == ({("pos", "chunk", "ner"): {"pos": 1, "chunk": 2}} if arg == "smoke" else
                       {("chunk", "pos"): {"pos": 1}, ("ner", "pos"): {"pos": 1}})
+    for r in expanded:  # the pairs: Ruder et al.'s main task first, POS its auxiliary task (Δm on the main task)
+        roles = {t.name: t.role for t in grid.task_set_for(r["config"]).tasks}
+        tasks = r["config"]["task_set"]["options"]["tasks"]
+        assert roles == ({t: "main" for t in tasks} if arg == "smoke" else {tasks[0]: "main", "pos": "auxiliary"})
 
 
 def test_sluice_conll_rejects_an_unknown_variant():
