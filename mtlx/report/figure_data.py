@@ -111,3 +111,15 @@ def mixing_data(runs, architecture: str) -> dict:
             g.setdefault(k, []).append(np.asarray(v, np.float64))
     return {g: {k: np.mean(np.stack(vs), 0) for k, vs in d.items() if len({v.shape for v in vs}) == 1}
             for g, d in acc.items()}
+
+
+def mixing_tasks(runs, architecture: str) -> dict:
+    """{sweep_key: every task of the model, auxiliary ones too, in the task set's order}: the axes of its
+    mixing units (a table's tasks are the main ones only). Empty where the summaries do not say the order."""
+    out: dict = {}
+    for r in runs:
+        info = r.get("tasks") or {}
+        if (_is_done(r) and r.get("architecture") == architecture and info
+                and all(isinstance(v.get("index"), int) for v in info.values())):
+            out.setdefault(_sweep_key(r["sweep"]), sorted(info, key=lambda t: info[t]["index"]))
+    return out

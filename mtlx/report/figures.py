@@ -38,7 +38,7 @@ from mtlx.report.aggregate import (
     _metric_hib, _num, aggregate, fmt_value, has_baseline, metric_of, short_field, task_meta, task_sections,
     tasks_by_sweep)
 from mtlx.report.figure_data import (
-    DELTA_M_PANEL, learning_curve_data, mixing_data, sweep_plot_data, tradeoff_data)
+    DELTA_M_PANEL, learning_curve_data, mixing_data, mixing_tasks, sweep_plot_data, tradeoff_data)
 from mtlx.report.plotting import (
     ERROR_NOTE, PANEL_H, PANEL_W, STYLE, Context, axis_label, bar_legend, clipped_err, grouped_bars, keep_in_range,
     line_legend, metric_range, plt, save, subplots, task_axes, weighting_handles, zoom)
@@ -419,7 +419,7 @@ def figure_mixing(ctx, path: str, architecture: str, tasks: Sequence[str] | None
     ((task, subspace) pairs) and beta (task x layer). ``tasks`` labels the
     ticks; None: each sweep value's own tasks (a sweep may change them).
     """
-    data = mixing_data(ctx.runs, architecture)
+    data, model_tasks = mixing_data(ctx.runs, architecture), mixing_tasks(ctx.runs, architecture)
     groups = [(s, w) for s in ctx.sweep_keys for w in ctx.weightings if (s, w) in data]
     units = sorted({k for d in data.values() for k in d}, key=_unit_order)
     shapes = {u: next(d[u].shape for d in data.values() if u in d) for u in units}
@@ -438,7 +438,7 @@ def figure_mixing(ctx, path: str, architecture: str, tasks: Sequence[str] | None
             if data[g].get(u) is None:
                 ax.axis("off")
                 continue
-            tick_tasks = tasks if tasks is not None else ctx.tasks.get(g[0], ((),))[0]
+            tick_tasks = model_tasks.get(g[0]) or (tasks if tasks is not None else ctx.tasks.get(g[0], ((),))[0])
             im, title = _heatmap(ax, data[g][u], data[g][u], u, tick_tasks, vmax)
             ax.set_title(title + ("\n" + ", ".join(head) if head and j == 0 else ""), fontsize=7)
             if j == 0:

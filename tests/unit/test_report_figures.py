@@ -12,8 +12,9 @@ import scipy.stats
 
 import fake_runs
 from fixtures_report import CORR, GROUP, copy_of, group_tasks
-from mtlx import report, taps
+from mtlx import report, results, taps
 from mtlx.report import plotting
+from mtlx.report.figure_data import mixing_tasks
 from mtlx.report.figures import _curve_panel
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -86,6 +87,27 @@ def test_plot_all_skips_what_does_not_apply(tmp_path):
     text = " ".join(notes)
     assert "no sweep" in text and "one task" in text and "mixing" in text
     _assert_pngs(str(tmp_path), expected_files({}))
+
+
+def test_mixing_heatmaps_label_auxiliary_tasks_too(tmp_path):
+    """A mixing unit spans every task of the model; the table's tasks are the main ones only (a main task
+    with POS as auxiliary, sluice_conll:pairs): the heatmap's axes must still name all of them."""
+    fake = fake_runs.make_experiment(str(tmp_path), tasks={"a": "classification", "b": "classification",
+                                                           "c": "classification"},
+                                     architectures=("single_task", "cross_stitch", "sluice"), seeds=(0, 1))
+    for run_id in fake.run_ids.values():
+        run_dir = results.run_path(fake.root, run_id)
+        s = results.read_summary(run_dir)
+        s["tasks"]["b"]["role"] = "auxiliary"  # the middle one: the axes keep the task set's order
+        results.write_summary(run_dir, s)
+    runs = report.load_runs(fake.root)
+    assert all(set(r["main_metric"]) == {"a", "c"} for r in report.aggregate(runs))
+    assert list(mixing_tasks(runs, "sluice").values()) == [["a", "b", "c"]]
+    written = report.plot_all(fake.root, log=lambda m: None)  # 3 x 3 units: raised with 2 tick labels
+    assert {"mixing_cross_stitch", "mixing_sluice"} <= set(written)
+    for name in ("mixing_cross_stitch.png", "mixing_sluice.png"):
+        with open(os.path.join(fake.root, "figures", name), "rb") as f:
+            assert f.read(8) == PNG
 
 
 def test_empty_dir_has_no_figures(tmp_path):
