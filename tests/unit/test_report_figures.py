@@ -13,7 +13,7 @@ import scipy.stats
 import fake_runs
 from fixtures_report import CORR, GROUP, copy_of, group_tasks
 from mtlx import report, results, taps
-from mtlx.report import plotting
+from mtlx.report import figures as figures_module, plotting
 from mtlx.report.figure_data import mixing_tasks
 from mtlx.report.figures import _curve_panel
 
@@ -89,25 +89,34 @@ def test_plot_all_skips_what_does_not_apply(tmp_path):
     _assert_pngs(str(tmp_path), expected_files({}))
 
 
-def test_mixing_heatmaps_label_auxiliary_tasks_too(tmp_path):
+def test_mixing_heatmaps_label_auxiliary_tasks_too(tmp_path, monkeypatch):
     """A mixing unit spans every task of the model; the table's tasks are the main ones only (a main task
     with POS as auxiliary, sluice_conll:pairs): the heatmap's axes must still name all of them."""
-    fake = fake_runs.make_experiment(str(tmp_path), tasks={"a": "classification", "b": "classification",
-                                                           "c": "classification"},
+    fake = fake_runs.make_experiment(str(tmp_path), tasks={"c": "classification", "a": "classification",
+                                                           "b": "classification"},
                                      architectures=("single_task", "cross_stitch", "sluice"), seeds=(0, 1))
     for run_id in fake.run_ids.values():
         run_dir = results.run_path(fake.root, run_id)
         s = results.read_summary(run_dir)
-        s["tasks"]["b"]["role"] = "auxiliary"  # the middle one: the axes keep the task set's order
+        s["tasks"]["a"]["role"] = "auxiliary"  # the middle one, of a task set not in alphabetical order
         results.write_summary(run_dir, s)
     runs = report.load_runs(fake.root)
-    assert all(set(r["main_metric"]) == {"a", "c"} for r in report.aggregate(runs))
-    assert list(mixing_tasks(runs, "sluice").values()) == [["a", "b", "c"]]
+    assert all(list(r["main_metric"]) == ["c", "b"] for r in report.aggregate(runs))
+    assert list(mixing_tasks(runs, "sluice").values()) == [["c", "a", "b"]]
+    labels, real_save = {}, figures_module.save
+
+    def save(fig, path):  # each heatmap's row labels, by figure and panel title
+        labels.update({(os.path.basename(path), ax.get_title().split("\n")[0].split(" (")[0]):
+                       [t.get_text() for t in ax.get_yticklabels()] for ax in fig.axes if ax.get_title()})
+        real_save(fig, path)
+    monkeypatch.setattr(figures_module, "save", save)
     written = report.plot_all(fake.root, log=lambda m: None)  # 3 x 3 units: raised with 2 tick labels
     assert {"mixing_cross_stitch", "mixing_sluice"} <= set(written)
-    for name in ("mixing_cross_stitch.png", "mixing_sluice.png"):
-        with open(os.path.join(fake.root, "figures", name), "rb") as f:
-            assert f.read(8) == PNG
+    stitch = {k[1]: v for k, v in labels.items() if k[0] == "mixing_cross_stitch.png"}
+    sluice = {k[1]: v for k, v in labels.items() if k[0] == "mixing_sluice.png"}
+    assert stitch and all(v == ["c", "a", "b"] for v in stitch.values())
+    assert sluice["beta"] == ["c", "a", "b"]
+    assert [v for k, v in sluice.items() if k.startswith("alpha")] == [["c:0", "c:1", "a:0", "a:1", "b:0", "b:1"]] * 2
 
 
 def test_empty_dir_has_no_figures(tmp_path):
