@@ -25,7 +25,9 @@ Conventions
     seed means in ``auxiliary_metrics``.
   * Significance (``tests``): Welch's t-test of each task's main metric
     against the baseline row's, Holm-corrected per task across the rows of
-    one task-list section (``mtlx.report.stats``).
+    one task-list section (``mtlx.report.stats``); the paired t-test over
+    the seeds both rows finished when each seed draws its own data
+    (``paired_by_seed``: experiment.json's ``grid.seed_paths``).
   * Metric direction: the run summaries' ``tasks`` {task: {main_metric,
     higher_is_better}}; a metric they do not list (the eval loss) takes
     ``mtlx.tasks.higher_is_better(kind, metric)``.
@@ -337,7 +339,7 @@ def aggregate(runs: Sequence[dict], select: str = "final", experiment: Mapping |
     (None without a baseline), ``delta_m_seed_std`` (std over seeds of each
     seed's delta_m against the baseline mean), ``delta_m_ci`` ((lo, hi): the
     bootstrap interval over those), ``tests`` ({task: {p, p_holm, better,
-    mark}}: Welch against the baseline; {} for the baseline), ``baseline``
+    mark, test}}: Welch or paired against the baseline; {} for the baseline), ``baseline``
     (which group), ``param_count``, ``wall_time_s``, ``steps_per_s``.
     Rows are ordered by sweep value, then architecture (the baseline first,
     then the grid's order), then weighting.
@@ -368,7 +370,7 @@ def aggregate(runs: Sequence[dict], select: str = "final", experiment: Mapping |
                 w_order.index(w) if w in w_order else len(w_order))
 
     rows.sort(key=order)
-    _attach_delta_m(rows)
+    _attach_delta_m(rows, paired_by_seed(experiment))
     _holm_per_section(rows)
     return rows
 
@@ -407,8 +409,14 @@ def find_baseline(row: Mapping, rows: Sequence[Mapping]) -> Mapping | None:
     return None
 
 
-def _attach_delta_m(rows) -> None:
-    """delta_m of each row over its own tasks, against ``find_baseline``."""
+def paired_by_seed(exp: Mapping) -> bool:
+    """Whether the runs of one seed share their data (the grid sets fields to the seed: ``grid.seed_paths``),
+    so that the tests against the baseline pair them by seed."""
+    return bool(grid_of(exp).get("seed_paths"))
+
+
+def _attach_delta_m(rows, paired: bool = False) -> None:
+    """delta_m of each row over its own tasks, against ``find_baseline``; the tests paired by seed or not."""
     for row in rows:
         base = find_baseline(row, rows)
         if base is None or row["n"] == 0:
@@ -421,25 +429,36 @@ def _attach_delta_m(rows) -> None:
                     for m in row["per_run_metrics"]]
         row["delta_m_seed_std"] = mean_std(per_seed)["std"]
         row["delta_m_ci"] = stats.bootstrap_ci(per_seed)
-        row["tests"] = {} if row is base else _welch_tests(row, base)
+        row["tests"] = {} if row is base else _tests(row, base, paired)
         row["baseline"] = (f"{base['architecture']}/{base['weighting']}"
                            + (f" ({sweep_label(base['sweep'])})" if base["sweep"] else ""))
 
 
-def _welch_tests(row, base) -> dict:
-    """{task: {"p", "better"}}: Welch's t-test of the row's main metric against the baseline's, per task."""
+def _by_seed(row, task: str, metric: str) -> dict:
+    """{seed: the row's run value of task's metric} (None where a run lacks it)."""
+    return {s: (m.get(task) or {}).get(metric) for s, m in zip(row["seeds"], row["per_run_metrics"])}
+
+
+def _tests(row, base, paired: bool) -> dict:
+    """{task: {"p", "better", "test"}}: the t-test (paired by seed, else Welch's) of the row's main metric
+    against the baseline's, per task."""
     out = {}
     for t, k in row["main_metric"].items():
         mine, theirs = metric_of(row, t, k), metric_of(base, t, k)
         if mine is None or theirs is None:
             continue
-        better = (mine["mean"] > theirs["mean"]) == _metric_hib(row["higher_is_better"], t, k)
-        out[t] = {"p": stats.welch_p(mine["values"], theirs["values"]), "better": better, "p_holm": float("nan")}
+        hib = _metric_hib(row["higher_is_better"], t, k)
+        if paired:  # the direction of the mean per-seed difference: the means may cover other seeds
+            p, diff = stats.paired_test(_by_seed(row, t, k), _by_seed(base, t, k))
+            better = (diff > 0) == hib
+        else:
+            p, better = stats.welch_p(mine["values"], theirs["values"]), (mine["mean"] > theirs["mean"]) == hib
+        out[t] = {"p": p, "better": better, "test": "paired" if paired else "welch", "p_holm": float("nan")}
     return out
 
 
 def _holm_per_section(rows) -> None:
-    """Holm's correction of the rows' Welch p-values, per task, across the rows of one task-list section."""
+    """Holm's correction of the rows' p-values, per task, across the rows of one task-list section."""
     for idx in task_sections(rows):
         for t in {t for i in idx for t in rows[i]["tests"]}:
             cells = [rows[i]["tests"][t] for i in idx if t in rows[i]["tests"]]

@@ -1,4 +1,4 @@
-"""The statistics of the tables and figures: confidence intervals, Welch's t-test, Holm's correction, bootstrap.
+"""The statistics of the tables and figures: confidence intervals, Welch's and paired t-tests, Holm, bootstrap.
 
 Everything over seeds (one number per finished run); scipy does the
 distributions. Conventions (stated in every table's notes, ``notes_text``):
@@ -12,7 +12,11 @@ distributions. Conventions (stated in every table's notes, ``notes_text``):
   * Significance against the baseline: Welch's t-test (unequal variances,
     two-sided) on each task's main metric, Holm-corrected per task across the
     rows of one table section (``holm``); a cell is marked when the corrected p-value
-    is below ``ALPHA``.
+    is below ``ALPHA``. When each seed draws its own data (experiment.json's
+    ``grid.seed_paths``), the runs of one seed share that draw, and the test
+    is the paired t-test over the seeds both rows finished (``paired_test``):
+    the data draw's variance, which Welch counts as noise, cancels in the
+    per-seed differences.
   * n = 1: no interval and no test (NaN).
 """
 
@@ -21,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -62,6 +66,22 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
     with warnings.catch_warnings():  # nearly identical seeds: scipy warns of precision loss, the p-value stands
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def paired_test(a: Mapping, b: Mapping) -> tuple[float, float]:
+    """(two-sided p-value of the paired t-test (scipy.stats.ttest_rel), mean of a - b) over the seeds where
+    {seed: value} ``a`` and ``b`` are both finite; the p-value is NaN when there are fewer than 2 pairs or every
+    difference is the same (up to rounding), the mean is NaN without pairs."""
+    from scipy import stats
+    pairs = np.asarray([(a[s], b[s]) for s in a if s in b and _finite([a[s], b[s]]).size == 2],
+                       np.float64).reshape(-1, 2)
+    d = pairs[:, 0] - pairs[:, 1]
+    mean = float(d.mean()) if len(d) else float("nan")
+    if len(d) < 2 or np.ptp(d) <= 1e-12 * np.abs(pairs).max():  # the same difference up to rounding
+        return float("nan"), mean
+    with warnings.catch_warnings():  # nearly identical differences: scipy warns of precision loss
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_rel(pairs[:, 0], pairs[:, 1]).pvalue), mean
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -105,10 +125,15 @@ def mark(p_holm: float, better: bool) -> str:
     return BETTER if better else WORSE
 
 
-def notes_text(baseline: str) -> str:
-    """The table note on intervals and tests."""
+PAIRED_NOTE = ("paired t-test (two-sided) over the seeds both rows finished (each seed draws its own data, "
+               "grid.seed_paths: the runs of one seed share it)")
+
+
+def notes_text(baseline: str, paired: bool = False) -> str:
+    """The table note on intervals and tests (``paired``: the tests are ``paired_test``'s, else Welch's)."""
+    test = PAIRED_NOTE if paired else "Welch's t-test (two-sided)"
     return (f"± = half-width of the {LEVEL:.0%} confidence interval over seeds (Student t; the CSV also keeps the "
             f"std); Δm% [lo, hi] = percentile bootstrap over seeds ({N_RESAMPLES} resamples, seed "
             f"{BOOTSTRAP_SEED}); {NO_INTERVAL} and no test. {BETTER}/{WORSE} = significantly better/worse than "
-            f"{baseline} on that task's main metric: Welch's t-test (two-sided), Holm-corrected per task across "
+            f"{baseline} on that task's main metric: {test}, Holm-corrected per task across "
             f"the rows of the table, alpha = {ALPHA}.")

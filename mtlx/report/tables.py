@@ -51,7 +51,7 @@ from mtlx.report import frontier, pooling, ranks, stats, tuning
 from mtlx.report.aggregate import (
     DELTA_M_CONVENTION, TASK_MEAN, _metric_hib, _num, aggregate, baseline_fallback, baseline_label,
     best_marks, experiment_name, fmt_value, has_baseline,
-    metric_columns, metric_of, short_field, sweep_label, task_meta, task_sections)
+    metric_columns, metric_of, paired_by_seed, short_field, sweep_label, task_meta, task_sections)
 from mtlx.report.paper import PAPER_SWEEP_TAG, compares_weightings, match_paper
 from mtlx.tasks import JOINT
 
@@ -142,7 +142,7 @@ def _notes(tm, select: str) -> list[str]:
     notes = [f"{what}; mean ± 95% CI half-width over seeds, n = finished seeds"
              + ("; failed = failed, unfinished or not started runs (not averaged)" if tm["failed"] else "")
              + "; bold = best mean per column within each sweep value."]
-    notes.append(stats.notes_text(base or "the baseline") if tm["with_dm"] else
+    notes.append(stats.notes_text(base or "the baseline", paired_by_seed(tm["exp"])) if tm["with_dm"] else
                  f"± = half-width of the {stats.LEVEL:.0%} confidence interval over seeds (Student t; the CSV also "
                  f"keeps the std); {stats.NO_INTERVAL}. No baseline: no significance test.")
     if tm["main_only"]:
@@ -442,7 +442,8 @@ def _csv_head(tm, cols_all, multi: bool) -> list[str]:
     for t, k in cols_all:
         head += [f"{t}/{k}/mean", f"{t}/{k}/std", f"{t}/{k}/ci95"]
     if tm["with_dm"]:
-        head += [f"{t}/p_welch_holm" for t in task_meta(tm["rows"])[0]]
+        test = "paired" if paired_by_seed(tm["exp"]) else "welch"
+        head += [f"{t}/p_{test}_holm" for t in task_meta(tm["rows"])[0]]
         head += ["delta_m", "delta_m_seed_std", "delta_m_ci95_lo", "delta_m_ci95_hi"]
     head += ["avg_rank"] + (tuning.CSV_HEAD if tm["tuning"] else [])
     head += ["param_count", "wall_time_s", "steps_per_s"]

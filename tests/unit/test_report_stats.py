@@ -30,6 +30,45 @@ def test_welch_is_scipys_unequal_variance_t_test():
     assert math.isnan(stats.welch_p([0.8], B))  # n = 1: no test
 
 
+def test_paired_test_is_the_t_test_of_the_per_seed_differences():
+    # seeds listed in different orders, seed 9 only on one side, seed 4 missing a value: 4 pairs (0, 1, 2, 3)
+    a = {0: 0.81, 1: 0.62, 2: 0.93, 3: 0.70, 4: None, 9: 0.5}
+    b = {3: 0.68, 2: 0.90, 1: 0.61, 0: 0.80, 4: 0.7}
+    d = np.array([0.81 - 0.80, 0.62 - 0.61, 0.93 - 0.90, 0.70 - 0.68])
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))  # the definition, not scipy's ttest_rel
+    p, diff = stats.paired_test(a, b)
+    assert p == pytest.approx(2 * sps.t.sf(abs(t), len(d) - 1), rel=1e-9) and diff == pytest.approx(d.mean())
+    assert math.isnan(stats.paired_test({0: 0.8, 1: 0.9}, {0: 0.7})[0])  # one pair: no test
+    assert math.isnan(stats.paired_test({0: 0.8, 1: 0.9}, {0: 0.7, 1: 0.8})[0])  # constant difference
+
+
+# a large per-seed offset shared by every row of that seed (its data draw) and a small, consistent gain of hard
+DRAW = [0.60, 0.80, 0.70, 0.90, 0.65]
+DRAWN = {("single_task", "a", "accuracy"): DRAW,
+         ("hard", "a", "accuracy"): [v + g for v, g in zip(DRAW, (0.012, 0.009, 0.011, 0.010, 0.011))]}
+
+
+def test_tests_pair_the_seeds_when_each_seed_draws_its_own_data(tmp_path):
+    data_seed = "task_set.options.seed"
+    fake_runs.make_experiment(str(tmp_path / "paired"), architectures=("single_task", "hard"), seeds=range(5),
+                              seed_paths=(data_seed,), metric_fn=table_fn(DRAWN))
+    fake_runs.make_experiment(str(tmp_path / "welch"), architectures=("single_task", "hard"), seeds=range(5),
+                              metric_fn=table_fn(DRAWN))
+    paired, welch = (row_of(report.aggregate(report.load_runs(str(tmp_path / k))), "hard")["tests"]["a"]
+                     for k in ("paired", "welch"))
+    diffs = np.subtract(DRAWN[("hard", "a", "accuracy")], DRAW)
+    t = diffs.mean() / (diffs.std(ddof=1) / math.sqrt(5))
+    assert paired["test"] == "paired" and paired["p"] == pytest.approx(2 * sps.t.sf(t, 4), rel=1e-9)
+    assert paired["mark"] == stats.BETTER  # the data draw's variance cancels in the per-seed differences
+    assert welch["test"] == "welch" and welch["p"] > 0.5 and welch["mark"] == ""  # Welch counts it as noise
+    md = report.markdown_table(str(tmp_path / "paired"))
+    assert stats.BETTER in md_line(md, "hard") and stats.PAIRED_NOTE in md and "Welch" not in md
+    assert "Welch's t-test" in report.markdown_table(str(tmp_path / "welch"))
+    report.write_tables(str(tmp_path / "paired"))
+    with open(tmp_path / "paired" / "table.csv") as f:
+        assert "a/p_paired_holm" in f.readline()
+
+
 def test_holm_hand_worked():
     # sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> stays 0.06, monotone)
     assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
