@@ -42,23 +42,29 @@ def test_paired_test_is_the_t_test_of_the_per_seed_differences():
     assert math.isnan(stats.paired_test({0: 0.8, 1: 0.9}, {0: 0.7, 1: 0.8})[0])  # constant difference
 
 
-# a large per-seed offset shared by every row of that seed (its data draw) and a small, consistent gain of hard
-DRAW = [0.60, 0.80, 0.70, 0.90, 0.65]
+# a large per-seed offset shared by every row of that seed (its data draw) and a small, consistent gain of hard;
+# hard's seed 5 failed, and single_task's seed 5 draw is easy: over all seeds hard's MEAN is below single_task's
+DRAW = [0.60, 0.80, 0.70, 0.90, 0.65, 0.99]
 DRAWN = {("single_task", "a", "accuracy"): DRAW,
-         ("hard", "a", "accuracy"): [v + g for v, g in zip(DRAW, (0.012, 0.009, 0.011, 0.010, 0.011))]}
+         ("hard", "a", "accuracy"): [v + g for v, g in zip(DRAW, (0.012, 0.009, 0.011, 0.010, 0.011, 0.0))]}
+HARD_FAILS = (("hard", "equal", 5, {}),)
 
 
 def test_tests_pair_the_seeds_when_each_seed_draws_its_own_data(tmp_path):
     data_seed = "task_set.options.seed"
-    fake_runs.make_experiment(str(tmp_path / "paired"), architectures=("single_task", "hard"), seeds=range(5),
-                              seed_paths=(data_seed,), metric_fn=table_fn(DRAWN))
-    fake_runs.make_experiment(str(tmp_path / "welch"), architectures=("single_task", "hard"), seeds=range(5),
-                              metric_fn=table_fn(DRAWN))
+    fake_runs.make_experiment(str(tmp_path / "paired"), architectures=("single_task", "hard"), seeds=range(6),
+                              seed_paths=(data_seed,), metric_fn=table_fn(DRAWN), failed=HARD_FAILS)
+    fake_runs.make_experiment(str(tmp_path / "welch"), architectures=("single_task", "hard"), seeds=range(6),
+                              metric_fn=table_fn(DRAWN), failed=HARD_FAILS)
+    rows = report.aggregate(report.load_runs(str(tmp_path / "paired")))
+    assert row_of(rows, "hard")["metrics"]["a"]["accuracy"]["mean"] < row_of(rows, "single_task")["metrics"]["a"][
+        "accuracy"]["mean"]
     paired, welch = (row_of(report.aggregate(report.load_runs(str(tmp_path / k))), "hard")["tests"]["a"]
                      for k in ("paired", "welch"))
-    diffs = np.subtract(DRAWN[("hard", "a", "accuracy")], DRAW)
+    diffs = np.subtract(DRAWN[("hard", "a", "accuracy")][:5], DRAW[:5])  # the 5 seeds both rows finished
     t = diffs.mean() / (diffs.std(ddof=1) / math.sqrt(5))
     assert paired["test"] == "paired" and paired["p"] == pytest.approx(2 * sps.t.sf(t, 4), rel=1e-9)
+    # better on every shared seed: the direction is the per-seed differences', not the means over other seeds
     assert paired["mark"] == stats.BETTER  # the data draw's variance cancels in the per-seed differences
     assert welch["test"] == "welch" and welch["p"] > 0.5 and welch["mark"] == ""  # Welch counts it as noise
     md = report.markdown_table(str(tmp_path / "paired"))
